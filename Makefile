@@ -1,0 +1,69 @@
+# virgl-viewer: `make run` and `make test` do all the setup on a fresh Debian 12.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_APT := $(VENV)/.apt-stamp
+STAMP_PIP := $(VENV)/.pip-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
+	libvirglrenderer1 libvirglrenderer-dev virgl-server \
+	libegl1 libegl-dev libgles-dev libopengl0 libepoxy-dev libgl1-mesa-dri \
+	mesa-utils glmark2-x11 glmark2-es2-x11 piglit apitrace xvfb xauth x11-utils \
+	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
+	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
+	libfontconfig1 libdbus-1-3 fonts-dejavu-core
+
+.PHONY: all setup run test test-fast conformance conformance-ci bench lint clean native
+
+all: setup
+
+# apt: only what is missing, so a prepared machine is not slowed down.
+$(STAMP_APT): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(STAMP_PIP): $(STAMP_APT) pyproject.toml setup.py native/*.c native/*.h native/build_native.py
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(STAMP_PIP) build/vtest_redirect.so
+
+native: $(STAMP_PIP)
+
+# LD_PRELOAD shim: lets Mesa 22.3.6 clients (hard-coded /tmp/.virgl_test)
+# reach a server on $$VTEST_SOCKET_NAME, so tests never touch the default path.
+build/vtest_redirect.so: native/vtest_redirect.c $(STAMP_APT)
+	@mkdir -p build
+	cc -O2 -Wall -shared -fPIC -o $@ $< -ldl
+
+run: setup
+	$(VENV)/bin/virgl-viewer $(ARGS)
+
+test: setup
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
+
+conformance: setup
+	$(PY) bench/conformance.py $(ARGS)
+
+conformance-ci: setup
+	$(PY) bench/conformance.py --slice ci $(ARGS)
+
+bench: setup
+	$(PY) bench/run_bench.py $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check virgl_viewer tests bench || true
+
+clean:
+	rm -rf build $(VENV) *.egg-info virgl_viewer/_native*.so

@@ -1,0 +1,37 @@
+/* virgl_viewer's own C glue (vv_glue.c), as cffi declarations. */
+typedef void *EGLDisplay;
+typedef void *EGLContext;
+typedef unsigned int EGLenum;
+typedef int EGLint;
+typedef unsigned int EGLBoolean;
+
+struct vv_fence_event { uint32_t ctx_id; uint32_t ring_idx; uint64_t fence_id; };
+
+/* Python side of the GL-context provider (create/destroy are rare). */
+extern "Python" void *_create_gl_context_cb(void *cookie, int scanout_idx,
+                                           struct virgl_renderer_gl_ctx_param *param);
+extern "Python" void _destroy_gl_context_cb(void *cookie, void *ctx);
+
+int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
+void vv_renderer_cleanup(void);
+/* Copies queued context-fence retirements (from write_context_fence) into out;
+ * returns how many. Same (ctx, ring) pairs are merged to the newest id. */
+int vv_drain_fences(struct vv_fence_event *out, int max);
+uint32_t vv_ctx0_fence(void);
+int vv_make_current_failures(void);
+
+/* EGL helpers for the providers */
+EGLDisplay vv_egl_surfaceless_display(void);
+EGLContext vv_egl_create_context(EGLDisplay dpy, EGLContext share, int major, int minor, int gles);
+int vv_egl_destroy_context(EGLDisplay dpy, EGLContext ctx);
+int vv_egl_initialize(EGLDisplay dpy, int *major, int *minor);
+int vv_egl_terminate(EGLDisplay dpy);
+int vv_egl_get_error(void);
+int vv_egl_release_current(EGLDisplay dpy);
+EGLDisplay vv_egl_current_display(void);
+EGLContext vv_egl_current_context(void);
+const char *vv_egl_query_string(EGLDisplay dpy, int name);
+
+/* shared memory backing */
+void *vv_shm_map(int fd, size_t size);
+int vv_shm_unmap(void *ptr, size_t size);
