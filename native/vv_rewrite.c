@@ -1,0 +1,412 @@
+/*
+ * vv_rewrite.c - resource-handle map and virgl command-stream rewriter.
+ *
+ * Why: every protocol-2 client numbers its resources from 1, while
+ * virglrenderer's resource ids are global. The server hands out its own ids
+ * and must translate each resource handle in a client's SUBMIT_CMD payload
+ * before virglrenderer sees it, refusing handles the client does not own.
+ * See vv_rewrite.h for the contract and /work/shared/VIRGL_HANDLES.md for
+ * the map of handle positions this file encodes.
+ *
+ * How:
+ *  - The map is a linear-probing hash table of (client, server) pairs. Key 0
+ *    marks an empty slot (0 is never a valid handle). The load factor stays
+ *    at or below 1/2, deletion shifts entries back (no tombstones, so heavy
+ *    create/unref churn does not slow lookups), and the hash is a 64-bit
+ *    finaliser keyed with a per-map random seed so a hostile client cannot
+ *    choose ids that pile up in one probe chain.
+ *  - The rewriter walks commands like vrend_decode_ctx_submit_cmd (header:
+ *    bits 0-7 command, 8-15 object type, 16-31 payload length; next command at
+ *    cur + len + 1). Where the resource handles of a command sit is always an
+ *    arithmetic run inside the payload: first index, stride, maximum count.
+ *    A run is cut at the command's len, which also yields the element counts
+ *    of the variable-length commands (SET_VERTEX_BUFFERS, SET_SHADER_BUFFERS,
+ *    SET_SHADER_IMAGES, SET_ATOMIC_BUFFERS: the handle is the last dword of
+ *    each element, so "handle inside len" == "element complete").
+ *    Payload indices below are the virgl_protocol.h offsets minus 1, because
+ *    that header counts the command header as dword 0.
+ *  - A command's handles are all checked before any is written, so on error
+ *    the failing command and everything after it are left untouched.
+ */
+#include "vv_rewrite.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ---- virgl_protocol.h mirror --------------------------------------------- */
+
+/* enum virgl_context_cmd */
+enum {
+    VV_CCMD_NOP = 0,
+    VV_CCMD_CREATE_OBJECT = 1,
+    VV_CCMD_SET_VERTEX_BUFFERS = 6,
+    VV_CCMD_DRAW_VBO = 8,
+    VV_CCMD_RESOURCE_INLINE_WRITE = 9,
+    VV_CCMD_SET_INDEX_BUFFER = 11,
+    VV_CCMD_BLIT = 16,
+    VV_CCMD_RESOURCE_COPY_REGION = 17,
+    VV_CCMD_SET_UNIFORM_BUFFER = 27,
+    VV_CCMD_SET_SHADER_BUFFERS = 34,
+    VV_CCMD_SET_SHADER_IMAGES = 35,
+    VV_CCMD_LAUNCH_GRID = 37,
+    VV_CCMD_SET_ATOMIC_BUFFERS = 40,
+    VV_CCMD_GET_QUERY_RESULT_QBO = 42,
+    VV_CCMD_TRANSFER3D = 43,
+    VV_CCMD_END_TRANSFERS = 44,
+    VV_CCMD_COPY_TRANSFER3D = 45,
+    VV_CCMD_CLEAR_TEXTURE = 47,
+    VV_CCMD_PIPE_RESOURCE_SET_TYPE = 49,
+    VV_CCMD_GET_MEMORY_INFO = 50,
+    VV_CCMD_CREATE_VIDEO_BUFFER = 55,
+    VV_CCMD_DECODE_BITSTREAM = 59,
+    VV_CCMD_ENCODE_BITSTREAM = 60,
+    VV_MAX_COMMANDS = 62, /* VIRGL_MAX_COMMANDS in virglrenderer 0.10.4 */
+};
+
+/* enum virgl_object_type */
+enum {
+    VV_OBJECT_SAMPLER_VIEW = 6,
+    VV_OBJECT_SURFACE = 8,
+    VV_OBJECT_QUERY = 9,
+    VV_OBJECT_STREAMOUT_TARGET = 10,
+    VV_OBJECT_MSAA_SURFACE = 11,
+    VV_MAX_OBJECTS = 12, /* VIRGL_MAX_OBJECTS */
+};
+
+/* VIRGL_DRAW_VBO_SIZE_INDIRECT: the only DRAW_VBO form carrying handles. */
+#define VV_DRAW_VBO_SIZE_INDIRECT 20u
+/* VREND_VIDEO_BUFFER_PLANE_NUM (vrend_video.h): planes read per video buffer. */
+#define VV_VIDEO_BUFFER_PLANE_NUM 3u
+/* Effectively unbounded: len is 16 bits, so no run can be longer. */
+#define VV_RUN_ANY 0xffffu
+
+/*
+ * Resource handles of one command: payload indices first, first + stride,
+ * ... at most max of them, each only if it lies inside len; if exact_len is
+ * nonzero, only when len == exact_len. max == 0: no resource handles.
+ */
+struct slot_run {
+    uint16_t max;
+    uint8_t first;
+    uint8_t stride;
+    uint8_t exact_len;
+};
+
+#define RUN1(p) { 1, (p), 1, 0 }
+
+static const struct slot_run cmd_runs[VV_MAX_COMMANDS] = {
+    /* VIRGL_SET_VERTEX_BUFFER_HANDLE(i) = 3i + 3 */
+    [VV_CCMD_SET_VERTEX_BUFFERS] = { VV_RUN_ANY, 2, 3, 0 },
+    /* VIRGL_DRAW_VBO_INDIRECT_HANDLE 15, ..._INDIRECT_DRAW_COUNT_HANDLE 20 */
+    [VV_CCMD_DRAW_VBO] = { 2, 14, 5, VV_DRAW_VBO_SIZE_INDIRECT },
+    /* VIRGL_RESOURCE_IW_RES_HANDLE 1; data from p11 is never looked at */
+    [VV_CCMD_RESOURCE_INLINE_WRITE] = RUN1(0),
+    /* VIRGL_SET_INDEX_BUFFER_HANDLE 1 */
+    [VV_CCMD_SET_INDEX_BUFFER] = RUN1(0),
+    /* VIRGL_CMD_BLIT_DST_RES_HANDLE 4, VIRGL_CMD_BLIT_SRC_RES_HANDLE 13 */
+    [VV_CCMD_BLIT] = { 2, 3, 9, 0 },
+    /* VIRGL_CMD_RCR_DST_RES_HANDLE 1, VIRGL_CMD_RCR_SRC_RES_HANDLE 6 */
+    [VV_CCMD_RESOURCE_COPY_REGION] = { 2, 0, 5, 0 },
+    /* VIRGL_SET_UNIFORM_BUFFER_RES_HANDLE 5 */
+    [VV_CCMD_SET_UNIFORM_BUFFER] = RUN1(4),
+    /* VIRGL_SET_SHADER_BUFFER_RES_HANDLE(i) = 3i + 5 */
+    [VV_CCMD_SET_SHADER_BUFFERS] = { VV_RUN_ANY, 4, 3, 0 },
+    /* VIRGL_SET_SHADER_IMAGE_RES_HANDLE(i) = 5i + 7 */
+    [VV_CCMD_SET_SHADER_IMAGES] = { VV_RUN_ANY, 6, 5, 0 },
+    /* VIRGL_LAUNCH_INDIRECT_HANDLE 7 */
+    [VV_CCMD_LAUNCH_GRID] = RUN1(6),
+    /* VIRGL_SET_ATOMIC_BUFFER_RES_HANDLE(i) = 3i + 4 */
+    [VV_CCMD_SET_ATOMIC_BUFFERS] = { VV_RUN_ANY, 3, 3, 0 },
+    /* VIRGL_QUERY_RESULT_QBO_QBO_HANDLE 2 (p0 is a query object) */
+    [VV_CCMD_GET_QUERY_RESULT_QBO] = RUN1(1),
+    /* VIRGL_RESOURCE_IW_RES_HANDLE 1 (shared transfer layout) */
+    [VV_CCMD_TRANSFER3D] = RUN1(0),
+    /* VIRGL_RESOURCE_IW_RES_HANDLE 1, VIRGL_COPY_TRANSFER3D_SRC_RES_HANDLE 12 */
+    [VV_CCMD_COPY_TRANSFER3D] = { 2, 0, 11, 0 },
+    /* VIRGL_TEXTURE_HANDLE 1 */
+    [VV_CCMD_CLEAR_TEXTURE] = RUN1(0),
+    /* VIRGL_PIPE_RES_SET_TYPE_RES_HANDLE 1 */
+    [VV_CCMD_PIPE_RESOURCE_SET_TYPE] = RUN1(0),
+    /* vrend_decode_get_memory_info reads dword 1 */
+    [VV_CCMD_GET_MEMORY_INFO] = RUN1(0),
+    /* VIRGL_CREATE_VIDEO_BUFFER_RES_BASE 5, one handle per plane */
+    [VV_CCMD_CREATE_VIDEO_BUFFER] = { VV_VIDEO_BUFFER_PLANE_NUM, 4, 1, 0 },
+    /* VIRGL_DECODE_BS_DSC_HANDLE 3, VIRGL_DECODE_BS_BUF_HANDLE 4 */
+    [VV_CCMD_DECODE_BITSTREAM] = { 2, 2, 1, 0 },
+    /* VIRGL_ENCODE_BS_DEST_HANDLE 3, _DESC_HANDLE 4, _FEED_HANDLE 5 */
+    [VV_CCMD_ENCODE_BITSTREAM] = { 3, 2, 1, 0 },
+    /* NOP and END_TRANSFERS carry stale padding: no entry, skipped by len. */
+};
+
+/* CREATE_OBJECT by object type (header bits 8-15); p0 is the new object id. */
+static const struct slot_run object_runs[VV_MAX_OBJECTS] = {
+    [VV_OBJECT_SAMPLER_VIEW] = RUN1(1),     /* VIRGL_OBJ_SAMPLER_VIEW_RES_HANDLE 2 */
+    [VV_OBJECT_SURFACE] = RUN1(1),          /* VIRGL_OBJ_SURFACE_RES_HANDLE 2 */
+    [VV_OBJECT_QUERY] = RUN1(3),            /* VIRGL_OBJ_QUERY_RES_HANDLE 4 */
+    [VV_OBJECT_STREAMOUT_TARGET] = RUN1(1), /* VIRGL_OBJ_STREAMOUT_RES_HANDLE 2 */
+    [VV_OBJECT_MSAA_SURFACE] = RUN1(1),     /* same layout as SURFACE */
+};
+
+static const struct slot_run no_run = { 0, 0, 0, 0 };
+
+/* ---- handle map ----------------------------------------------------------- */
+
+struct vv_entry {
+    uint32_t key; /* client handle; 0 = empty */
+    uint32_t val; /* server handle */
+};
+
+struct vv_handle_map {
+    struct vv_entry *slots;
+    uint64_t seed;
+    uint32_t mask;  /* capacity - 1; capacity is a power of two */
+    uint32_t shift; /* 64 - log2(capacity): index = top bits of the hash */
+    uint32_t count;
+};
+
+#define VV_MAP_MIN_CAP 16u
+#define VV_MAP_MAX_CAP (1u << 31)
+
+static inline uint64_t mix64(uint64_t x)
+{
+    /* splitmix64 finaliser: full avalanche, two multiplies */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+static inline uint32_t home_slot(const vv_handle_map *m, uint32_t key)
+{
+    return (uint32_t)(mix64(key + m->seed) >> m->shift);
+}
+
+static uint64_t fresh_seed(const void *salt)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        timespec_get(&ts, TIME_UTC);
+        seed = (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec;
+    }
+    return mix64(seed);
+}
+
+static uint32_t log2_u32(uint32_t pow2)
+{
+    uint32_t n = 0;
+    while (pow2 > 1) {
+        pow2 >>= 1;
+        n++;
+    }
+    return n;
+}
+
+/* Moves every entry into a fresh table of new_cap slots. */
+static int map_resize(vv_handle_map *m, uint32_t new_cap)
+{
+    struct vv_entry *fresh = calloc(new_cap, sizeof(*fresh));
+    if (!fresh)
+        return -ENOMEM;
+
+    struct vv_entry *old = m->slots;
+    uint32_t old_cap = m->mask + 1;
+    m->slots = fresh;
+    m->mask = new_cap - 1;
+    m->shift = 64 - log2_u32(new_cap);
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (!old[i].key)
+            continue;
+        uint32_t j = home_slot(m, old[i].key);
+        while (fresh[j].key)
+            j = (j + 1) & m->mask;
+        fresh[j] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+vv_handle_map *vv_map_new(void)
+{
+    vv_handle_map *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->slots = calloc(VV_MAP_MIN_CAP, sizeof(*m->slots));
+    if (!m->slots) {
+        free(m);
+        return NULL;
+    }
+    m->mask = VV_MAP_MIN_CAP - 1;
+    m->shift = 64 - log2_u32(VV_MAP_MIN_CAP);
+    m->seed = fresh_seed(m);
+    return m;
+}
+
+void vv_map_free(vv_handle_map *m)
+{
+    if (!m)
+        return;
+    free(m->slots);
+    free(m);
+}
+
+/* Slot index holding key, or the empty slot ending its probe chain. */
+static inline uint32_t find_slot(const vv_handle_map *m, uint32_t key)
+{
+    uint32_t i = home_slot(m, key);
+    for (;;) {
+        uint32_t k = m->slots[i].key;
+        if (k == key || k == 0)
+            return i;
+        i = (i + 1) & m->mask;
+    }
+}
+
+uint32_t vv_map_get(const vv_handle_map *m, uint32_t client)
+{
+    if (!client)
+        return 0;
+    /* a hit returns its value; the empty slot holds val 0 */
+    return m->slots[find_slot(m, client)].val;
+}
+
+int vv_map_set(vv_handle_map *m, uint32_t client, uint32_t server)
+{
+    if (!client || !server)
+        return -EINVAL;
+    uint32_t i = find_slot(m, client);
+    if (m->slots[i].key)
+        return -EEXIST;
+    uint32_t cap = m->mask + 1;
+    if ((uint64_t)(m->count + 1) * 2 > cap) {
+        if (cap >= VV_MAP_MAX_CAP)
+            return -ENOMEM;
+        int ret = map_resize(m, cap * 2);
+        if (ret)
+            return ret;
+        i = find_slot(m, client);
+    }
+    m->slots[i].key = client;
+    m->slots[i].val = server;
+    m->count++;
+    return 0;
+}
+
+uint32_t vv_map_remove(vv_handle_map *m, uint32_t client)
+{
+    if (!client)
+        return 0;
+    uint32_t hole = find_slot(m, client);
+    uint32_t server = m->slots[hole].val;
+    if (!m->slots[hole].key)
+        return 0;
+
+    /*
+     * Backward-shift deletion: walk the rest of the probe chain and pull back
+     * every entry whose home lies cyclically at or before the hole, so that
+     * no lookup ever stops early at the freed slot.
+     */
+    uint32_t j = hole;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        uint32_t k = m->slots[j].key;
+        if (!k)
+            break;
+        uint32_t home = home_slot(m, k);
+        if (((hole - home) & m->mask) < ((j - home) & m->mask)) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole].key = 0;
+    m->slots[hole].val = 0;
+    m->count--;
+
+    uint32_t cap = m->mask + 1;
+    if (cap > VV_MAP_MIN_CAP && (uint64_t)m->count * 8 < cap)
+        (void)map_resize(m, cap / 2); /* on ENOMEM simply stay large */
+    return server;
+}
+
+uint32_t vv_map_count(const vv_handle_map *m)
+{
+    return m->count;
+}
+
+/* ---- rewriter -------------------------------------------------------------- */
+
+static int fail(struct vv_rewrite_error *err, int code, uint32_t offset,
+                uint32_t header, uint32_t handle)
+{
+    if (err) {
+        err->offset_dw = offset;
+        err->cmd = header & 0xff;
+        err->obj_type = (header >> 8) & 0xff;
+        err->handle = handle;
+        err->code = code;
+    }
+    return code;
+}
+
+/* Number of handles of run r inside a payload of len dwords. */
+static inline uint32_t run_length(const struct slot_run *r, uint32_t len)
+{
+    if (r->exact_len && len != r->exact_len)
+        return 0;
+    if (len <= r->first)
+        return 0;
+    uint32_t n = (len - r->first - 1) / r->stride + 1;
+    return n < r->max ? n : r->max;
+}
+
+int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
+                    struct vv_rewrite_error *err)
+{
+    if (err)
+        memset(err, 0, sizeof(*err));
+
+    uint32_t cur = 0;
+    while (cur < ndw) {
+        const uint32_t header = buf[cur];
+        const uint32_t cmd = header & 0xff;
+        const uint32_t len = header >> 16;
+
+        /* same order of checks as vrend_decode_ctx_submit_cmd */
+        if (cmd >= VV_MAX_COMMANDS)
+            return fail(err, VV_RW_BAD_COMMAND, cur, header, 0);
+        if (len >= ndw - cur)
+            return fail(err, VV_RW_TRUNCATED, cur, header, 0);
+
+        const struct slot_run *r = &cmd_runs[cmd];
+        if (cmd == VV_CCMD_CREATE_OBJECT) {
+            uint32_t type = (header >> 8) & 0xff;
+            r = type < VV_MAX_OBJECTS ? &object_runs[type] : &no_run;
+        }
+
+        if (r->max) {
+            uint32_t n = run_length(r, len);
+            uint32_t *p = buf + cur + 1 + r->first;
+            const uint32_t stride = r->stride;
+
+            /* check all first, so a refused command stays untouched */
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t h = p[i * stride];
+                if (h && !vv_map_get(m, h))
+                    return fail(err, VV_RW_UNKNOWN_HANDLE, cur, header, h);
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t h = p[i * stride];
+                if (h)
+                    p[i * stride] = vv_map_get(m, h);
+            }
+        }
+        cur += len + 1;
+    }
+    return VV_RW_OK;
+}
