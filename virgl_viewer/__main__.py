@@ -1,0 +1,71 @@
+"""Command line: ``virgl-viewer [--headless] [--socket PATH] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from virgl_viewer.vtest.protocol import VTEST_DEFAULT_SOCKET_NAME
+
+log = logging.getLogger("virgl_viewer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="virgl-viewer",
+        description="A vtest server on libvirglrenderer that shows what virgl guests render.")
+    p.add_argument("--headless", action="store_true",
+                   help="serve clients without a GUI (no display needed)")
+    p.add_argument("--socket", default=VTEST_DEFAULT_SOCKET_NAME, metavar="PATH",
+                   help="vtest socket path (default %(default)s, where Mesa connects)")
+    p.add_argument("--allow-uid", type=int, action="append", default=[], metavar="UID",
+                   help="also serve clients of this uid (default: only our own uid)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="default %(default)s")
+    return p
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    from virgl_viewer.egl import SurfacelessProvider
+    from virgl_viewer.errors import VirglViewerError
+    from virgl_viewer.server import RenderThread
+
+    def provider_factory():  # type: ignore[no-untyped-def]
+        p = SurfacelessProvider()
+        return p, p.close
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid)
+    try:
+        rt.start()
+    except VirglViewerError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", args.socket, exc.strerror or exc)
+        return 1
+    log.info("headless; stop with Ctrl-C or SIGTERM")
+    while not stop.wait(0.5):
+        pass
+    log.info("shutting down")
+    rt.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.headless:
+        return run_headless(args)
+    log.error("the GUI is not available yet; use --headless")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

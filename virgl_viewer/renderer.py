@@ -1,0 +1,98 @@
+"""Renderer facade: what sessions ask of virglrenderer, with global ids.
+
+Why: virglrenderer's context and resource ids are process-global while every
+client has its own numbering. The facade allocates server ids, caches the
+caps (so a handshake never touches GL), routes retired fences to the session
+that owns the context, and owns the binding and its GL-context provider.
+Everything here runs on the render thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from virgl_viewer.virgl import GLContextProvider, Renderer
+from virgl_viewer.vtest.protocol import CAPSET_VENUS, CAPSET_VIRGL, CAPSET_VIRGL2
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 0xFFFFFFFF
+
+
+class FenceSink(Protocol):
+    def on_fence(self, ring_idx: int, fence_id: int) -> None: ...
+
+
+class RenderHost:
+    def __init__(self, provider: GLContextProvider, *, venus: bool = False) -> None:
+        self.provider = provider
+        self.renderer = Renderer(provider, thread_sync=True, venus=venus)
+        self._ctx_ids = itertools.count(1)
+        self._next_res = 1
+        self._live_res: set[int] = set()
+        self._fence_sinks: dict[int, FenceSink] = {}
+        self.caps_v1 = self.renderer.fill_caps(CAPSET_VIRGL, 1)
+        self.caps_v2 = self.renderer.fill_caps(CAPSET_VIRGL2, 1)
+        self._capsets: dict[tuple[int, int], bytes | None] = {}
+        log.info("virglrenderer ready: caps v1 %d bytes, v2 %d bytes, poll fd %d",
+                 len(self.caps_v1), len(self.caps_v2), self.renderer.poll_fd)
+
+    # ------------------------------------------------------------ ids
+    def new_context_id(self) -> int:
+        return next(self._ctx_ids)
+
+    def new_resource_id(self) -> int:
+        """A free global resource handle (never 0)."""
+        rid = self._next_res
+        live = self._live_res
+        while rid in live or rid == 0:
+            rid = rid + 1 if rid < MAX_ID else 1
+        self._next_res = rid + 1 if rid < MAX_ID else 1
+        live.add(rid)
+        return rid
+
+    def release_resource_id(self, rid: int) -> None:
+        self._live_res.discard(rid)
+
+    @property
+    def live_resources(self) -> int:
+        return len(self._live_res)
+
+    # ------------------------------------------------------------ caps
+    def capset(self, capset_id: int, version: int) -> bytes | None:
+        """Caps of a capset, or None when this host does not offer it."""
+        key = (capset_id, version)
+        if key not in self._capsets:
+            max_ver, size = self.renderer.capset_info(capset_id)
+            supported = size > 0 and version <= max_ver and (max_ver > 0 or capset_id == CAPSET_VENUS)
+            if capset_id == CAPSET_VENUS and not self.venus_enabled:
+                supported = False
+            self._capsets[key] = self.renderer.fill_caps(capset_id, version) if supported else None
+        return self._capsets[key]
+
+    @property
+    def venus_enabled(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------ fences
+    def register_fences(self, ctx_id: int, sink: FenceSink) -> None:
+        self._fence_sinks[ctx_id] = sink
+
+    def unregister_fences(self, ctx_id: int) -> None:
+        self._fence_sinks.pop(ctx_id, None)
+
+    def poll(self) -> None:
+        """Called when virglrenderer's poll fd is readable."""
+        sinks = self._fence_sinks
+        for ev in self.renderer.poll():
+            sink = sinks.get(ev.ctx_id)
+            if sink is not None:
+                sink.on_fence(ev.ring_idx, ev.fence_id)
+
+    def close(self, close_provider: Callable[[], None] | None = None) -> None:
+        self.renderer.close()
+        if close_provider is not None:
+            close_provider()

@@ -1,0 +1,258 @@
+"""The vtest server: a Unix socket served on the render thread.
+
+Why: virglrenderer and every GL context it uses must live on one thread, and
+one slow or waiting client must never stall another. How: an asyncio loop on
+the render thread watches the listening socket, each client socket and
+virglrenderer's poll fd with plain reader callbacks (no per-message
+coroutines). Peers are checked with SO_PEERCRED; the socket is created 0600.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from virgl_viewer.errors import VirglViewerError
+from virgl_viewer.renderer import RenderHost
+from virgl_viewer.session import Session
+
+if TYPE_CHECKING:
+    from virgl_viewer.objects import Resource
+    from virgl_viewer.virgl import GLContextProvider
+
+log = logging.getLogger(__name__)
+
+_UCRED = struct.Struct("3i")
+
+
+class SocketInUseError(VirglViewerError):
+    pass
+
+
+class ServerObserver:
+    """Hooks for the state registry / UI; all called on the render thread."""
+
+    def session_named(self, s: Session) -> None: ...
+    def session_closed(self, s: Session) -> None: ...
+    def resource_created(self, s: Session, r: Resource) -> None: ...
+    def resource_destroyed(self, s: Session, r: Resource) -> None: ...
+    def presented(self, s: Session, r: Resource) -> None: ...
+    def fence_retired(self, s: Session, fence_id: int) -> None: ...
+    def sync_changed(self, s: Session) -> None: ...
+
+
+def bind_socket(path: str) -> socket.socket:
+    """Bind a 0600 listening socket at ``path``, replacing a stale one.
+
+    Raises SocketInUseError if a live server answers there, or if the path is
+    something other than a socket.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise SocketInUseError(f"{path} exists and is not a socket; not touching it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("replacing stale socket %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError as exc:
+            raise SocketInUseError(f"{path}: {exc.strerror}") from exc
+        else:
+            raise SocketInUseError(f"another server is already listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class VtestServer:
+    """Serves vtest clients; lives on the render thread's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: RenderHost, path: str,
+                 allowed_uids: Iterable[int] = ()) -> None:
+        self.loop = loop
+        self.host = host
+        self.path = path
+        self.allowed_uids = {os.getuid(), *allowed_uids}
+        self.sessions: set[Session] = set()
+        self.observers: list[ServerObserver] = []
+        self.listener = bind_socket(path)
+        self._listener_ino = os.stat(path).st_ino
+        loop.add_reader(self.listener.fileno(), self._on_accept)
+        loop.add_reader(host.renderer.poll_fd, self._on_poll)
+        self.closed = False
+        log.info("serving vtest on %s", path)
+
+    # ------------------------------------------------------------ events
+    def _on_accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("cannot accept a client: %s", exc.strerror)
+                    return
+                raise
+            sock.setblocking(False)
+            pid, uid, _gid = _UCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+            if uid not in self.allowed_uids:
+                log.warning("refused client pid %d: uid %d is not allowed "
+                            "(use --allow-uid %d)", pid, uid, uid)
+                sock.close()
+                continue
+            self.sessions.add(Session(self, sock, pid, uid))
+
+    def _on_poll(self) -> None:
+        self.host.poll()
+
+    # ------------------------------------------------------------ hooks from sessions
+    def _notify(self, name: str, *args: Any) -> None:
+        for ob in self.observers:
+            getattr(ob, name)(*args)
+
+    def session_named(self, s: Session) -> None:
+        if self.observers:
+            self._notify("session_named", s)
+
+    def session_closed(self, s: Session) -> None:
+        self.sessions.discard(s)
+        if self.observers:
+            self._notify("session_closed", s)
+
+    def resource_created(self, s: Session, r: Resource) -> None:
+        if self.observers:
+            self._notify("resource_created", s, r)
+
+    def resource_destroyed(self, s: Session, r: Resource) -> None:
+        if self.observers:
+            self._notify("resource_destroyed", s, r)
+
+    def presented(self, s: Session, r: Resource) -> None:
+        if self.observers:
+            self._notify("presented", s, r)
+
+    def fence_retired(self, s: Session, fence_id: int) -> None:
+        if self.observers:
+            self._notify("fence_retired", s, fence_id)
+
+    def sync_changed(self, s: Session) -> None:
+        if self.observers:
+            self._notify("sync_changed", s)
+
+    # ------------------------------------------------------------ control
+    def disconnect(self, pid: int) -> int:
+        """Close every session of a client pid; returns how many."""
+        victims = [s for s in self.sessions if s.pid == pid]
+        for s in victims:
+            s.close("disconnected by the server")
+        return len(victims)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for s in list(self.sessions):
+            s.close("server shutting down")
+        self.loop.remove_reader(self.listener.fileno())
+        self.loop.remove_reader(self.host.renderer.poll_fd)
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self._listener_ino:
+                os.unlink(self.path)
+
+
+class RenderThread:
+    """The render thread: its own asyncio loop, virglrenderer and the server.
+
+    ``provider_factory`` runs on the render thread and returns the GL-context
+    provider plus a close function for it.
+    """
+
+    def __init__(self, path: str,
+                 provider_factory: Callable[[], tuple[GLContextProvider, Callable[[], None]]],
+                 allowed_uids: Iterable[int] = (), venus: bool = False) -> None:
+        self.path = path
+        self._factory = provider_factory
+        self._allowed = tuple(allowed_uids)
+        self._venus = venus
+        self.loop = asyncio.new_event_loop()
+        self.server: VtestServer | None = None
+        self.host: RenderHost | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="virgl-render", daemon=True)
+        self.on_ready: Callable[[VtestServer], None] | None = None
+
+    def start(self, timeout: float = 30.0) -> VtestServer:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise VirglViewerError("render thread did not start")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        assert self.server is not None
+        return self.server
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        close_provider: Callable[[], None] | None = None
+        try:
+            provider, close_provider = self._factory()
+            self.host = RenderHost(provider, venus=self._venus)
+            self.server = VtestServer(self.loop, self.host, self.path, self._allowed)
+            if self.on_ready is not None:
+                self.on_ready(self.server)
+        except BaseException as exc:
+            self._error = exc
+            if self.host is not None:
+                self.host.close()
+            if close_provider is not None:
+                close_provider()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.server.close()
+            self.host.close(close_provider)
+            self.loop.close()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run fn(*args) on the render thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)

@@ -1,0 +1,302 @@
+"""One vtest client: its socket, its virgl context, its resources and syncs.
+
+Why: every client is isolated. Its resource handles (client-chosen in
+protocol 0-2, server-chosen in 3) map to global server handles; every handle
+in its command stream is rewritten in C (HandleMap) and a handle it does not
+own ends the session. Waits (BUSY_WAIT, SYNC_WAIT) never block the render
+thread: a waiting session just stops reading until its fences retire.
+How: bytes -> ServerConnection (sans-IO) -> events -> ``_on_<Event>``
+handlers -> replies queued on the socket. Any ProtocolError or RendererError
+drops this client only, with one log line naming client, command and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from virgl_viewer.errors import ProtocolError, RendererError
+from virgl_viewer.objects import ClientError, Resource, Sync, SyncWaiter
+from virgl_viewer.session_resources import ResourceCommands
+from virgl_viewer.session_sync import SyncCommands
+from virgl_viewer.virgl import HandleMap
+from virgl_viewer.vtest import codec
+from virgl_viewer.vtest import protocol as P
+
+if TYPE_CHECKING:
+    from virgl_viewer.renderer import RenderHost
+    from virgl_viewer.server import VtestServer
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 1 << 18
+
+
+class Session(ResourceCommands, SyncCommands):
+    """A connected vtest client."""
+
+    def __init__(self, server: VtestServer, sock: socket.socket, pid: int, uid: int) -> None:
+        self.server = server
+        self.host: RenderHost = server.host
+        self.loop = server.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.pid = pid
+        self.uid = uid
+        self.name = "?"
+        self.conn = codec.ServerConnection()
+        self.protocol_version = 0
+        self.capset_id = 0
+        self.ctx_id = 0  # 0 until the virgl context exists
+        self.map = HandleMap()
+        self.resources: dict[int, Resource] = {}
+        self.syncs: dict[int, Sync] = {}
+        self._next_sync = 1
+        self.sync_waiters: list[SyncWaiter] = []
+        # fences: one counter, all on virgl ring 0 (vrend has one ring)
+        self.fence_submitted = 0
+        self.fence_completed = 0
+        self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
+        self._busy_wait_pending = False
+        self._out: deque[bytes | int] = deque()  # bytes, or an fd to send
+        self._out_head = memoryview(b"")
+        self._writing = False
+        self.closed = False
+        self.connected_at = time.monotonic()
+        self.submits = 0
+        self.bytes_submitted = 0
+        self.log = logging.LoggerAdapter(log, {})
+        self._command = "?"
+        self._handlers = {
+            P.CreateRenderer: self._on_create_renderer,
+            P.GetCaps: self._on_get_caps,
+            P.GetCaps2: self._on_get_caps2,
+            P.PingProtocolVersion: self._on_ping,
+            P.ProtocolVersion: self._on_protocol_version,
+            P.ResourceCreate: self._on_resource_create,
+            P.ResourceCreate2: self._on_resource_create,
+            P.ResourceUnref: self._on_resource_unref,
+            P.TransferGet: self._on_transfer_get,
+            P.TransferPut: self._on_transfer_put,
+            P.TransferGet2: self._on_transfer_get2,
+            P.TransferPut2: self._on_transfer_put2,
+            P.ResourceBusyWait: self._on_busy_wait,
+            P.SubmitCmd: self._on_submit_cmd,
+            P.GetParam: self._on_get_param,
+            P.GetCapset: self._on_get_capset,
+            P.ContextInit: self._on_context_init,
+            P.ResourceCreateBlob: self._on_create_blob,
+            P.SyncCreate: self._on_sync_create,
+            P.SyncUnref: self._on_sync_unref,
+            P.SyncRead: self._on_sync_read,
+            P.SyncWrite: self._on_sync_write,
+            P.SyncWait: self._on_sync_wait,
+            P.SubmitCmd2: self._on_submit_cmd2,
+        }
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+    # ------------------------------------------------------------ input
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ConnectionResetError:
+            data = b""  # the client went away without a clean close
+        except OSError as exc:
+            self.close(f"socket error: {exc.strerror}")
+            return
+        self.conn.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        conn = self.conn
+        handlers = self._handlers
+        try:
+            while not self._busy_wait_pending and not self.closed:
+                ev = conn.next_event()
+                if ev is codec.NEED_DATA:
+                    return
+                if ev is codec.CLOSED:
+                    self.close("disconnected")
+                    return
+                handlers[type(ev)](ev)
+        except ProtocolError as exc:
+            self.drop(exc.command or self._command, exc.reason)
+        except RendererError as exc:
+            self.drop(self._command, f"{exc.call} failed (errno {exc.errno})")
+        except Exception as exc:  # a bug of ours: still only this client goes
+            self.log.exception("internal error while serving %s", self)
+            self.drop(self._command, f"internal error: {exc!r}")
+
+    # ------------------------------------------------------------ output
+    def _send(self, data: bytes) -> None:
+        if self._out or self._writing:
+            self._out.append(data)
+            self._flush()
+            return
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except (BrokenPipeError, ConnectionResetError):
+            self.close("disconnected")
+            return
+        except OSError as exc:
+            self.close(f"socket error: {exc.strerror}")
+            return
+        if n < len(data):
+            self._out.append(data[n:])
+            self._flush()
+
+    def _send_fd(self, fd: int) -> None:
+        """Queue an fd (owned by the queue from now on, closed once sent)."""
+        self._out.append(fd)
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        while out:
+            item = out[0]
+            try:
+                if isinstance(item, int):
+                    socket.send_fds(self.sock, [b"\0"], [item])
+                    os.close(item)
+                    out.popleft()
+                    continue
+                n = self.sock.send(item)
+            except (BlockingIOError, InterruptedError):
+                break
+            except (BrokenPipeError, ConnectionResetError):
+                self.close("disconnected")
+                return
+            except OSError as exc:
+                self.close(f"socket error: {exc.strerror}")
+                return
+            if n == len(item):
+                out.popleft()
+            else:
+                out[0] = item[n:]
+                break
+        if out and not self._writing:
+            self._writing = True
+            self.loop.add_writer(self.fd, self._flush)
+        elif not out and self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+
+    # ------------------------------------------------------------ teardown
+    def drop(self, command: str, reason: str) -> None:
+        self.log.warning("client %s dropped: %s: %s", self, command, reason)
+        self.close(f"dropped ({command}: {reason})", quiet=True)
+
+    def close(self, why: str = "closed", quiet: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop
+        loop.remove_reader(self.fd)
+        if self._writing:
+            loop.remove_writer(self.fd)
+        for item in self._out:
+            if isinstance(item, int):
+                os.close(item)
+        self._out.clear()
+        for w in self.sync_waiters:
+            self._end_waiter(w, signal=False)
+        self.sync_waiters.clear()
+        host = self.host
+        if self.ctx_id:
+            host.unregister_fences(self.ctx_id)
+            try:
+                host.renderer.context_destroy(self.ctx_id)
+            except RendererError as exc:
+                log.error("destroying context of %s: %s", self, exc)
+        for res in self.resources.values():
+            self._destroy_resource(res)
+        self.resources.clear()
+        self.syncs.clear()
+        self._timeline.clear()
+        self.map.free()
+        self.sock.close()
+        if not quiet:
+            self.log.info("client %s disconnected: %s (%d submits, %.1f s)", self, why,
+                          self.submits, time.monotonic() - self.connected_at)
+        self.server.session_closed(self)
+
+    def _destroy_resource(self, res: Resource) -> None:
+        renderer = self.host.renderer
+        try:
+            renderer.resource_unref(res.server_handle)
+        finally:
+            self.host.release_resource_id(res.server_handle)
+            if res.shm is not None:
+                res.shm.release()
+                res.shm = None
+
+    # ------------------------------------------------------------ context
+    def _ensure_context(self) -> int:
+        if not self.ctx_id:
+            ctx_id = self.host.new_context_id()
+            self.host.renderer.context_create(ctx_id, self.name.encode(errors="replace"),
+                                              self.capset_id)
+            self.ctx_id = ctx_id
+            self.host.register_fences(ctx_id, self)
+        return self.ctx_id
+
+    # ------------------------------------------------------------ handshake
+    def _on_create_renderer(self, ev: P.CreateRenderer) -> None:
+        self._command = "CREATE_RENDERER"
+        name = ev.name.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
+        self.name = name or "unnamed"
+        self.log.info("client %s connected (uid %d)", self, self.uid)
+        self.server.session_named(self)
+
+    def _on_get_caps(self, ev: P.GetCaps) -> None:
+        self._command = "GET_CAPS"
+        self._send(self.conn.send(P.CapsReply(1, self.host.caps_v1)))
+
+    def _on_get_caps2(self, ev: P.GetCaps2) -> None:
+        self._command = "GET_CAPS2"
+        self._send(self.conn.send(P.CapsReply(2, self.host.caps_v2)))
+
+    def _on_ping(self, ev: P.PingProtocolVersion) -> None:
+        self._command = "PING_PROTOCOL_VERSION"
+        self._send(self.conn.send(P.PingProtocolVersionReply()))
+
+    def _on_protocol_version(self, ev: P.ProtocolVersion) -> None:
+        self._command = "PROTOCOL_VERSION"
+        self.protocol_version = codec.negotiate_version(ev.version)
+        self._send(self.conn.send(P.ProtocolVersionReply(self.protocol_version)))
+
+    def _on_get_param(self, ev: P.GetParam) -> None:
+        self._command = "GET_PARAM"
+        if ev.param == P.PARAM_MAX_TIMELINE_COUNT:
+            reply = P.GetParamReply(1, P.MAX_TIMELINE_COUNT)
+        else:
+            reply = P.GetParamReply(0, 0)
+        self._send(self.conn.send(reply))
+
+    def _on_get_capset(self, ev: P.GetCapset) -> None:
+        self._command = "GET_CAPSET"
+        caps = self.host.capset(ev.capset_id, ev.version)
+        reply = P.GetCapsetReply(1, caps) if caps is not None else P.GetCapsetReply(0, b"")
+        self._send(self.conn.send(reply))
+
+    def _on_context_init(self, ev: P.ContextInit) -> None:
+        self._command = "CONTEXT_INIT"
+        if ev.capset_id == 0:
+            raise self._fail("CONTEXT_INIT", "capset 0")
+        if self.ctx_id or self.capset_id:
+            if self.capset_id != ev.capset_id:
+                raise self._fail("CONTEXT_INIT", "context already initialised")
+            return
+        self.capset_id = ev.capset_id
+        self._ensure_context()

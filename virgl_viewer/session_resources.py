@@ -1,0 +1,203 @@
+"""Resource commands of a session: create (v0-v2, blob), unref, transfers.
+
+Checks run before virglrenderer sees anything: handles the client owns,
+boxes inside the resource's level, offsets and sizes inside the shm. The
+shm of a protocol-2 resource is a memfd the client maps; transfers copy
+between it and the GPU resource.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from virgl_viewer.errors import RendererError
+from virgl_viewer.objects import ClientError, Resource
+from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
+from virgl_viewer.vtest import protocol as P
+
+if TYPE_CHECKING:
+    from virgl_viewer.session import Session
+
+MAX_SHM_BYTES = 1 << 30
+MAX_RESOURCES_PER_CLIENT = 1 << 16
+MAX_BLOB_BYTES = 1 << 30
+
+
+def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2) -> int:
+    """Largest backing a resource of this shape can need (16 bytes a texel,
+    a full mip chain), so a hostile data_size never maps gigabytes."""
+    texels = max(1, ev.width) * max(1, ev.height) * max(1, ev.depth) * max(1, ev.array_size)
+    texels *= max(1, ev.nr_samples)
+    return min(MAX_SHM_BYTES, texels * 16 * (2 if ev.last_level else 1) + (1 << 16))
+
+
+class ResourceCommands:
+    def _resource(self: Session, command: str, handle: int) -> Resource:
+        res = self.resources.get(handle)
+        if res is None:
+            raise ClientError(f"resource {handle} does not belong to this client", command)
+        return res
+
+    def _on_resource_create(self: Session, ev: P.ResourceCreate | P.ResourceCreate2) -> None:
+        v2 = isinstance(ev, P.ResourceCreate2)
+        cmd = self._command = "RESOURCE_CREATE2" if v2 else "RESOURCE_CREATE"
+        v3 = self.protocol_version >= 3
+        if v3 and ev.handle != 0:
+            raise ClientError("protocol 3 resources take server ids (handle must be 0)", cmd)
+        if not v3:
+            if ev.handle == 0:
+                raise ClientError("resource handle 0", cmd)
+            if ev.handle in self.resources:
+                raise ClientError(f"resource {ev.handle} already exists", cmd)
+        if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
+            raise ClientError("too many resources", cmd)
+        data_size = ev.data_size if v2 else 0
+        if data_size > shm_bound(ev):
+            raise ClientError(f"data_size {data_size} is larger than a "
+                              f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
+        ctx_id = self._ensure_context()
+        host = self.host
+        server_handle = host.new_resource_id()
+        client_handle = server_handle if v3 else ev.handle
+        try:
+            host.renderer.resource_create(server_handle, ev.target, ev.format, ev.bind,
+                                          ev.width, ev.height, ev.depth, ev.array_size,
+                                          ev.last_level, ev.nr_samples)
+        except RendererError:
+            host.release_resource_id(server_handle)
+            raise
+        res = Resource(client_handle, server_handle, ev.target, ev.format, ev.bind, ev.width,
+                       ev.height, ev.depth, ev.array_size, ev.last_level, ev.nr_samples)
+        self.resources[client_handle] = res
+        self.map.set(client_handle, server_handle)
+        host.renderer.ctx_attach_resource(ctx_id, server_handle)
+        if v3:
+            self._send(self.conn.send(P.ResourceIdReply(int(P.Cmd.RESOURCE_CREATE2 if v2 else
+                                                            P.Cmd.RESOURCE_CREATE),
+                                                        server_handle)))
+        if data_size:
+            shm = SharedMemory(data_size, f"vtest-res-{client_handle}")
+            res.shm = shm
+            host.renderer.attach_iov(server_handle, shm.iov)
+            fd, shm.fd = shm.fd, -1
+            self._send_fd(fd)
+        self.server.resource_created(self, res)
+
+    def _on_create_blob(self: Session, ev: P.ResourceCreateBlob) -> None:
+        cmd = self._command = "RESOURCE_CREATE_BLOB"
+        if self.protocol_version < 3:
+            raise ClientError("blobs need protocol 3", cmd)
+        if ev.blob_type not in (P.BLOB_TYPE_GUEST, P.BLOB_TYPE_HOST3D, P.BLOB_TYPE_HOST3D_GUEST):
+            raise ClientError(f"unknown blob type {ev.blob_type}", cmd)
+        if ev.size == 0 or ev.size > MAX_BLOB_BYTES:
+            raise ClientError(f"blob size {ev.size} out of range", cmd)
+        if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
+            raise ClientError("too many resources", cmd)
+        ctx_id = self._ensure_context()
+        host = self.host
+        handle = host.new_resource_id()
+        shm: SharedMemory | None = None
+        fd = -1
+        try:
+            if ev.blob_type != P.BLOB_TYPE_HOST3D:
+                shm = SharedMemory(ev.size, f"vtest-blob-{handle}")
+            host.renderer.resource_create_blob(handle, ctx_id, ev.blob_type, ev.flags,
+                                               ev.blob_id, ev.size,
+                                               shm.iov if shm is not None else None)
+            if shm is not None:
+                fd, shm.fd = shm.fd, -1
+            else:
+                try:
+                    fd_type, fd = host.renderer.resource_export_blob(handle)
+                except RendererError:
+                    host.renderer.resource_unref(handle)
+                    raise ClientError("host3d blob cannot be exported by this host", cmd) \
+                        from None
+                if fd_type not in (BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM):
+                    import os
+                    os.close(fd)
+                    host.renderer.resource_unref(handle)
+                    raise ClientError(f"host3d blob exported as fd type {fd_type}", cmd)
+        except BaseException:
+            host.release_resource_id(handle)
+            if shm is not None:
+                shm.release()
+            raise
+        res = Resource(handle, handle, P.TARGET_BUFFER, 0, 0, ev.size, 1, 1, 1, 0, 0,
+                       shm=shm, blob=True)
+        self.resources[handle] = res
+        self.map.set(handle, handle)
+        host.renderer.ctx_attach_resource(ctx_id, handle)
+        self._send(self.conn.send(P.ResourceIdReply(int(P.Cmd.RESOURCE_CREATE_BLOB), handle)))
+        self._send_fd(fd)
+        self.server.resource_created(self, res)
+
+    def _on_resource_unref(self: Session, ev: P.ResourceUnref) -> None:
+        self._command = "RESOURCE_UNREF"
+        res = self._resource("RESOURCE_UNREF", ev.handle)
+        del self.resources[ev.handle]
+        self.map.remove(ev.handle)
+        self.server.resource_destroyed(self, res)
+        self._destroy_resource(res)
+
+    def _transfer_box(self: Session, cmd: str, res: Resource,
+                      ev: P.TransferGet | P.TransferPut | P.TransferGet2 | P.TransferPut2
+                      ) -> tuple[int, int, int, int, int, int]:
+        if ev.level > res.last_level:
+            raise ClientError(f"level {ev.level} > last level {res.last_level}", cmd)
+        lw, lh, ld = res.level_extent(ev.level)
+        if (ev.x + ev.width > lw or ev.y + ev.height > lh or ev.z + ev.depth > ld):
+            raise ClientError(
+                f"box {ev.x},{ev.y},{ev.z} {ev.width}x{ev.height}x{ev.depth} outside "
+                f"resource {res.client_handle} level {ev.level} ({lw}x{lh}x{ld})", cmd)
+        return (ev.x, ev.y, ev.z, ev.width, ev.height, ev.depth)
+
+    def _shm_range(self: Session, cmd: str, res: Resource,
+                   ev: P.TransferGet2 | P.TransferPut2) -> None:
+        shm = res.shm
+        if shm is None:
+            raise ClientError(f"resource {res.client_handle} has no shm", cmd)
+        # Like upstream, data_size is advisory (Mesa sends its padded layout
+        # size); virglrenderer checks the bytes the box really touches
+        # against the attached shm.
+        if ev.offset >= shm.size:
+            raise ClientError(f"offset {ev.offset} outside the {shm.size}-byte shm of "
+                              f"resource {res.client_handle}", cmd)
+
+    def _on_transfer_get2(self: Session, ev: P.TransferGet2) -> None:
+        cmd = self._command = "TRANSFER_GET2"
+        res = self._resource(cmd, ev.handle)
+        box = self._transfer_box(cmd, res, ev)
+        self._shm_range(cmd, res, ev)
+        self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
+                                         ev.offset)
+        if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
+            self.server.presented(self, res)
+
+    def _on_transfer_put2(self: Session, ev: P.TransferPut2) -> None:
+        cmd = self._command = "TRANSFER_PUT2"
+        res = self._resource(cmd, ev.handle)
+        box = self._transfer_box(cmd, res, ev)
+        self._shm_range(cmd, res, ev)
+        self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
+                                          ev.offset)
+
+    def _on_transfer_get(self: Session, ev: P.TransferGet) -> None:
+        cmd = self._command = "TRANSFER_GET"
+        res = self._resource(cmd, ev.handle)
+        box = self._transfer_box(cmd, res, ev)
+        data = bytearray(ev.data_size)
+        if ev.data_size:
+            self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level,
+                                             ev.stride, ev.layer_stride, box, 0, data)
+        self._send(bytes(data))
+        if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
+            self.server.presented(self, res)
+
+    def _on_transfer_put(self: Session, ev: P.TransferPut) -> None:
+        cmd = self._command = "TRANSFER_PUT"
+        res = self._resource(cmd, ev.handle)
+        box = self._transfer_box(cmd, res, ev)
+        if ev.data_size:
+            self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level,
+                                              ev.stride, ev.layer_stride, box, 0, ev.data)

@@ -1,0 +1,196 @@
+"""Submits, fences, BUSY_WAIT and protocol-3 sync objects of a session.
+
+Every submit gets a context fence (virgl ring 0: vrend has one ring; the
+vtest timelines of SUBMIT_CMD2 are bookkeeping here). virglrenderer's sync
+thread signals its poll fd; the server then drains retired fences and calls
+``on_fence``. A BUSY_WAIT(WAIT) with fences in flight parks the session (it
+stops reading) until they retire; other clients go on. SYNC_WAIT answers at
+once with an eventfd that is written when the syncs reach their values.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from virgl_viewer.objects import ClientError, Sync, SyncWaiter
+from virgl_viewer.virgl import REWRITE_ERRORS
+from virgl_viewer.vtest import protocol as P
+
+if TYPE_CHECKING:
+    from virgl_viewer.session import Session
+
+MAX_SYNCS_PER_CLIENT = 1 << 14
+MAX_SYNC_WAITERS = 1024
+_ONE = (1).to_bytes(8, "little")
+
+
+class SyncCommands:
+    # ------------------------------------------------------------ submits
+    def _rewrite(self: Session, cmd: str, buf: bytearray, start_dw: int, ndw: int) -> None:
+        view = memoryview(buf)[4 * start_dw: 4 * (start_dw + ndw)] if start_dw or \
+            4 * ndw != len(buf) else buf
+        code, off, vcmd, obj, handle = self.map.rewrite(view, ndw)
+        if code:
+            what = REWRITE_ERRORS.get(code, f"rewrite error {code}")
+            raise ClientError(f"{what} {handle} in virgl command {vcmd} (object type {obj}) "
+                              f"at dword {start_dw + off}", cmd)
+
+    def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None) -> None:
+        self.fence_submitted += 1
+        fid = self.fence_submitted
+        if syncs:
+            self._timeline.append((fid, syncs))
+        self.host.renderer.create_fence(self.ctx_id, 0, fid)
+
+    def _on_submit_cmd(self: Session, ev: P.SubmitCmd) -> None:
+        cmd = self._command = "SUBMIT_CMD"
+        buf = ev.commands
+        ndw = len(buf) >> 2
+        ctx_id = self._ensure_context()
+        if ndw:
+            self._rewrite(cmd, buf, 0, ndw)
+            self.host.renderer.submit_cmd(ctx_id, buf, ndw)
+        self.submits += 1
+        self.bytes_submitted += len(buf)
+        self._new_fence()
+
+    def _on_submit_cmd2(self: Session, ev: P.SubmitCmd2) -> None:
+        cmd = self._command = "SUBMIT_CMD2"
+        ctx_id = self._ensure_context()
+        payload = ev.payload
+        for batch in ev.batches:
+            signals: list[tuple[Sync, int]] = []
+            for sync_id, value in batch.syncs:
+                sync = self.syncs.get(sync_id)
+                if sync is None:
+                    raise ClientError(f"sync {sync_id} does not belong to this client", cmd)
+                signals.append((sync, value))
+            if batch.cmd_size:
+                self._rewrite(cmd, payload, batch.cmd_offset, batch.cmd_size)
+                start = 4 * batch.cmd_offset
+                view = memoryview(payload)[start: start + 4 * batch.cmd_size]
+                self.host.renderer.submit_cmd(ctx_id, view, batch.cmd_size)
+                self.bytes_submitted += 4 * batch.cmd_size
+            self.submits += 1
+            if batch.flags & P.SUBMIT_CMD2_FLAG_RING_IDX:
+                self._new_fence(signals)
+            else:
+                self._new_fence()
+                for sync, value in signals:
+                    self._signal_sync(sync, value)
+
+    def on_fence(self: Session, ring_idx: int, fence_id: int) -> None:
+        """A fence of this session's context retired (all before it too)."""
+        if fence_id <= self.fence_completed or self.closed:
+            return
+        self.fence_completed = fence_id
+        timeline = self._timeline
+        while timeline and timeline[0][0] <= fence_id:
+            _, signals = timeline.popleft()
+            for sync, value in signals:
+                self._signal_sync(sync, value)
+        self.server.fence_retired(self, fence_id)
+        if self._busy_wait_pending and self.fence_completed >= self.fence_submitted:
+            self._busy_wait_pending = False
+            self._send(self.conn.send(P.BusyWaitReply(0)))
+            if not self.closed:
+                self.loop.add_reader(self.fd, self._on_readable)
+                self._process()
+
+    def _on_busy_wait(self: Session, ev: P.ResourceBusyWait) -> None:
+        cmd = self._command = "RESOURCE_BUSY_WAIT"
+        if not self.ctx_id and ev.handle:
+            raise ClientError(f"resource {ev.handle} before any context exists", cmd)
+        busy = self.fence_completed < self.fence_submitted
+        if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
+            # Park: stop reading this client until its fences retire.
+            self._busy_wait_pending = True
+            self.loop.remove_reader(self.fd)
+            return
+        self._send(self.conn.send(P.BusyWaitReply(1 if busy else 0)))
+
+    # ------------------------------------------------------------ syncs
+    def _sync(self: Session, cmd: str, sync_id: int) -> Sync:
+        sync = self.syncs.get(sync_id)
+        if sync is None:
+            raise ClientError(f"sync {sync_id} does not belong to this client", cmd)
+        return sync
+
+    def _on_sync_create(self: Session, ev: P.SyncCreate) -> None:
+        cmd = self._command = "SYNC_CREATE"
+        if len(self.syncs) >= MAX_SYNCS_PER_CLIENT:
+            raise ClientError("too many syncs", cmd)
+        sync_id = self._next_sync
+        self._next_sync += 1
+        self.syncs[sync_id] = Sync(sync_id, ev.value)
+        self._send(self.conn.send(P.SyncCreateReply(sync_id)))
+        self.server.sync_changed(self)
+
+    def _on_sync_unref(self: Session, ev: P.SyncUnref) -> None:
+        self._command = "SYNC_UNREF"
+        self._sync("SYNC_UNREF", ev.sync_id)
+        del self.syncs[ev.sync_id]
+        self.server.sync_changed(self)
+
+    def _on_sync_read(self: Session, ev: P.SyncRead) -> None:
+        self._command = "SYNC_READ"
+        sync = self._sync("SYNC_READ", ev.sync_id)
+        self._send(self.conn.send(P.SyncReadReply(sync.value)))
+
+    def _on_sync_write(self: Session, ev: P.SyncWrite) -> None:
+        self._command = "SYNC_WRITE"
+        self._signal_sync(self._sync("SYNC_WRITE", ev.sync_id), ev.value)
+
+    def _signal_sync(self: Session, sync: Sync, value: int) -> None:
+        if value <= sync.value:
+            sync.value = value  # timelines may be reset downwards, as upstream
+            return
+        sync.value = value
+        if not self.sync_waiters:
+            return
+        done: list[SyncWaiter] = []
+        for w in self.sync_waiters:
+            w.pending = [(s, v) for (s, v) in w.pending if not (s is sync and v <= value)]
+            if not w.pending or (w.any and len(w.pending) < w.total):
+                done.append(w)
+        for w in done:
+            self.sync_waiters.remove(w)
+            self._end_waiter(w, signal=True)
+
+    def _end_waiter(self: Session, w: SyncWaiter, signal: bool) -> None:
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        if signal:
+            os.write(w.fd, _ONE)
+        os.close(w.fd)
+
+    def _expire_waiter(self: Session, w: SyncWaiter) -> None:
+        w.timer = None
+        if w in self.sync_waiters:
+            self.sync_waiters.remove(w)
+            self._end_waiter(w, signal=False)
+
+    def _on_sync_wait(self: Session, ev: P.SyncWait) -> None:
+        cmd = self._command = "SYNC_WAIT"
+        pending: list[tuple[Sync, int]] = []
+        for sync_id, value in ev.waits:
+            sync = self._sync(cmd, sync_id)
+            if sync.value < value:
+                pending.append((sync, value))
+        ready = not pending or (ev.flags & P.SYNC_WAIT_FLAG_ANY and len(pending) < len(ev.waits))
+        efd = os.eventfd(1 if ready else 0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._send(self.conn.send(P.SyncWaitReply()))
+        if ready or ev.timeout == 0:
+            self._send_fd(efd)
+            return
+        if len(self.sync_waiters) >= MAX_SYNC_WAITERS:
+            os.close(efd)
+            raise ClientError("too many pending sync waits", cmd)
+        keep = os.dup(efd)
+        self._send_fd(efd)
+        w = SyncWaiter(keep, bool(ev.flags & P.SYNC_WAIT_FLAG_ANY), pending, len(pending))
+        if ev.timeout <= 0x7FFFFFFF:
+            w.timer = self.loop.call_later(ev.timeout / 1000.0, self._expire_waiter, w)
+        self.sync_waiters.append(w)

@@ -1,0 +1,399 @@
+"""Binding to libvirglrenderer: the only module that touches the cffi library.
+
+Why: virglrenderer is a process-wide singleton with C callbacks; keeping every
+call here lets the rest of the code see Python exceptions, not return codes.
+How: C return codes become RendererError(call, errno). The cheap callbacks
+(make_current, write_context_fence) are C in native/vv_glue.c; fence
+retirements are queued there and drained by ``poll()``. The rare callbacks
+(create/destroy GL context) come here through ``extern "Python"`` functions,
+routed to the GLContextProvider; an exception raised there is stored and
+re-raised after the C call that triggered it returns.
+
+Everything here must run on the render thread, except where noted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from virgl_viewer._native import ffi, lib
+from virgl_viewer.errors import RendererError
+
+log = logging.getLogger(__name__)
+
+THREAD_SYNC = lib.VIRGL_RENDERER_THREAD_SYNC
+VENUS = lib.VIRGL_RENDERER_VENUS
+FENCE_FLAG_MERGEABLE = lib.VIRGL_RENDERER_FENCE_FLAG_MERGEABLE
+# virglrenderer.h: VIRGL_RENDERER_BLOB_FD_TYPE_*
+BLOB_FD_TYPE_DMABUF = 1
+BLOB_FD_TYPE_OPAQUE = 2
+BLOB_FD_TYPE_SHM = 3
+# virglrenderer.h: resource_info flags
+RESOURCE_FLAG_Y_0_TOP = 1
+
+Cdata = Any  # cffi pointers are untyped to mypy
+
+
+class GLContextProvider(Protocol):
+    """Makes the GL contexts virglrenderer renders with.
+
+    ``egl_display`` is an EGLDisplay (cffi pointer). Contexts must all be in
+    one share group (the UI's, when there is a UI). ``create_context`` returns
+    ffi.NULL when the version is not available (virglrenderer then retries a
+    lower one).
+    """
+
+    @property
+    def egl_display(self) -> Cdata: ...
+
+    def create_context(self, major: int, minor: int, shared: bool) -> Cdata: ...
+
+    def destroy_context(self, ctx: Cdata) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    handle: int
+    virgl_format: int
+    width: int
+    height: int
+    depth: int
+    flags: int
+    tex_id: int
+    stride: int
+
+
+@dataclass(frozen=True, slots=True)
+class FenceEvent:
+    ctx_id: int
+    ring_idx: int
+    fence_id: int
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_renderer: Renderer | None = None
+
+
+def _callback(default: Any) -> Callable[[F], F]:
+    """Route a C callback into Python: never let an exception cross C."""
+
+    def wrap(fn: F) -> F:
+        def inner(*args: Any) -> Any:
+            r = _renderer
+            if r is None:
+                return default
+            try:
+                return fn(r, *args)
+            except BaseException as exc:  # stored, re-raised after the C call
+                if r._callback_error is None:
+                    r._callback_error = exc
+                return default
+
+        inner.__name__ = fn.__name__
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+@ffi.def_extern(name="_create_gl_context_cb")  # type: ignore[misc]
+@_callback(ffi.NULL)
+def _create_gl_context_cb(r: Renderer, _cookie: Cdata, _scanout: int, param: Cdata) -> Cdata:
+    ctx = r.provider.create_context(param.major_ver, param.minor_ver, bool(param.shared))
+    if ctx != ffi.NULL:
+        r.gl_contexts += 1
+    log.debug("create_gl_context %d.%d shared=%s -> %s", param.major_ver,
+              param.minor_ver, bool(param.shared), ctx)
+    return ctx
+
+
+@ffi.def_extern(name="_destroy_gl_context_cb")  # type: ignore[misc]
+@_callback(None)
+def _destroy_gl_context_cb(r: Renderer, _cookie: Cdata, ctx: Cdata) -> None:
+    if ctx != ffi.NULL:
+        r.gl_contexts -= 1
+        r.provider.destroy_context(ctx)
+
+
+class Renderer:
+    """The process-wide virglrenderer instance (one at a time)."""
+
+    def __init__(self, provider: GLContextProvider, *, thread_sync: bool = True,
+                 venus: bool = False) -> None:
+        global _renderer
+        if _renderer is not None:
+            raise RuntimeError("virglrenderer is already initialised in this process")
+        self.provider = provider
+        self.gl_contexts = 0
+        self._callback_error: BaseException | None = None
+        self._cookie = ffi.new_handle(self)
+        self._fence_buf = ffi.new("struct vv_fence_event[]", 256)
+        flags = (THREAD_SYNC if thread_sync else 0) | (VENUS if venus else 0)
+        _renderer = self
+        rc = lib.vv_renderer_init(self._cookie, provider.egl_display, flags)
+        try:
+            self._check("virgl_renderer_init", rc)
+        except BaseException:
+            _renderer = None
+            raise
+        self.poll_fd: int = lib.virgl_renderer_get_poll_fd()
+        self._box = ffi.new("struct virgl_box *")
+        self._iov = ffi.new("struct iovec *")
+        self._closed = False
+
+    # ------------------------------------------------------------ plumbing
+    def _check(self, call: str, rc: int) -> None:
+        err = self._callback_error
+        if err is not None:
+            self._callback_error = None
+            raise err
+        if rc != 0:
+            raise RendererError(call, abs(rc))
+
+    def close(self) -> None:
+        global _renderer
+        if self._closed:
+            return
+        self._closed = True
+        lib.vv_renderer_cleanup()
+        _renderer = None
+        err, self._callback_error = self._callback_error, None
+        if err is not None:
+            raise err
+
+    # ------------------------------------------------------------ caps
+    def capset_info(self, capset: int) -> tuple[int, int]:
+        max_ver = ffi.new("uint32_t *")
+        max_size = ffi.new("uint32_t *")
+        lib.virgl_renderer_get_cap_set(capset, max_ver, max_size)
+        return int(max_ver[0]), int(max_size[0])
+
+    def fill_caps(self, capset: int, version: int) -> bytes:
+        _, size = self.capset_info(capset)
+        if size == 0:
+            return b""
+        buf = ffi.new("uint8_t[]", size)
+        lib.virgl_renderer_fill_caps(capset, version, buf)
+        return bytes(ffi.buffer(buf, size))
+
+    # ------------------------------------------------------------ contexts
+    def context_create(self, ctx_id: int, name: bytes, capset: int = 0) -> None:
+        if capset:
+            rc = lib.virgl_renderer_context_create_with_flags(ctx_id, capset, len(name), name)
+            self._check("virgl_renderer_context_create_with_flags", rc)
+        else:
+            rc = lib.virgl_renderer_context_create(ctx_id, len(name), name)
+            self._check("virgl_renderer_context_create", rc)
+
+    def context_destroy(self, ctx_id: int) -> None:
+        lib.virgl_renderer_context_destroy(ctx_id)
+        self._check("virgl_renderer_context_destroy", 0)
+
+    def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
+        rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
+        self._check("virgl_renderer_submit_cmd", rc)
+
+    def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int) -> None:
+        rc = lib.virgl_renderer_context_create_fence(ctx_id, FENCE_FLAG_MERGEABLE,
+                                                     ring_idx, fence_id)
+        self._check("virgl_renderer_context_create_fence", rc)
+
+    def poll(self) -> list[FenceEvent]:
+        """Retire signalled fences; returns the newest fence per (ctx, ring)."""
+        lib.virgl_renderer_poll()
+        self._check("virgl_renderer_poll", 0)
+        out: list[FenceEvent] = []
+        buf = self._fence_buf
+        while True:
+            n = lib.vv_drain_fences(buf, 256)
+            for i in range(n):
+                e = buf[i]
+                out.append(FenceEvent(e.ctx_id, e.ring_idx, e.fence_id))
+            if n < 256:
+                return out
+
+    # ------------------------------------------------------------ resources
+    def resource_create(self, handle: int, target: int, fmt: int, bind: int, width: int,
+                        height: int, depth: int, array_size: int, last_level: int,
+                        nr_samples: int, flags: int = 0) -> None:
+        args = ffi.new("struct virgl_renderer_resource_create_args *", {
+            "handle": handle, "target": target, "format": fmt, "bind": bind,
+            "width": width, "height": height, "depth": depth, "array_size": array_size,
+            "last_level": last_level, "nr_samples": nr_samples, "flags": flags})
+        rc = lib.virgl_renderer_resource_create(args, ffi.NULL, 0)
+        self._check("virgl_renderer_resource_create", rc)
+
+    def resource_create_blob(self, handle: int, ctx_id: int, blob_mem: int, blob_flags: int,
+                             blob_id: int, size: int, iov: Cdata | None) -> None:
+        args = ffi.new("struct virgl_renderer_resource_create_blob_args *", {
+            "res_handle": handle, "ctx_id": ctx_id, "blob_mem": blob_mem,
+            "blob_flags": blob_flags, "blob_id": blob_id, "size": size,
+            "iovecs": iov if iov is not None else ffi.NULL,
+            "num_iovs": 1 if iov is not None else 0})
+        rc = lib.virgl_renderer_resource_create_blob(args)
+        self._check("virgl_renderer_resource_create_blob", rc)
+
+    def resource_export_blob(self, handle: int) -> tuple[int, int]:
+        fd_type = ffi.new("uint32_t *")
+        fd = ffi.new("int *", -1)
+        rc = lib.virgl_renderer_resource_export_blob(handle, fd_type, fd)
+        self._check("virgl_renderer_resource_export_blob", rc)
+        return int(fd_type[0]), int(fd[0])
+
+    def resource_unref(self, handle: int) -> None:
+        lib.virgl_renderer_resource_unref(handle)
+        self._check("virgl_renderer_resource_unref", 0)
+
+    def attach_iov(self, handle: int, iov: Cdata) -> None:
+        rc = lib.virgl_renderer_resource_attach_iov(handle, iov, 1)
+        self._check("virgl_renderer_resource_attach_iov", rc)
+
+    def detach_iov(self, handle: int) -> None:
+        lib.virgl_renderer_resource_detach_iov(handle, ffi.NULL, ffi.NULL)
+
+    def ctx_attach_resource(self, ctx_id: int, handle: int) -> None:
+        lib.virgl_renderer_ctx_attach_resource(ctx_id, handle)
+
+    def resource_info(self, handle: int) -> ResourceInfo:
+        info = ffi.new("struct virgl_renderer_resource_info *")
+        rc = lib.virgl_renderer_resource_get_info(handle, info)
+        self._check("virgl_renderer_resource_get_info", rc)
+        return ResourceInfo(info.handle, info.virgl_format, info.width, info.height,
+                            info.depth, info.flags, info.tex_id, info.stride)
+
+    def _set_box(self, x: int, y: int, z: int, w: int, h: int, d: int) -> Cdata:
+        b = self._box
+        b.x, b.y, b.z, b.w, b.h, b.d = x, y, z, w, h, d
+        return b
+
+    def transfer_read(self, handle: int, ctx_id: int, level: int, stride: int,
+                      layer_stride: int, box: tuple[int, int, int, int, int, int],
+                      offset: int, dest: bytearray | None = None) -> None:
+        """Read from the resource into its attached backing (dest None) or
+        into ``dest``."""
+        b = self._set_box(*box)
+        if dest is None:
+            rc = lib.virgl_renderer_transfer_read_iov(handle, ctx_id, level, stride,
+                                                      layer_stride, b, offset, ffi.NULL, 0)
+        else:
+            iov = self._iov
+            iov.iov_base = ffi.from_buffer(dest)
+            iov.iov_len = len(dest)
+            rc = lib.virgl_renderer_transfer_read_iov(handle, ctx_id, level, stride,
+                                                      layer_stride, b, offset, iov, 1)
+        self._check("virgl_renderer_transfer_read_iov", rc)
+
+    def transfer_write(self, handle: int, ctx_id: int, level: int, stride: int,
+                       layer_stride: int, box: tuple[int, int, int, int, int, int],
+                       offset: int, src: bytes | bytearray | None = None) -> None:
+        b = self._set_box(*box)
+        if src is None:
+            rc = lib.virgl_renderer_transfer_write_iov(handle, ctx_id, level, stride,
+                                                       layer_stride, b, offset, ffi.NULL, 0)
+        else:
+            iov = self._iov
+            iov.iov_base = ffi.from_buffer(src)
+            iov.iov_len = len(src)
+            rc = lib.virgl_renderer_transfer_write_iov(handle, ctx_id, level, stride,
+                                                       layer_stride, b, offset, iov, 1)
+        self._check("virgl_renderer_transfer_write_iov", rc)
+
+    def force_ctx_0(self) -> None:
+        lib.virgl_renderer_force_ctx_0()
+
+    @staticmethod
+    def make_current_failures() -> int:
+        return int(lib.vv_make_current_failures())
+
+
+class SharedMemory:
+    """A memfd mapped into this process: a resource's guest-visible backing.
+
+    The fd is handed to the client (SCM_RIGHTS) and then closed here; the
+    mapping lives until ``release()``.
+    """
+
+    __slots__ = ("fd", "iov", "ptr", "size")
+
+    def __init__(self, size: int, name: str = "vtest-shm") -> None:
+        import os
+
+        self.size = size
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self.fd, size)
+            ptr = lib.vv_shm_map(self.fd, size)
+            if ptr == ffi.NULL:
+                raise RendererError("mmap", ffi.errno)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.ptr = ptr
+        self.iov = ffi.new("struct iovec *", {"iov_base": ptr, "iov_len": size})
+
+    def close_fd(self) -> None:
+        import os
+
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def view(self) -> memoryview:
+        return memoryview(ffi.buffer(self.ptr, self.size))
+
+    def release(self) -> None:
+        self.close_fd()
+        if self.ptr is not None:
+            lib.vv_shm_unmap(self.ptr, self.size)
+            self.ptr = None
+            self.iov = None
+
+
+class HandleMap:
+    """A client's resource handles -> server handles, in C (vv_rewrite.c),
+    and the command-stream rewriter that applies it."""
+
+    __slots__ = ("_err", "_map")
+
+    def __init__(self) -> None:
+        m = lib.vv_map_new()
+        if m == ffi.NULL:
+            raise MemoryError("vv_map_new")
+        self._map = ffi.gc(m, lib.vv_map_free)
+        self._err = ffi.new("struct vv_rewrite_error *")
+
+    def set(self, client: int, server: int) -> None:
+        rc = lib.vv_map_set(self._map, client, server)
+        if rc != 0:
+            raise RendererError("vv_map_set", abs(rc))
+
+    def get(self, client: int) -> int:
+        return int(lib.vv_map_get(self._map, client))
+
+    def remove(self, client: int) -> int:
+        return int(lib.vv_map_remove(self._map, client))
+
+    def __len__(self) -> int:
+        return int(lib.vv_map_count(self._map))
+
+    def rewrite(self, buf: bytearray | memoryview, ndw: int) -> tuple[int, int, int, int, int]:
+        """Rewrite in place; returns (code, offset_dw, cmd, obj_type, handle),
+        code 0 on success (VV_RW_*)."""
+        e = self._err
+        code = lib.vv_rewrite_cmds(self._map, ffi.from_buffer("uint32_t[]", buf), ndw, e)
+        if code == 0:
+            return (0, 0, 0, 0, 0)
+        return (int(code), int(e.offset_dw), int(e.cmd), int(e.obj_type), int(e.handle))
+
+    def free(self) -> None:
+        # Explicit release (fd/memory accounting tests): ffi.gc would free later.
+        m, self._map = self._map, None
+        if m is not None:
+            ffi.release(m)
+
+
+REWRITE_ERRORS = {1: "unknown resource handle", 2: "command runs past the buffer",
+                  3: "unknown virgl command"}
