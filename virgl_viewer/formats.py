@@ -282,8 +282,10 @@ def _require(fid: int) -> FormatInfo:
     return info
 
 
-def estimate_resource_bytes(target: int, format: int, width: int, height: int, depth: int,
-                            array_size: int, last_level: int, nr_samples: int) -> int:
+def estimate_resource_bytes(  # noqa: PLR0917 (the RESOURCE_CREATE argument order)
+    target: int, format: int, width: int, height: int, depth: int, array_size: int,
+    last_level: int, nr_samples: int,
+) -> int:
     """Bytes a resource occupies: the whole mip chain, every layer, every sample.
 
     Mirrors Mesa's `virgl_resource_layout` (tightly packed rows, cube = 6 slices, 3D depth
