@@ -59,6 +59,7 @@ class Session(ResourceCommands, SyncCommands):
         self.sync_waiters: list[SyncWaiter] = []
         # fences: one counter, all on virgl ring 0 (vrend has one ring)
         self.fence_submitted = 0
+        self.unfenced = False  # submits since the last fence
         self.fence_completed = 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
         self._busy_wait_pending = False

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 MAX_SYNCS_PER_CLIENT = 1 << 14
 MAX_SYNC_WAITERS = 1024
+LAZY_FENCES = os.environ.get("VV_LAZY_FENCES", "1") == "1"
 _ONE = (1).to_bytes(8, "little")
 
 
@@ -37,6 +38,7 @@ class SyncCommands:
                               f"at dword {start_dw + off}", cmd)
 
     def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None) -> None:
+        self.unfenced = False
         self.fence_submitted += 1
         fid = self.fence_submitted
         if syncs:
@@ -53,7 +55,10 @@ class SyncCommands:
             self.host.renderer.submit_cmd(ctx_id, buf, ndw)
         self.submits += 1
         self.bytes_submitted += len(buf)
-        self._new_fence()
+        if LAZY_FENCES:
+            self.unfenced = True
+        else:
+            self._new_fence()
 
     def _on_submit_cmd2(self: Session, ev: P.SubmitCmd2) -> None:
         cmd = self._command = "SUBMIT_CMD2"
@@ -102,6 +107,8 @@ class SyncCommands:
         cmd = self._command = "RESOURCE_BUSY_WAIT"
         if not self.ctx_id and ev.handle:
             raise ClientError(f"resource {ev.handle} before any context exists", cmd)
+        if self.unfenced:
+            self._new_fence()
         busy = self.fence_completed < self.fence_submitted
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
             # Park: stop reading this client until its fences retire.
