@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libvirglrenderer1 libvirglrenderer-dev virgl-server \
-	libegl1 libegl-dev libgles-dev libopengl0 libepoxy-dev libgl1-mesa-dri \
+	libegl1 libegl-dev libgles-dev libgl-dev libopengl0 libopengl-dev libepoxy-dev libgl1-mesa-dri \
 	mesa-utils glmark2-x11 glmark2-es2-x11 piglit apitrace xvfb xauth x11-utils \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \

@@ -20,17 +20,17 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h"]
-SOURCES = ["vv_glue.c", "vv_rewrite.c"]
+CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h"]
+SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
 ffibuilder.set_source(
     "virgl_viewer._native",
-    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n',
+    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n#include "vv_present.h"\n',
     sources=[_rel(HERE / s) for s in SOURCES],
     include_dirs=[str(HERE), "/usr/include/virgl"],
-    libraries=["virglrenderer", "EGL"],
+    libraries=["virglrenderer", "EGL", "OpenGL"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
 )
 

@@ -1,0 +1,83 @@
+/* Scanout hand-off on the GPU: copy a guest display target into a
+ * viewer-owned texture of the share group and fence the copy.
+ *
+ * Why: the guest renders its next frame into the same display target right
+ * after presenting, so sampling it from the UI would tear. The render thread
+ * copies each presented frame into a free buffer of a small ring (GPU to
+ * GPU, never through the CPU) and hands the UI the buffer plus a fence; the
+ * UI waits on that fence in its own context (glWaitSync) before drawing, and
+ * fences its draw so the copy into that buffer later waits for it. This
+ * holds on a real GPU; llvmpipe would hide a missing fence.
+ */
+#define GL_GLEXT_PROTOTYPES 1
+#include "vv_present.h"
+
+#include <GL/glcorearb.h>
+
+int vv_egl_make_current(EGLDisplay dpy, EGLContext ctx)
+{
+   eglBindAPI(EGL_OPENGL_API);
+   return eglMakeCurrent(dpy, EGL_NO_SURFACE, EGL_NO_SURFACE, ctx) ? 0 : -1;
+}
+
+uint32_t vv_gl_texture_internal_format(uint32_t tex, uint32_t target)
+{
+   GLint fmt = 0;
+   GLint binding = 0;
+   GLenum query = target == GL_TEXTURE_RECTANGLE ? GL_TEXTURE_BINDING_RECTANGLE
+                                                 : GL_TEXTURE_BINDING_2D;
+   glGetIntegerv(query, &binding);
+   glBindTexture(target, tex);
+   glGetTexLevelParameteriv(target, 0, GL_TEXTURE_INTERNAL_FORMAT, &fmt);
+   glBindTexture(target, (GLuint)binding);
+   return (uint32_t)fmt;
+}
+
+uint32_t vv_gl_create_texture(uint32_t internal_format, int width, int height)
+{
+   GLuint tex = 0;
+   glGenTextures(1, &tex);
+   glBindTexture(GL_TEXTURE_2D, tex);
+   glTexStorage2D(GL_TEXTURE_2D, 1, internal_format, width, height);
+   glBindTexture(GL_TEXTURE_2D, 0);
+   return tex;
+}
+
+void vv_gl_delete_texture(uint32_t tex)
+{
+   GLuint t = tex;
+   glDeleteTextures(1, &t);
+}
+
+void *vv_gl_copy_and_fence(uint32_t src, uint32_t src_target, uint32_t dst, int width,
+                           int height, void *wait_sync)
+{
+   GLsync fence;
+   if (wait_sync) {
+      /* the UI's last draw from dst must finish before we overwrite it */
+      glWaitSync((GLsync)wait_sync, 0, GL_TIMEOUT_IGNORED);
+      glDeleteSync((GLsync)wait_sync);
+   }
+   glCopyImageSubData(src, src_target, 0, 0, 0, 0, dst, GL_TEXTURE_2D, 0, 0, 0, 0,
+                      width, height, 1);
+   fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+   glFlush();
+   return (void *)fence;
+}
+
+void vv_gl_delete_sync(void *sync)
+{
+   if (sync)
+      glDeleteSync((GLsync)sync);
+}
+
+int vv_gl_client_wait(void *sync, uint64_t timeout_ns)
+{
+   GLenum r = glClientWaitSync((GLsync)sync, GL_SYNC_FLUSH_COMMANDS_BIT, timeout_ns);
+   return (r == GL_ALREADY_SIGNALED || r == GL_CONDITION_SATISFIED) ? 0 : -1;
+}
+
+uint32_t vv_gl_get_error(void)
+{
+   return glGetError();
+}
