@@ -8,9 +8,9 @@ typedef unsigned int EGLBoolean;
 struct vv_fence_event { uint32_t ctx_id; uint32_t ring_idx; uint64_t fence_id; };
 
 /* Python side of the GL-context provider (create/destroy are rare). */
-extern "Python" void *_create_gl_context_cb(void *cookie, int scanout_idx,
+extern "Python+C" void *_create_gl_context_cb(void *cookie, int scanout_idx,
                                            struct virgl_renderer_gl_ctx_param *param);
-extern "Python" void _destroy_gl_context_cb(void *cookie, void *ctx);
+extern "Python+C" void _destroy_gl_context_cb(void *cookie, void *ctx);
 
 int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
 void vv_renderer_cleanup(void);

@@ -4,7 +4,8 @@ uint32_t vv_gl_texture_internal_format(uint32_t tex, uint32_t target);
 uint32_t vv_gl_create_texture(uint32_t internal_format, int width, int height);
 void vv_gl_delete_texture(uint32_t tex);
 void *vv_gl_copy_and_fence(uint32_t src, uint32_t src_target, uint32_t dst, int width,
-                           int height, void *wait_sync);
+                           int height);
+void vv_gl_wait_sync(void *sync);
 void vv_gl_delete_sync(void *sync);
 int vv_gl_client_wait(void *sync, uint64_t timeout_ns);
 uint32_t vv_gl_get_error(void);

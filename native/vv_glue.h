@@ -17,9 +17,9 @@ struct virgl_box { uint32_t x, y, z, w, h, d; };
 struct vv_fence_event { uint32_t ctx_id; uint32_t ring_idx; uint64_t fence_id; };
 
 /* Implemented in Python (cffi extern "Python"), see virgl_viewer/virgl.py. */
-static void *_create_gl_context_cb(void *cookie, int scanout_idx,
+void *_create_gl_context_cb(void *cookie, int scanout_idx,
                                    struct virgl_renderer_gl_ctx_param *param);
-static void _destroy_gl_context_cb(void *cookie, void *ctx);
+void _destroy_gl_context_cb(void *cookie, void *ctx);
 
 int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
 void vv_renderer_cleanup(void);

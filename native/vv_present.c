@@ -49,15 +49,19 @@ void vv_gl_delete_texture(uint32_t tex)
    glDeleteTextures(1, &t);
 }
 
+void vv_gl_wait_sync(void *sync)
+{
+   /* GPU-side wait (the CPU goes on), then drop the sync object */
+   if (sync) {
+      glWaitSync((GLsync)sync, 0, GL_TIMEOUT_IGNORED);
+      glDeleteSync((GLsync)sync);
+   }
+}
+
 void *vv_gl_copy_and_fence(uint32_t src, uint32_t src_target, uint32_t dst, int width,
-                           int height, void *wait_sync)
+                           int height)
 {
    GLsync fence;
-   if (wait_sync) {
-      /* the UI's last draw from dst must finish before we overwrite it */
-      glWaitSync((GLsync)wait_sync, 0, GL_TIMEOUT_IGNORED);
-      glDeleteSync((GLsync)wait_sync);
-   }
    glCopyImageSubData(src, src_target, 0, 0, 0, 0, dst, GL_TEXTURE_2D, 0, 0, 0, 0,
                       width, height, 1);
    fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);

@@ -12,9 +12,12 @@
  *  - The map is a linear-probing hash table of (client, server) pairs. Key 0
  *    marks an empty slot (0 is never a valid handle). The load factor stays
  *    at or below 1/2, deletion shifts entries back (no tombstones, so heavy
- *    create/unref churn does not slow lookups), and the hash is a 64-bit
- *    finaliser keyed with a per-map random seed so a hostile client cannot
- *    choose ids that pile up in one probe chain.
+ *    create/unref churn does not slow lookups). The slot index is the top
+ *    bits of a 64-bit finaliser (splitmix64's) applied to key ^ seed, with a
+ *    random seed per map: a hostile client cannot choose ids that pile up in
+ *    one probe chain, and sequential ids spread like random ones for every
+ *    seed. (Plain multiply-shift with a random multiplier was tried: cheaper,
+ *    but some multipliers cluster sequential ids badly.)
  *  - The rewriter walks commands like vrend_decode_ctx_submit_cmd (header:
  *    bits 0-7 command, 8-15 object type, 16-31 payload length; next command at
  *    cur + len + 1). Where the resource handles of a command sit is always an
@@ -83,6 +86,8 @@ enum {
 #define VV_VIDEO_BUFFER_PLANE_NUM 3u
 /* Effectively unbounded: len is 16 bits, so no run can be longer. */
 #define VV_RUN_ANY 0xffffu
+/* Runs up to this many handles are resolved in one pass (stack buffer). */
+#define VV_RUN_LOCAL 64u
 
 /*
  * Resource handles of one command: payload indices first, first + stride,
@@ -162,7 +167,7 @@ struct vv_entry {
 
 struct vv_handle_map {
     struct vv_entry *slots;
-    uint64_t seed;
+    uint64_t seed; /* random per map, keys the hash */
     uint32_t mask;  /* capacity - 1; capacity is a power of two */
     uint32_t shift; /* 64 - log2(capacity): index = top bits of the hash */
     uint32_t count;
@@ -173,7 +178,7 @@ struct vv_handle_map {
 
 static inline uint64_t mix64(uint64_t x)
 {
-    /* splitmix64 finaliser: full avalanche, two multiplies */
+    /* splitmix64 finaliser: every input bit affects every output bit */
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ull;
     x ^= x >> 27;
@@ -184,13 +189,14 @@ static inline uint64_t mix64(uint64_t x)
 
 static inline uint32_t home_slot(const vv_handle_map *m, uint32_t key)
 {
-    return (uint32_t)(mix64(key + m->seed) >> m->shift);
+    return (uint32_t)(mix64(key ^ m->seed) >> m->shift);
 }
 
 static uint64_t fresh_seed(const void *salt)
 {
-    uint64_t seed = 0;
+    uint64_t seed;
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        /* no entropy yet (early boot): still differ per map and per run */
         struct timespec ts;
         timespec_get(&ts, TIME_UTC);
         seed = (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec;
@@ -354,17 +360,6 @@ static int fail(struct vv_rewrite_error *err, int code, uint32_t offset,
     return code;
 }
 
-/* Number of handles of run r inside a payload of len dwords. */
-static inline uint32_t run_length(const struct slot_run *r, uint32_t len)
-{
-    if (r->exact_len && len != r->exact_len)
-        return 0;
-    if (len <= r->first)
-        return 0;
-    uint32_t n = (len - r->first - 1) / r->stride + 1;
-    return n < r->max ? n : r->max;
-}
-
 int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
                     struct vv_rewrite_error *err)
 {
@@ -389,21 +384,33 @@ int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
             r = type < VV_MAX_OBJECTS ? &object_runs[type] : &no_run;
         }
 
-        if (r->max) {
-            uint32_t n = run_length(r, len);
-            uint32_t *p = buf + cur + 1 + r->first;
+        if (r->max && (!r->exact_len || len == r->exact_len)) {
+            uint32_t *p = buf + cur + 1;
             const uint32_t stride = r->stride;
+            uint32_t end = r->first + (uint32_t)r->max * stride; /* past the last slot */
+            if (end > len)
+                end = len;
 
-            /* check all first, so a refused command stays untouched */
-            for (uint32_t i = 0; i < n; i++) {
-                uint32_t h = p[i * stride];
-                if (h && !vv_map_get(m, h))
+            /*
+             * Resolve every handle before writing any, so a refused command
+             * stays untouched. Real streams have few handles per command;
+             * longer runs (only a hostile or odd client) look up twice.
+             */
+            uint32_t server[VV_RUN_LOCAL];
+            uint32_t n = 0;
+            for (uint32_t q = r->first; q < end; q += stride, n++) {
+                uint32_t h = p[q];
+                uint32_t s = h ? vv_map_get(m, h) : 0;
+                if (h && !s)
                     return fail(err, VV_RW_UNKNOWN_HANDLE, cur, header, h);
+                if (n < VV_RUN_LOCAL)
+                    server[n] = s;
             }
-            for (uint32_t i = 0; i < n; i++) {
-                uint32_t h = p[i * stride];
+            n = 0;
+            for (uint32_t q = r->first; q < end; q += stride, n++) {
+                uint32_t h = p[q];
                 if (h)
-                    p[i * stride] = vv_map_get(m, h);
+                    p[q] = n < VV_RUN_LOCAL ? server[n] : vv_map_get(m, h);
             }
         }
         cur += len + 1;

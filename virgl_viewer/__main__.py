@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.headless:
         return run_headless(args)
-    log.error("the GUI is not available yet; use --headless")
-    return 2
+    from virgl_viewer.ui.app import run_gui
+
+    return run_gui(args)
 
 
 if __name__ == "__main__":

@@ -25,29 +25,17 @@ EGL_VERSION = 0x3054
 REQUIRED_EXTENSIONS = ("EGL_KHR_no_config_context", "EGL_KHR_surfaceless_context")
 
 
-class SurfacelessProvider:
-    """EGL contexts on a surfaceless Mesa display (server-only mode)."""
+class SharedProvider:
+    """Contexts on an existing, initialised EGL display, all sharing with one
+    existing context (Qt's global share context in the GUI app).
 
-    def __init__(self) -> None:
-        dpy = lib.vv_egl_surfaceless_display()
-        if dpy == ffi.NULL:
-            raise RendererError("eglGetPlatformDisplayEXT(SURFACELESS)", lib.vv_egl_get_error())
-        major = ffi.new("int *")
-        minor = ffi.new("int *")
-        if lib.vv_egl_initialize(dpy, major, minor) != 0:
-            raise RendererError("eglInitialize", lib.vv_egl_get_error())
-        self._dpy = dpy
-        exts = ffi.string(lib.vv_egl_query_string(dpy, EGL_EXTENSIONS)).decode().split()
-        missing = [e for e in REQUIRED_EXTENSIONS if e not in exts]
-        if missing:
-            lib.vv_egl_terminate(dpy)
-            raise RendererError("EGL extensions missing: " + ", ".join(missing), 0)
-        vendor = ffi.string(lib.vv_egl_query_string(dpy, EGL_VENDOR)).decode()
-        log.info("EGL %d.%d surfaceless display (%s)", major[0], minor[0], vendor)
-        self._root = self._create(4, 5, ffi.NULL) or self._create(3, 3, ffi.NULL)
-        if self._root == ffi.NULL:
-            lib.vv_egl_terminate(dpy)
-            raise RendererError("eglCreateContext(root)", lib.vv_egl_get_error())
+    ``display`` and ``share_context`` are EGLDisplay/EGLContext addresses as
+    integers, so the UI can hand them over without touching cffi.
+    """
+
+    def __init__(self, display: int, share_context: int) -> None:
+        self._dpy = ffi.cast("void *", display)
+        self._root = ffi.cast("void *", share_context)
         self.contexts: set[Any] = set()
 
     @property
@@ -59,8 +47,8 @@ class SurfacelessProvider:
         return ctx if ctx != ffi.NULL else ffi.NULL
 
     def create_context(self, major: int, minor: int, shared: bool) -> Any:
-        # virglrenderer asks ctx0 with shared=false; share with the root anyway
-        # so every context (and a future UI) sees every texture.
+        # virglrenderer asks ctx0 with shared=false; share with the root
+        # anyway so every context (and the UI) sees every texture.
         ctx = self._create(major, minor, self._root)
         if ctx == ffi.NULL:
             log.debug("GL %d.%d context refused (EGL error 0x%x)", major, minor,
@@ -74,10 +62,41 @@ class SurfacelessProvider:
         lib.vv_egl_destroy_context(self._dpy, ctx)
 
     def close(self) -> None:
+        """Destroy our contexts; the display and share context are not ours."""
         lib.vv_egl_release_current(self._dpy)
         for ctx in list(self.contexts):
             lib.vv_egl_destroy_context(self._dpy, ctx)
         self.contexts.clear()
+
+
+class SurfacelessProvider(SharedProvider):
+    """EGL contexts on a surfaceless Mesa display (server-only mode): a root
+    context of our own plays the part of Qt's share context."""
+
+    def __init__(self) -> None:
+        dpy = lib.vv_egl_surfaceless_display()
+        if dpy == ffi.NULL:
+            raise RendererError("eglGetPlatformDisplayEXT(SURFACELESS)", lib.vv_egl_get_error())
+        major = ffi.new("int *")
+        minor = ffi.new("int *")
+        if lib.vv_egl_initialize(dpy, major, minor) != 0:
+            raise RendererError("eglInitialize", lib.vv_egl_get_error())
+        exts = ffi.string(lib.vv_egl_query_string(dpy, EGL_EXTENSIONS)).decode().split()
+        missing = [e for e in REQUIRED_EXTENSIONS if e not in exts]
+        if missing:
+            lib.vv_egl_terminate(dpy)
+            raise RendererError("EGL extensions missing: " + ", ".join(missing), 0)
+        vendor = ffi.string(lib.vv_egl_query_string(dpy, EGL_VENDOR)).decode()
+        log.info("EGL %d.%d surfaceless display (%s)", major[0], minor[0], vendor)
+        super().__init__(0, 0)
+        self._dpy = dpy
+        self._root = self._create(4, 5, ffi.NULL) or self._create(3, 3, ffi.NULL)
+        if self._root == ffi.NULL:
+            lib.vv_egl_terminate(dpy)
+            raise RendererError("eglCreateContext(root)", lib.vv_egl_get_error())
+
+    def close(self) -> None:
+        super().close()
         if self._root != ffi.NULL:
             lib.vv_egl_destroy_context(self._dpy, self._root)
             self._root = ffi.NULL

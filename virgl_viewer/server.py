@@ -211,7 +211,8 @@ class RenderThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="virgl-render", daemon=True)
-        self.on_ready: Callable[[VtestServer], None] | None = None
+        self.on_ready: Callable[[VtestServer], None] | None = None  # render thread
+        self.on_stop: Callable[[], None] | None = None  # render thread, before teardown
 
     def start(self, timeout: float = 30.0) -> VtestServer:
         self._thread.start()
@@ -245,6 +246,11 @@ class RenderThread:
             self.loop.run_forever()
         finally:
             self.server.close()
+            if self.on_stop is not None:
+                try:
+                    self.on_stop()
+                except Exception:
+                    log.exception("render thread stop hook failed")
             self.host.close(close_provider)
             self.loop.close()
 

@@ -397,3 +397,40 @@ class HandleMap:
 
 REWRITE_ERRORS = {1: "unknown resource handle", 2: "command runs past the buffer",
                   3: "unknown virgl command"}
+
+
+class GLPresenter:
+    """GL work of the scanout hand-off (render thread, own context).
+
+    Textures and syncs cross to the UI as plain integers (GL names and GLsync
+    addresses), so the UI needs no cffi.
+    """
+
+    GL_TEXTURE_2D = 0x0DE1
+
+    def __init__(self, egl_display: Cdata, context: Cdata) -> None:
+        self._dpy = egl_display
+        self._ctx = context
+
+    def make_current(self) -> None:
+        if lib.vv_egl_make_current(self._dpy, self._ctx) != 0:
+            raise RendererError("eglMakeCurrent(scanout copy context)", lib.vv_egl_get_error())
+
+    def internal_format(self, tex: int) -> int:
+        return int(lib.vv_gl_texture_internal_format(tex, self.GL_TEXTURE_2D))
+
+    def create_texture(self, internal_format: int, width: int, height: int) -> int:
+        return int(lib.vv_gl_create_texture(internal_format, width, height))
+
+    def delete_texture(self, tex: int) -> None:
+        lib.vv_gl_delete_texture(tex)
+
+    def wait(self, sync: int) -> None:
+        lib.vv_gl_wait_sync(ffi.cast("void *", sync))
+
+    def delete_sync(self, sync: int) -> None:
+        lib.vv_gl_delete_sync(ffi.cast("void *", sync))
+
+    def copy(self, src: int, dst: int, width: int, height: int) -> int:
+        fence = lib.vv_gl_copy_and_fence(src, self.GL_TEXTURE_2D, dst, width, height)
+        return int(ffi.cast("uintptr_t", fence))

@@ -1,0 +1,276 @@
+"""Scanouts: what guests present, handed to the UI without tearing.
+
+Why: a guest renders its next frame into the same display target right after
+presenting it, so the UI must never sample that texture directly. How: on
+every present (TRANSFER_GET/GET2 of a display target) the render thread copies
+the target into a free texture of the scanout's ring (GPU to GPU, in the share
+group, see native/vv_present.c) and fences the copy. The UI takes the newest
+entry when it paints (a lease), waits on its fence in its own context
+(glWaitSync), draws, and hands back a fence of its draw; the render thread
+waits on that (again on the GPU) before it reuses the texture, and never
+reuses a leased one. Four textures: shown, newest, leased, being written; the
+guest is never throttled, an unshown frame is simply replaced by a newer one
+(or, if every entry is busy, the present is skipped and counted).
+
+A scanout belongs to a client; its number is the order in which the client
+first presented it. A display target re-created by the guest (a resized
+window) takes over the scanout of the one it replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from virgl_viewer.server import ServerObserver
+from virgl_viewer.virgl import RESOURCE_FLAG_Y_0_TOP, GLPresenter, Renderer
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from virgl_viewer.objects import Resource
+    from virgl_viewer.session import Session
+
+log = logging.getLogger(__name__)
+
+RING_SIZE = 4
+ORPHAN_GRACE_S = 1.0
+CLIENT_GONE_FREE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One ring entry as the UI sees it."""
+
+    index: int
+    texture: int  # GL texture name in the share group
+    fence: int  # GLsync address: glWaitSync on it before sampling
+    width: int
+    height: int
+    virgl_format: int
+    y_0_top: bool
+    seq: int
+    presented_at: float
+
+
+@dataclass(eq=False)
+class Scanout:
+    """A client's scanout; shared by the render thread and the UI."""
+
+    id: int
+    client_name: str
+    client_pid: int
+    number: int  # 1-based, per client
+    resource_handle: int  # server handle of the display target now shown
+    client_handle: int
+    width: int = 0
+    height: int = 0
+    virgl_format: int = 0
+    frames: int = 0
+    alive: bool = True  # False once the client has gone
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _textures: list[int] = field(default_factory=list, repr=False)
+    _tex_key: tuple[int, int, int] = (0, 0, 0)
+    _copy_fences: dict[int, int] = field(default_factory=dict, repr=False)
+    _latest: Frame | None = None
+    _shown: Frame | None = None
+    _ui_fences: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _leases: dict[int, int] = field(default_factory=dict, repr=False)
+    dropped: int = 0  # presents skipped because every ring entry was busy
+    _orphaned_at: float | None = None
+    _present_times: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def key(self) -> str:
+        """Stable name for settings: client name + scanout number."""
+        return f"{self.client_name}/{self.number}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.client_name} — scanout {self.number} — {self.width}×{self.height}"
+
+    def fps(self, now: float | None = None) -> float:
+        """Presents in the last second."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return float(sum(1 for t in self._present_times if now - t <= 1.0))
+
+    # ------------------------------------------------------------ UI side
+    def take_latest(self) -> Frame | None:
+        """Lease the frame to draw now: the newest complete one (None before
+        the first present). Every leased frame must be given back with
+        ``drawn``. Never blocks on the render thread."""
+        with self._lock:
+            if self._latest is not None:
+                self._shown, self._latest = self._latest, None
+            f = self._shown
+            if f is not None:
+                self._leases[f.index] = self._leases.get(f.index, 0) + 1
+            return f
+
+    def drawn(self, frame: Frame, ui_fence: int = 0) -> None:
+        """End the lease of ``frame``; ``ui_fence`` (a GLsync of the UI's
+        context, 0 if nothing was drawn) fences the draw that sampled it."""
+        with self._lock:
+            n = self._leases.get(frame.index, 0) - 1
+            if n > 0:
+                self._leases[frame.index] = n
+            else:
+                self._leases.pop(frame.index, None)
+            if ui_fence:
+                self._ui_fences.setdefault(frame.index, []).append(ui_fence)
+
+    # ------------------------------------------------------------ render side
+    def _acquire(self) -> tuple[int, list[int]] | None:
+        with self._lock:
+            busy = {f.index for f in (self._latest, self._shown) if f is not None}
+            busy.update(self._leases)
+            for i in range(RING_SIZE):
+                if i not in busy:
+                    return i, self._ui_fences.pop(i, [])
+            self.dropped += 1
+            return None
+
+    def _publish(self, frame: Frame) -> None:
+        with self._lock:
+            self._latest = frame
+            self.frames = frame.seq
+            times = self._present_times
+            times.append(frame.presented_at)
+            if len(times) > 1024:
+                del times[:512]
+
+
+class ScanoutManager(ServerObserver):
+    """Render-thread side: turns presents into ring frames.
+
+    ``on_change(event, scanout)`` is called on the render thread with
+    ``"added"``, ``"frame"``, ``"changed"`` (size, format or resource),
+    ``"client-gone"`` or ``"removed"``; the UI forwards it to its thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, presenter: GLPresenter,
+                 renderer: Renderer, on_change: Callable[[str, Scanout], None]) -> None:
+        self.loop = loop
+        self.gl = presenter
+        self.renderer = renderer
+        self.on_change = on_change
+        self.scanouts: dict[int, Scanout] = {}
+        self._by_resource: dict[int, Scanout] = {}
+        self._per_session: dict[int, list[Scanout]] = {}
+        self._next_id = 1
+
+    # ------------------------------------------------------------ observer hooks
+    def presented(self, s: Session, r: Resource) -> None:
+        sc = self._by_resource.get(r.server_handle)
+        if sc is None:
+            sc = self._adopt_or_create(s, r)
+        info = self.renderer.resource_info(r.server_handle)
+        changed = (info.width, info.height, info.virgl_format, r.server_handle) != (
+            sc.width, sc.height, sc.virgl_format, sc.resource_handle)
+        gl = self.gl
+        gl.make_current()
+        try:
+            fmt = gl.internal_format(info.tex_id)
+            key = (info.width, info.height, fmt)
+            if sc._tex_key != key:
+                self._free_gl(sc)
+                sc._textures = [gl.create_texture(fmt, info.width, info.height)
+                                for _ in range(RING_SIZE)]
+                sc._tex_key = key
+                with sc._lock:
+                    sc._latest = sc._shown = None
+                    sc._leases.clear()
+            got = sc._acquire()
+            if got is None:
+                return
+            index, waits = got
+            for w in waits:
+                gl.wait(w)
+            old = sc._copy_fences.pop(index, 0)
+            if old:
+                gl.delete_sync(old)
+            fence = gl.copy(info.tex_id, sc._textures[index], info.width, info.height)
+            sc._copy_fences[index] = fence
+        finally:
+            self.renderer.force_ctx_0()
+        sc.width, sc.height, sc.virgl_format = info.width, info.height, info.virgl_format
+        sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
+        sc._publish(Frame(index, sc._textures[index], fence, info.width, info.height,
+                          info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP),
+                          sc.frames + 1, time.monotonic()))
+        self.on_change("changed" if changed else "frame", sc)
+
+    def resource_destroyed(self, s: Session, r: Resource) -> None:
+        sc = self._by_resource.pop(r.server_handle, None)
+        if sc is None:
+            return
+        sc._orphaned_at = time.monotonic()
+        self.loop.call_later(ORPHAN_GRACE_S, self._reap_orphan, sc)
+
+    def session_closed(self, s: Session) -> None:
+        for sc in self._per_session.pop(id(s), []):
+            sc.alive = False
+            self._by_resource.pop(sc.resource_handle, None)
+            self.on_change("client-gone", sc)
+            self.loop.call_later(CLIENT_GONE_FREE_S, self._remove, sc)
+
+    # ------------------------------------------------------------ internals
+    def _adopt_or_create(self, s: Session, r: Resource) -> Scanout:
+        mine = self._per_session.setdefault(id(s), [])
+        for sc in mine:
+            if sc._orphaned_at is not None:
+                sc._orphaned_at = None
+                self._by_resource[r.server_handle] = sc
+                return sc
+        sc = Scanout(self._next_id, s.name, s.pid, len(mine) + 1, r.server_handle,
+                     r.client_handle)
+        self._next_id += 1
+        mine.append(sc)
+        self.scanouts[sc.id] = sc
+        self._by_resource[r.server_handle] = sc
+        log.info("scanout %d: %s scanout %d (resource %d, %dx%d)", sc.id, s, sc.number,
+                 r.client_handle, r.width, r.height)
+        self.on_change("added", sc)
+        return sc
+
+    def _reap_orphan(self, sc: Scanout) -> None:
+        if sc._orphaned_at is None or sc.id not in self.scanouts or not sc.alive:
+            return
+        for lst in self._per_session.values():
+            if sc in lst:
+                lst.remove(sc)
+        self._remove(sc)
+
+    def _remove(self, sc: Scanout) -> None:
+        if self.scanouts.pop(sc.id, None) is None:
+            return
+        self.on_change("removed", sc)
+        self.gl.make_current()
+        try:
+            self._free_gl(sc)
+        finally:
+            self.renderer.force_ctx_0()
+
+    def _free_gl(self, sc: Scanout) -> None:
+        gl = self.gl
+        for f in sc._copy_fences.values():
+            gl.delete_sync(f)
+        sc._copy_fences.clear()
+        with sc._lock:
+            fences = [f for lst in sc._ui_fences.values() for f in lst]
+            sc._ui_fences.clear()
+        for f in fences:
+            gl.delete_sync(f)
+        for t in sc._textures:
+            gl.delete_texture(t)
+        sc._textures = []
+        sc._tex_key = (0, 0, 0)
+
+    def close(self) -> None:
+        for sc in list(self.scanouts.values()):
+            self._remove(sc)

@@ -1,0 +1,113 @@
+"""The GUI application: Qt on the GUI thread (qasync), the server on its
+render thread, virglrenderer's GL contexts shared with Qt's.
+
+Order matters: the GL platform is chosen (xcb_egl on X11, EGL on Wayland)
+before Qt starts, Qt::AA_ShareOpenGLContexts is set before the application
+object exists, and Qt's EGL display and global share context are read on the
+GUI thread before the render thread creates any context sharing with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def choose_platform(env: dict[str, str]) -> str | None:
+    """Set the Qt/PyOpenGL platform variables; returns an error message when
+    there is no display to show windows on."""
+    if env.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
+        return "the offscreen Qt platform has no EGL; use --headless instead"
+    if env.get("WAYLAND_DISPLAY") and not env.get("QT_QPA_PLATFORM"):
+        env["QT_QPA_PLATFORM"] = "wayland"
+    elif env.get("DISPLAY"):
+        env.setdefault("QT_QPA_PLATFORM", "xcb")
+        env["QT_XCB_GL_INTEGRATION"] = "xcb_egl"
+    elif not env.get("WAYLAND_DISPLAY"):
+        return ("no display: neither DISPLAY nor WAYLAND_DISPLAY is set. "
+                "Run inside a desktop session, or serve clients without a GUI "
+                "with --headless")
+    env["PYOPENGL_PLATFORM"] = "egl"
+    return None
+
+
+def qt_egl_handles() -> tuple[int, int]:
+    """(EGLDisplay, EGLContext) of Qt's global share context, as integers."""
+    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    share = QOpenGLContext.globalShareContext()
+    if share is None:
+        raise RuntimeError("Qt has no global share context (AA_ShareOpenGLContexts unset?)")
+    surface = QOffscreenSurface()
+    surface.setFormat(share.format())
+    surface.create()
+    if not share.makeCurrent(surface):
+        raise RuntimeError("cannot make Qt's share context current")
+    try:
+        egl = ctypes.CDLL("libEGL.so.1")
+        egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
+        egl.eglGetCurrentContext.restype = ctypes.c_void_p
+        dpy = egl.eglGetCurrentDisplay() or 0
+        ctx = egl.eglGetCurrentContext() or 0
+    finally:
+        share.doneCurrent()
+    if not dpy or not ctx:
+        raise RuntimeError("Qt is not using EGL (set QT_XCB_GL_INTEGRATION=xcb_egl)")
+    return int(dpy), int(ctx)
+
+
+def default_format() -> Any:
+    from PySide6.QtGui import QSurfaceFormat
+
+    fmt = QSurfaceFormat()
+    fmt.setRenderableType(QSurfaceFormat.RenderableType.OpenGL)
+    fmt.setVersion(3, 3)
+    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
+    fmt.setSwapInterval(1)
+    return fmt
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    err = choose_platform(os.environ)  # type: ignore[arg-type]
+    if err:
+        log.error("%s", err)
+        return 2
+    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtGui import QSurfaceFormat
+    from PySide6.QtWidgets import QApplication
+
+    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+    QSurfaceFormat.setDefaultFormat(default_format())
+    QCoreApplication.setOrganizationName("virgl-viewer")
+    QCoreApplication.setApplicationName("virgl-viewer")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+
+    import qasync
+
+    from virgl_viewer.ui.controller import ViewerController
+
+    controller = ViewerController(args.socket, allowed_uids=args.allow_uid)
+    try:
+        controller.start()
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.quit)
+    controller.main_window.show()
+    try:
+        with loop:
+            loop.run_until_complete(controller.closed.wait())
+    finally:
+        controller.stop()
+    return 0

@@ -1,0 +1,132 @@
+"""ViewerController: wires the render thread's scanouts to Qt windows.
+
+The render thread reports scanout events through ``ScanoutBridge`` (a Qt
+signal emitted on the render thread, delivered queued on the GUI thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QLabel, QMainWindow
+
+from virgl_viewer.scanout import Scanout
+from virgl_viewer.ui.overview import OverviewWidget
+from virgl_viewer.ui.windows import ScanoutWindow
+
+log = logging.getLogger(__name__)
+
+
+class ScanoutBridge(QObject):
+    event = Signal(str, object)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: ViewerController) -> None:
+        super().__init__()
+        self.controller = controller
+        self.overview = OverviewWidget(self)
+        self.setCentralWidget(self.overview)
+        self.setWindowTitle(f"virgl-viewer — {controller.path}")
+        self.status = QLabel()
+        self.statusBar().addPermanentWidget(self.status)
+        self.resize(1000, 620)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802
+        self.controller.closed.set()
+        super().closeEvent(event)
+
+
+class ViewerController(QObject):
+    def __init__(self, path: str, allowed_uids: Iterable[int] = ()) -> None:
+        super().__init__()
+        self.path = path
+        self.allowed_uids = tuple(allowed_uids)
+        self.bridge = ScanoutBridge()
+        self.bridge.event.connect(self._on_event)
+        self.windows: dict[int, ScanoutWindow] = {}
+        self.scanouts: dict[int, Scanout] = {}
+        self.closed = asyncio.Event()
+        self.render: Any = None
+        self.manager: Any = None
+        self.main_window = MainWindow(self)
+        self.open_windows = True  # a window per new scanout
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        from virgl_viewer.egl import SharedProvider
+        from virgl_viewer.scanout import ScanoutManager
+        from virgl_viewer.server import RenderThread
+        from virgl_viewer.ui.app import qt_egl_handles
+        from virgl_viewer.virgl import GLPresenter
+
+        dpy, share = qt_egl_handles()
+
+        def factory() -> Any:
+            p = SharedProvider(dpy, share)
+            return p, p.close
+
+        rt = RenderThread(self.path, factory, allowed_uids=self.allowed_uids)
+
+        def ready(server: Any) -> None:  # render thread
+            host = server.host
+            ctx = host.provider.create_context(4, 5, True)
+            self.manager = ScanoutManager(server.loop, GLPresenter(host.provider.egl_display,
+                                                                   ctx),
+                                          host.renderer, self.bridge.event.emit)
+            server.observers.append(self.manager)
+
+        def stopping() -> None:  # render thread
+            if self.manager is not None:
+                self.manager.close()
+
+        rt.on_ready = ready
+        rt.on_stop = stopping
+        rt.start()
+        self.render = rt
+        self.main_window.status.setText(f"serving {self.path}")
+
+    def stop(self) -> None:
+        for w in list(self.windows.values()):
+            w.close()
+        if self.render is not None:
+            self.render.stop()
+            self.render = None
+
+    # ------------------------------------------------------------ scanout events (GUI thread)
+    def _on_event(self, kind: str, sc: Scanout) -> None:
+        ov = self.main_window.overview
+        if kind == "added":
+            self.scanouts[sc.id] = sc
+            ov.add(sc)
+            if self.open_windows:
+                w = ScanoutWindow(sc)
+                w.closed_by_user.connect(self._window_closed)
+                self.windows[sc.id] = w
+                w.show()
+            return
+        w = self.windows.get(sc.id)
+        if kind == "frame":
+            ov.frame_ready()
+            if w is not None:
+                w.on_frame()
+        elif kind == "changed":
+            ov.frame_ready()
+            if w is not None:
+                w.on_changed()
+        elif kind == "client-gone":
+            ov.update()
+            if w is not None:
+                w.on_client_gone()
+        elif kind == "removed":
+            self.scanouts.pop(sc.id, None)
+            ov.remove(sc)
+            if w is not None:
+                w.close()
+
+    def _window_closed(self, sid: int) -> None:
+        self.windows.pop(sid, None)

@@ -1,0 +1,227 @@
+"""ScanoutView: a QOpenGLWidget that draws one scanout from its shared texture.
+
+Why here: drawing happens in paintGL only, from the ring frame the render
+thread handed over (see virgl_viewer.scanout): lease the newest frame,
+glWaitSync on its copy fence, draw, fence the draw and hand the lease back.
+No readback, no CPU copy. The view repaints at most once per screen refresh
+however fast the guest presents.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from enum import Enum
+
+from OpenGL import GL
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtOpenGLWidgets import QOpenGLWidget
+
+from virgl_viewer.formats import format_info
+from virgl_viewer.scanout import Frame, Scanout
+
+log = logging.getLogger(__name__)
+
+GL_TEXTURE_SRGB_DECODE_EXT = 0x8A48
+GL_SKIP_DECODE_EXT = 0x8A4A
+# PyOpenGL 3.1's GL.GL_TIMEOUT_IGNORED has the wrong value; the spec's is all ones.
+TIMEOUT_IGNORED = 0xFFFFFFFFFFFFFFFF
+
+VERTEX_SHADER = """#version 330 core
+uniform vec4 u_rect;      // x0, y0, x1, y1 in NDC
+uniform bool u_flip;
+out vec2 v_uv;
+void main() {
+    vec2 corner = vec2(gl_VertexID & 1, (gl_VertexID >> 1) & 1);
+    gl_Position = vec4(mix(u_rect.xy, u_rect.zw, corner), 0.0, 1.0);
+    // texture row 0 is the guest's first row; NDC y grows upwards
+    v_uv = vec2(corner.x, u_flip ? corner.y : 1.0 - corner.y);
+}
+"""
+
+FRAGMENT_SHADER = """#version 330 core
+uniform sampler2D u_tex;
+uniform bool u_ignore_alpha;
+uniform float u_dim;
+in vec2 v_uv;
+out vec4 o_color;
+void main() {
+    vec4 c = texture(u_tex, v_uv);
+    if (u_ignore_alpha) c.a = 1.0;
+    o_color = vec4(c.rgb * u_dim, c.a);
+}
+"""
+
+
+class ScaleMode(Enum):
+    ONE_TO_ONE = "1:1"
+    FIT = "fit"
+    INTEGER = "integer"
+
+
+def fit_rect(mode: ScaleMode, img_w: int, img_h: int, view_w: int, view_h: int
+             ) -> tuple[int, int, int, int]:
+    """Where the image goes in a view (device pixels): x, y, w, h."""
+    if img_w <= 0 or img_h <= 0 or view_w <= 0 or view_h <= 0:
+        return 0, 0, 0, 0
+    if mode is ScaleMode.FIT:
+        s = min(view_w / img_w, view_h / img_h)
+        w, h = max(1, round(img_w * s)), max(1, round(img_h * s))
+    elif mode is ScaleMode.INTEGER:
+        k = max(1, min(view_w // img_w, view_h // img_h))
+        w, h = img_w * k, img_h * k
+    else:
+        w, h = img_w, img_h
+    return (view_w - w) // 2, (view_h - h) // 2, w, h
+
+
+class _Program:
+    """The shader program and sampler objects of one GL context."""
+
+    def __init__(self) -> None:
+        self.prog = GL.glCreateProgram()
+        for kind, src in ((GL.GL_VERTEX_SHADER, VERTEX_SHADER),
+                          (GL.GL_FRAGMENT_SHADER, FRAGMENT_SHADER)):
+            sh = GL.glCreateShader(kind)
+            GL.glShaderSource(sh, src)
+            GL.glCompileShader(sh)
+            if not GL.glGetShaderiv(sh, GL.GL_COMPILE_STATUS):
+                raise RuntimeError(GL.glGetShaderInfoLog(sh).decode())
+            GL.glAttachShader(self.prog, sh)
+            GL.glDeleteShader(sh)
+        GL.glLinkProgram(self.prog)
+        if not GL.glGetProgramiv(self.prog, GL.GL_LINK_STATUS):
+            raise RuntimeError(GL.glGetProgramInfoLog(self.prog).decode())
+        self.vao = GL.glGenVertexArrays(1)
+        self.u_rect = GL.glGetUniformLocation(self.prog, "u_rect")
+        self.u_flip = GL.glGetUniformLocation(self.prog, "u_flip")
+        self.u_ignore_alpha = GL.glGetUniformLocation(self.prog, "u_ignore_alpha")
+        self.u_dim = GL.glGetUniformLocation(self.prog, "u_dim")
+        self.u_tex = GL.glGetUniformLocation(self.prog, "u_tex")
+        # Sampler objects: the ring textures' own parameters are never touched.
+        self.samplers = {}
+        for name, filt in (("nearest", GL.GL_NEAREST), ("linear", GL.GL_LINEAR)):
+            s = GL.glGenSamplers(1)
+            GL.glSamplerParameteri(s, GL.GL_TEXTURE_MIN_FILTER, filt)
+            GL.glSamplerParameteri(s, GL.GL_TEXTURE_MAG_FILTER, filt)
+            GL.glSamplerParameteri(s, GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE)
+            GL.glSamplerParameteri(s, GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE)
+            # sRGB guests wrote encoded bytes: show them as they are
+            GL.glSamplerParameteri(s, GL_TEXTURE_SRGB_DECODE_EXT, GL_SKIP_DECODE_EXT)
+            self.samplers[name] = s
+
+
+def draw_frame(prog: _Program, frame: Frame, rect: tuple[int, int, int, int],
+               view_w: int, view_h: int, nearest: bool, dim: float = 1.0) -> int:
+    """Draw ``frame`` into rect (device pixels, top-left origin) of the
+    current framebuffer; returns a GLsync fencing the draw (as an int)."""
+    x, y, w, h = rect
+    if frame.fence:
+        GL.glWaitSync(ctypes.c_void_p(frame.fence), 0, TIMEOUT_IGNORED)
+    x0 = 2.0 * x / view_w - 1.0
+    x1 = 2.0 * (x + w) / view_w - 1.0
+    y0 = 1.0 - 2.0 * (y + h) / view_h
+    y1 = 1.0 - 2.0 * y / view_h
+    info = format_info(frame.virgl_format)
+    GL.glUseProgram(prog.prog)
+    GL.glUniform4f(prog.u_rect, x0, y0, x1, y1)
+    GL.glUniform1i(prog.u_flip, 1 if frame.y_0_top else 0)
+    GL.glUniform1i(prog.u_ignore_alpha, 0 if (info and info.has_alpha) else 1)
+    GL.glUniform1f(prog.u_dim, dim)
+    GL.glUniform1i(prog.u_tex, 0)
+    GL.glActiveTexture(GL.GL_TEXTURE0)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, frame.texture)
+    GL.glBindSampler(0, prog.samplers["nearest" if nearest else "linear"])
+    GL.glBindVertexArray(prog.vao)
+    GL.glDisable(GL.GL_BLEND)
+    GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
+    GL.glBindVertexArray(0)
+    GL.glBindSampler(0, 0)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    GL.glUseProgram(0)
+    sync = GL.glFenceSync(GL.GL_SYNC_GPU_COMMANDS_COMPLETE, 0)
+    GL.glFlush()
+    return int(ctypes.cast(sync, ctypes.c_void_p).value or 0) if not isinstance(sync, int) \
+        else sync
+
+
+class ScanoutView(QOpenGLWidget):
+    """Draws one scanout, scaled by a ScaleMode, centred on a dark background."""
+
+    def __init__(self, scanout: Scanout, parent: object = None) -> None:
+        super().__init__(parent)  # type: ignore[arg-type]
+        self.scanout = scanout
+        self.mode = ScaleMode.FIT
+        self._prog: _Program | None = None
+        self._dirty = True
+        self.painted_seq = 0  # seq of the frame drawn by the last paint
+        self.paints = 0
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self.setMinimumSize(QSize(64, 48))
+
+    # called (GUI thread) whenever the scanout got a new frame
+    def frame_ready(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            if not self._timer.isActive():
+                rate = self.screen().refreshRate() if self.screen() else 60.0
+                self._timer.start(max(1, int(1000.0 / max(1.0, rate))))
+
+    def _tick(self) -> None:
+        self._timer.stop()
+        self.update()
+
+    def set_mode(self, mode: ScaleMode) -> None:
+        self.mode = mode
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        sc = self.scanout
+        if sc.width and sc.height:
+            dpr = self.devicePixelRatioF() or 1.0
+            return QSize(round(sc.width / dpr), round(sc.height / dpr))
+        return QSize(640, 480)
+
+    def initializeGL(self) -> None:  # noqa: N802
+        self._prog = _Program()
+
+    def paintGL(self) -> None:  # noqa: N802
+        self._dirty = False
+        dpr = self.devicePixelRatioF() or 1.0
+        vw, vh = round(self.width() * dpr), round(self.height() * dpr)
+        GL.glViewport(0, 0, vw, vh)
+        GL.glClearColor(0.12, 0.12, 0.13, 1.0)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT)
+        frame = self.scanout.take_latest()
+        if frame is None or self._prog is None:
+            return
+        fence = 0
+        try:
+            rect = fit_rect(self.mode, frame.width, frame.height, vw, vh)
+            nearest = self.mode is not ScaleMode.FIT or (rect[2], rect[3]) == (
+                frame.width, frame.height)
+            dim = 1.0 if self.scanout.alive else 0.45
+            fence = draw_frame(self._prog, frame, rect, vw, vh, nearest, dim)
+            self.painted_seq = frame.seq
+            self.paints += 1
+        finally:
+            self.scanout.drawn(frame, fence)
+        if not self.scanout.alive:
+            self._paint_overlay("client disconnected")
+
+    def _paint_overlay(self, text: str) -> None:
+        p = QPainter(self)
+        p.setPen(QColor(255, 255, 255))
+        f = QFont()
+        f.setPointSize(14)
+        f.setBold(True)
+        p.setFont(f)
+        p.drawText(QRectF(0, 0, self.width(), self.height()), Qt.AlignmentFlag.AlignCenter,
+                   text)
+        p.end()
+
+    def grab_image(self) -> QImage:
+        """The view's pixels as the user sees them (a test/screenshot helper)."""
+        return self.grabFramebuffer()

@@ -1,0 +1,155 @@
+"""Overview: every scanout composed as a multi-monitor layout.
+
+Scanouts sit on a virtual desktop in guest pixels; the whole layout is scaled
+to fit the widget. Drag a scanout to move it; positions are remembered per
+client name and scanout number (QSettings "layout/<client>/<n>"). Each tile
+shows its title and its presents per second.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen
+from PySide6.QtOpenGLWidgets import QOpenGLWidget
+
+from OpenGL import GL
+from virgl_viewer.scanout import Scanout
+from virgl_viewer.ui.gl_view import _Program, draw_frame
+
+GAP = 32  # guest pixels between auto-placed scanouts
+
+
+class OverviewWidget(QOpenGLWidget):
+    def __init__(self, parent: object = None) -> None:
+        super().__init__(parent)  # type: ignore[arg-type]
+        self.scanouts: dict[int, Scanout] = {}
+        self.positions: dict[int, QPoint] = {}
+        self._prog: _Program | None = None
+        self._drag: tuple[int, QPointF, QPoint] | None = None
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.update)
+        self._fps_timer = QTimer(self)  # FPS labels move even with no new frame
+        self._fps_timer.timeout.connect(self.update)
+        self._fps_timer.start(500)
+        self.setMouseTracking(False)
+        self.setMinimumSize(QSize(320, 200))
+
+    # ------------------------------------------------------------ model
+    def add(self, sc: Scanout) -> None:
+        self.scanouts[sc.id] = sc
+        saved = QSettings().value(f"layout/{sc.key}")
+        if isinstance(saved, QPoint):
+            self.positions[sc.id] = saved
+        else:
+            right = max((p.x() + self.scanouts[i].width for i, p in self.positions.items()
+                         if i in self.scanouts), default=-GAP)
+            self.positions[sc.id] = QPoint(right + GAP, 0)
+        self.frame_ready()
+
+    def remove(self, sc: Scanout) -> None:
+        self.scanouts.pop(sc.id, None)
+        self.positions.pop(sc.id, None)
+        self.update()
+
+    def frame_ready(self) -> None:
+        if not self._timer.isActive():
+            rate = self.screen().refreshRate() if self.screen() else 60.0
+            self._timer.start(max(1, int(1000.0 / max(1.0, rate))))
+
+    # ------------------------------------------------------------ geometry
+    def _layout_bounds(self) -> QRectF:
+        r = QRectF()
+        for i, sc in self.scanouts.items():
+            p = self.positions[i]
+            r = r.united(QRectF(p.x(), p.y(), max(1, sc.width), max(1, sc.height)))
+        return r.adjusted(-GAP, -GAP, GAP, GAP) if not r.isNull() else QRectF(0, 0, 1, 1)
+
+    def _transform(self) -> tuple[float, float, float]:
+        b = self._layout_bounds()
+        s = min(self.width() / b.width(), self.height() / b.height())
+        ox = (self.width() - b.width() * s) / 2 - b.x() * s
+        oy = (self.height() - b.height() * s) / 2 - b.y() * s
+        return s, ox, oy
+
+    def tile_rect(self, sid: int) -> QRectF:
+        """Where scanout ``sid`` is drawn, in widget (logical) pixels."""
+        s, ox, oy = self._transform()
+        sc = self.scanouts[sid]
+        p = self.positions[sid]
+        return QRectF(ox + p.x() * s, oy + p.y() * s, sc.width * s, sc.height * s)
+
+    # ------------------------------------------------------------ drawing
+    def initializeGL(self) -> None:  # noqa: N802
+        self._prog = _Program()
+
+    def paintGL(self) -> None:  # noqa: N802
+        dpr = self.devicePixelRatioF() or 1.0
+        vw, vh = round(self.width() * dpr), round(self.height() * dpr)
+        GL.glViewport(0, 0, vw, vh)
+        GL.glClearColor(0.09, 0.09, 0.1, 1.0)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT)
+        if self._prog is None:
+            return
+        for sid, sc in list(self.scanouts.items()):
+            frame = sc.take_latest()
+            if frame is None:
+                continue
+            fence = 0
+            try:
+                r = self.tile_rect(sid)
+                rect = (round(r.x() * dpr), round(r.y() * dpr), round(r.width() * dpr),
+                        round(r.height() * dpr))
+                fence = draw_frame(self._prog, frame, rect, vw, vh, nearest=False,
+                                   dim=1.0 if sc.alive else 0.45)
+            finally:
+                sc.drawn(frame, fence)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        f = QFont()
+        f.setPointSize(9)
+        p.setFont(f)
+        for sid, sc in self.scanouts.items():
+            r = self.tile_rect(sid)
+            p.setPen(QPen(QColor(90, 160, 255) if sc.alive else QColor(120, 120, 120), 1.5))
+            p.drawRect(r)
+            label = f"{sc.client_name} #{sc.number}  {sc.width}×{sc.height}  {sc.fps():.0f} fps"
+            if not sc.alive:
+                label += "  (disconnected)"
+            tr = QRectF(r.x(), r.y() - 18, max(r.width(), 220), 16)
+            p.fillRect(tr.adjusted(0, 0, 0, 0), QColor(0, 0, 0, 160))
+            p.setPen(QColor(230, 230, 230))
+            p.drawText(tr.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, label)
+        if not self.scanouts:
+            p.setPen(QColor(160, 160, 160))
+            p.drawText(QRectF(0, 0, self.width(), self.height()),
+                       Qt.AlignmentFlag.AlignCenter,
+                       "No guest is presenting yet.\n"
+                       "Run a virpipe client, e.g. GALLIUM_DRIVER=virpipe glxgears")
+        p.end()
+
+    # ------------------------------------------------------------ dragging
+    def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        for sid in reversed(list(self.scanouts)):
+            if self.tile_rect(sid).contains(ev.position()):
+                self._drag = (sid, ev.position(), QPoint(self.positions[sid]))
+                return
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        if self._drag is None:
+            return
+        sid, start, origin = self._drag
+        s, _, _ = self._transform()
+        d = (ev.position() - start) / s
+        self.positions[sid] = QPoint(origin.x() + round(d.x()), origin.y() + round(d.y()))
+        self.update()
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        if self._drag is None:
+            return
+        sid = self._drag[0]
+        self._drag = None
+        sc = self.scanouts.get(sid)
+        if sc is not None:
+            QSettings().setValue(f"layout/{sc.key}", self.positions[sid])
