@@ -44,6 +44,9 @@ class SyncCommands:
         if syncs:
             self._timeline.append((fid, syncs))
         self.host.renderer.create_fence(self.ctx_id, 0, fid)
+        server = self.server
+        if server.observers:
+            server.fence_created(self, fid)
 
     def _on_submit_cmd(self: Session, ev: P.SubmitCmd) -> None:
         cmd = self._command = "SUBMIT_CMD"

@@ -159,8 +159,18 @@ class ClientConnection:
 
     @property
     def pending(self) -> int:
-        """Requests (and fd messages) whose replies have not been parsed."""
+        """How many replies (fd messages included) are still owed, counting
+        each answered request once."""
+        self._skip_silent()
         return len(self._expect) + self._fd_pending
+
+    def _skip_silent(self) -> None:
+        # Requests queued before the version was known that turn out to get
+        # no header reply (RESOURCE_CREATE(2) before protocol 3): drop them,
+        # keeping the fd a RESOURCE_CREATE2 still gets.
+        expect = self._expect
+        while expect and _replies(expect[0], self.protocol_version) is None:
+            self._fd_pending += _fd_follows(expect.popleft())
 
     def send(self, request: p.Request) -> bytes:
         data = encode_request(request)
@@ -192,15 +202,15 @@ class ClientConnection:
                 del buf[:1]
                 self._fd_pending -= 1
                 return p.FdMessage(self._fds.popleft())
+            self._skip_silent()
+            if self._fd_pending:
+                continue
             if not self._expect:
                 if buf:
                     raise RemoteProtocolError(f"{len(buf)} unexpected bytes from the server")
                 return CLOSED if self._eof else NEED_DATA
             request = self._expect[0]
-            if _replies(request, self.protocol_version) is not None:
-                break
-            self._expect.popleft()  # e.g. RESOURCE_CREATE2 before protocol 3: fd only
-            self._fd_pending += _fd_follows(request)
+            break
         name = command_name(_REQUEST_IDS[type(request)])
         if isinstance(request, p.TransferGet):
             if len(buf) < request.data_size:

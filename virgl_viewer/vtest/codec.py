@@ -243,9 +243,11 @@ class ServerConnection:
         if cmd == Cmd.SUBMIT_CMD:
             return p.SubmitCmd(buf[pos : pos + need])
         if cmd == Cmd.TRANSFER_PUT:
-            head = _TRANSFER_PUT_PREFIX.unpack_from(buf, pos)
+            handle, level, stride, lstride, x, y, z, w, h, d, size = (
+                _TRANSFER_PUT_PREFIX.unpack_from(buf, pos))
             start = pos + 4 * p.TRANSFER_HDR_SIZE
-            return p.TransferPut(*head, data=bytes(buf[start : pos + need]))
+            return p.TransferPut(handle, level, stride, lstride, x, y, z, w, h, d, size,
+                                 bytes(buf[start : pos + need]))
         if cmd == Cmd.TRANSFER_PUT2:
             fields = _TRANSFER_PUT2_PREFIX.unpack_from(buf, pos)
             extra = self._length - p.TRANSFER2_HDR_SIZE
