@@ -47,11 +47,15 @@ build/vtest_redirect.so: native/vtest_redirect.c $(STAMP_APT)
 run: setup
 	$(VENV)/bin/virgl-viewer $(ARGS)
 
+# The suite runs on its own virtual X server (Qt windows need a display with
+# EGL); tests that start Mesa clients use it too.
+XVFB_RUN := xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp"
+
 test: setup
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(XVFB_RUN) $(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
+	$(XVFB_RUN) $(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
 
 conformance: setup
 	$(PY) bench/conformance.py $(ARGS)

@@ -88,3 +88,110 @@ def virgl_guest(virgl_server: RunningServer) -> Iterator[VtestClient]:
         yield client
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------- the GUI viewer
+def pytest_configure(config: pytest.Config) -> None:
+    """Pick the GL platform the viewer needs before anything imports Qt:
+    Qt on X11 must use EGL (xcb_egl) so virglrenderer's contexts can share
+    with Qt's; PyOpenGL must resolve through EGL too."""
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+        os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+class ViewerHandle:
+    """The running viewer of the ``virgl_viewer`` fixture, with helpers to wait
+    for scanouts and frames and to grab what they show."""
+
+    def __init__(self, controller: Any, qtbot: Any, path: str) -> None:
+        self.controller = controller
+        self.qtbot = qtbot
+        self.path = path
+
+    @property
+    def windows(self) -> list[Any]:
+        """Open scanout windows, in scanout order."""
+        return [w for _, w in sorted(self.controller.windows.items())]
+
+    def wait_scanouts(self, n: int, timeout: float = 20.0) -> list[Any]:
+        """Wait until ``n`` scanout windows are open and have shown a frame."""
+        def ready() -> None:
+            ws = self.windows
+            assert len(ws) >= n, f"{len(ws)} scanout windows"
+            for w in ws[:n]:
+                assert w.view.painted_seq > 0, f"{w.windowTitle()} has no frame yet"
+
+        self.qtbot.waitUntil(ready, timeout=int(timeout * 1000))
+        return self.windows[:n]
+
+    def wait_frame(self, window: Any, after: int | None = None, timeout: float = 10.0) -> int:
+        """Wait until ``window`` has painted a frame newer than ``after``
+        (default: the one it shows now); returns that frame's number."""
+        start = window.view.painted_seq if after is None else after
+
+        def newer() -> None:
+            window.view.update()
+            assert window.view.painted_seq > start
+
+        self.qtbot.waitUntil(newer, timeout=int(timeout * 1000))
+        return int(window.view.painted_seq)
+
+    def grab(self, window: Any) -> Any:
+        """The scanout's newest frame as a QImage (RGB32) at the guest's own
+        resolution, drawn by the viewer's GL path (swizzle, orientation,
+        alpha) into an offscreen framebuffer."""
+        from virgl_viewer.ui.windows import render_scanout_image
+
+        img = render_scanout_image(window.view)
+        assert img is not None, "the scanout has no frame"
+        return img
+
+    def grab_window(self, window: Any) -> Any:
+        """What the window's view shows, as the user sees it."""
+        return window.view.grabFramebuffer()
+
+
+@pytest.fixture
+def virgl_viewer(qtbot: Any) -> Iterator[ViewerHandle]:
+    """The virgl-viewer GUI running in this process (needs an X display with
+    EGL, e.g. Xvfb): a server on a private socket, scanout windows opening as
+    guests present."""
+    from PySide6.QtGui import QOpenGLContext
+
+    if QOpenGLContext.globalShareContext() is None:
+        raise RuntimeError(
+            "the QApplication was created without Qt.AA_ShareOpenGLContexts; "
+            "virgl_viewer.testing sets it when loaded as a pytest plugin")
+    from virgl_viewer.ui.controller import ViewerController
+
+    with tempfile.TemporaryDirectory(prefix="vv-") as d:
+        path = os.path.join(d, "vtest.sock")
+        controller = ViewerController(path)
+        controller.start()
+        controller.main_window.show()
+        try:
+            yield ViewerHandle(controller, qtbot, path)
+        finally:
+            controller.stop()
+            controller.main_window.close()
+
+
+def _qt_preconfigure() -> None:
+    try:
+        from PySide6.QtCore import QCoreApplication, Qt
+        from PySide6.QtGui import QSurfaceFormat
+    except ImportError:  # pragma: no cover - PySide6 is a dependency
+        return
+    if QCoreApplication.instance() is None:
+        QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+        from virgl_viewer.ui.app import default_format
+
+        QSurfaceFormat.setDefaultFormat(default_format())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before pytest-qt creates the QApplication: share GL contexts."""
+    _qt_preconfigure()
