@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vtest socket path (default %(default)s, where Mesa connects)")
     p.add_argument("--allow-uid", type=int, action="append", default=[], metavar="UID",
                    help="also serve clients of this uid (default: only our own uid)")
+    p.add_argument("--snapshot-dir", metavar="DIR",
+                   help="headless: write each scanout's newest frame as PNG there on "
+                        "SIGUSR1 and at exit")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default %(default)s")
     return p
@@ -41,6 +44,13 @@ def run_headless(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid)
+    if args.snapshot_dir:
+        from virgl_viewer.snapshots import SnapshotWriter
+
+        snaps = SnapshotWriter(args.snapshot_dir)
+        rt.on_ready = lambda server: server.observers.append(snaps)
+        rt.on_stop = snaps.snapshot_all
+        signal.signal(signal.SIGUSR1, lambda *_: rt.call(snaps.snapshot_all))
     try:
         rt.start()
     except VirglViewerError as exc:

@@ -250,12 +250,12 @@ class RenderThread:
         try:
             self.loop.run_forever()
         finally:
-            self.server.close()
             if self.on_stop is not None:
                 try:
                     self.on_stop()
                 except Exception:
                     log.exception("render thread stop hook failed")
+            self.server.close()
             self.host.close(close_provider)
             self.loop.close()
 
