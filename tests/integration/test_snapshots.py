@@ -46,14 +46,14 @@ def test_snapshot_dir_on_sigusr1_and_exit(tmp_path: Path) -> None:
     snaps = tmp_path / "snaps"
     server = subprocess.Popen([sys.executable, "-m", "virgl_viewer", "--headless",
                                "--socket", sock, "--snapshot-dir", str(snaps)],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.DEVNULL)
     guest = None
     try:
         wait_for(lambda: os.path.exists(sock))
         guest = subprocess.Popen([sys.executable, "-m", "virgl_viewer.guest.cli", "--socket",
                                   sock, "--scanouts", "2", "--size", "64x48,40x30",
                                   "--pattern", "gradient", "--fps", "30", "--frames", "0",
-                                  "--name", "snapguest"])
+                                  "--name", "snapguest"], stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # a few frames presented
         server.send_signal(signal.SIGUSR1)
         wait_for(lambda: len(list(snaps.glob("snapguest-*-scanout*.png"))) == 2)
