@@ -1,0 +1,86 @@
+"""Shared fixtures: an Xvfb display and vtest servers for tests with real Mesa clients.
+
+``vtest_server`` is our server (``python -m virgl_viewer --headless``) unless
+``VV_TEST_SERVER=upstream`` picks ``virgl_test_server``: the same Mesa tests then check
+the test harness itself against the reference. Every server listens on a private socket
+in the test's tmp dir (never ``/tmp/.virgl_test``); its log is a file in that dir and is
+printed when a test fails. Ours must still be alive after the test and exit 0 on SIGTERM.
+Heavy imports stay in ``support``; this file loads for every test, Mesa or not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.mesa import VTEST_REDIRECT, mesa_env
+from support.servers import Server, ServerKind
+from support.xvfb import Xvfb
+
+SERVER_ENV_VAR = "VV_TEST_SERVER"
+
+
+def selected_server_kind() -> ServerKind:
+    kind = os.environ.get(SERVER_ENV_VAR, "ours")
+    if kind not in ("ours", "upstream"):
+        raise pytest.UsageError(f"{SERVER_ENV_VAR} must be 'ours' or 'upstream', not {kind!r}")
+    return "ours" if kind == "ours" else "upstream"
+
+
+@pytest.fixture(scope="session")
+def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xvfb]:
+    """One Xvfb (1280x1024x24, no TCP) for the whole session."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    log = tmp_path_factory.mktemp("xvfb") / "xvfb.log"
+    with Xvfb(log_path=log) as x:
+        yield x
+
+
+def _serve(kind: ServerKind, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    if kind == "upstream" and shutil.which("virgl_test_server") is None:
+        pytest.skip("virgl_test_server is not installed (apt-get install virgl-server)")
+    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="vv-sock-") as sock_dir:
+        server = Server(kind, Path(sock_dir) / "vtest.sock", tmp_path / f"{kind}-server.log")
+        server.start()
+        try:
+            yield server
+        finally:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                print(f"\n----- {kind} server log ({server.log_path}) -----\n{server.log()}")
+            server.stop(check=True)
+
+
+@pytest.fixture
+def vtest_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The server under test (``VV_TEST_SERVER=ours|upstream``, default ours)."""
+    yield from _serve(selected_server_kind(), tmp_path, request)
+
+
+@pytest.fixture
+def upstream_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """``virgl_test_server`` forking a renderer per client (serves protocol-2 clients)."""
+    yield from _serve("upstream", tmp_path, request)
+
+
+@pytest.fixture
+def client_env(vtest_server: Server, xvfb: Xvfb) -> dict[str, str]:
+    """Environment for Mesa virpipe clients of ``vtest_server`` on ``xvfb``."""
+    if not VTEST_REDIRECT.exists():
+        pytest.skip(f"{VTEST_REDIRECT} is missing: run `make setup`")
+    return mesa_env(vtest_server.socket_path, xvfb.display)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item, so fixtures can see whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report  # type: ignore[no-any-return]

@@ -1,0 +1,103 @@
+"""A private Xvfb for Mesa GLX clients.
+
+Xvfb's ``-displayfd`` picks a free display number itself and writes it to a pipe once the
+server accepts connections, so there is no guessing of free numbers and no polling.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+SCREEN = "1280x1024x24"  # the size conformance/README.md's reference runs used
+START_TIMEOUT_S = 20.0
+
+
+class XvfbError(RuntimeError):
+    """Xvfb could not be started."""
+
+
+class Xvfb:
+    """``Xvfb :N -screen 0 1280x1024x24 -nolisten tcp`` on a free display number.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(self, screen: str = SCREEN, log_path: Path | None = None) -> None:
+        self.screen = screen
+        self.log_path = log_path
+        self.number: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def display(self) -> str:
+        """The ``DISPLAY`` value, e.g. ``:3``."""
+        if self.number is None:
+            raise XvfbError("Xvfb is not running")
+        return f":{self.number}"
+
+    def start(self) -> Xvfb:
+        exe = shutil.which("Xvfb")
+        if exe is None:
+            raise XvfbError("Xvfb is not installed (apt-get install xvfb)")
+        read_fd, write_fd = os.pipe()
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [exe, "-displayfd", str(write_fd), "-screen", "0", self.screen,
+                 "-nolisten", "tcp", "-noreset"],
+                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        finally:
+            os.close(write_fd)
+            if log is not subprocess.DEVNULL:
+                log.close()  # type: ignore[union-attr]
+        try:
+            self.number = self._read_display(read_fd)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            os.close(read_fd)
+        return self
+
+    def _read_display(self, fd: int) -> int:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        data = b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise XvfbError(f"Xvfb did not report a display within {START_TIMEOUT_S} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 64)
+            if not chunk:
+                code = self._proc.poll() if self._proc else None
+                raise XvfbError(f"Xvfb exited before it was ready (exit status {code})")
+            data += chunk
+        return int(data.strip())
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Xvfb:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
