@@ -231,6 +231,17 @@ def test_transfer_put_gigantic_data_size_rejected_after_prefix() -> None:
     fails(HELLO + dw(11, 5) + put, "TRANSFER_PUT", "data_size", eof=False)
 
 
+def test_transfer_get_data_size_is_bounded_get2_is_not() -> None:
+    conn = ServerConnection(max_payload_bytes=1024)
+    get = dw(7, 0, 0, 0, 0, 0, 0, 5, 1, 1)
+    assert events(HELLO + dw(11, 4) + get + dw(1024), conn=conn)[1].data_size == 1024  # type: ignore[attr-defined]
+    fails(HELLO + dw(11, 4) + get + dw(1025), "TRANSFER_GET", "data_size",
+          conn=ServerConnection(1024))
+    get2 = dw(7, 0, 0, 0, 0, 5, 1, 1, 1 << 30, 0)
+    assert events(HELLO + dw(10, 13) + get2, conn=ServerConnection(1024))[1] == p.TransferGet2(
+        7, 0, 0, 0, 0, 5, 1, 1, 1 << 30, 0)
+
+
 @pytest.mark.parametrize("length", [0, 1, 3, 4, 6])
 def test_sync_wait_bad_length(length: int) -> None:
     fails(HELLO + dw(length, 23), "SYNC_WAIT", "2 \\+ 3\\*count", eof=False)

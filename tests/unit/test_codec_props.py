@@ -51,7 +51,9 @@ batch = st.builds(
 requests: st.SearchStrategy[p.Request] = st.one_of(
     st.just(p.GetCaps()), st.just(p.GetCaps2()), st.just(p.PingProtocolVersion()),
     fixed(p.ProtocolVersion, 1), fixed(p.ResourceCreate, 10), fixed(p.ResourceCreate2, 11),
-    fixed(p.ResourceUnref, 1), fixed(p.TransferGet, 11), transfer_put(),
+    fixed(p.ResourceUnref, 1), transfer_put(),
+    st.tuples(*([u32] * 10), st.integers(0, 64 << 20)).map(  # larger inline GETs are refused
+        lambda vals: p.TransferGet(*vals)),
     fixed(p.TransferGet2, 10), transfer_put2(), fixed(p.ResourceBusyWait, 2),
     dwords.map(lambda b: p.SubmitCmd(bytearray(b))), fixed(p.GetParam, 1),
     fixed(p.GetCapset, 2), fixed(p.ContextInit, 1),

@@ -112,7 +112,9 @@ class ServerConnection:
     ``RemoteProtocolError`` on any invalid input; after that every call
     raises again. ``max_payload_bytes`` bounds what a single message may make
     us buffer; it is checked as soon as the header (or TRANSFER_PUT prefix)
-    is in, so a hostile length never causes an allocation.
+    is in, so a hostile length never causes an allocation. It also bounds a
+    TRANSFER_GET's ``data_size`` (the inline reply the server would build);
+    TRANSFER_GET2/PUT2 sizes are left to the server (checked against the shm).
     """
 
     def __init__(self, max_payload_bytes: int = 64 << 20) -> None:
@@ -239,7 +241,11 @@ class ServerConnection:
             return p.CreateRenderer(bytes(buf[pos : pos + need]))
         fixed = _FIXED.get(cmd)
         if fixed is not None:
-            return fixed[1](*_FIXED_STRUCTS[cmd].unpack_from(buf, pos))
+            event = fixed[1](*_FIXED_STRUCTS[cmd].unpack_from(buf, pos))
+            if isinstance(event, p.TransferGet) and event.data_size > self.max_payload_bytes:
+                # The reply would make the server allocate data_size bytes.
+                raise self._fail(f"data_size {event.data_size} exceeds the limit")
+            return event
         if cmd == Cmd.SUBMIT_CMD:
             return p.SubmitCmd(buf[pos : pos + need])
         if cmd == Cmd.TRANSFER_PUT:
