@@ -63,7 +63,7 @@ def load_slice(name: str, list_path: Path | None,
     return names, piglit.read_reference(ref_path or piglit.DEV_REFERENCE)
 
 
-def run_server(kind: ServerKind, names: list[str], xvfb: Xvfb, outdir: Path,
+def run_server(kind: ServerKind, names: list[str], xvfb: Xvfb, outdir: Path, *,
                jobs: int | None, timeout: int) -> ServerRun:
     run = ServerRun(kind)
     sock_dir = Path(tempfile.mkdtemp(prefix=f"vv-conf-{kind}-"))
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[ServerRun] = []
     with Xvfb(log_path=outdir / "xvfb.log") as xvfb:
         for kind in kinds:
-            runs.append(run_server(kind, names, xvfb, outdir, args.jobs, args.timeout))
+            runs.append(run_server(kind, names, xvfb, outdir, jobs=args.jobs,
+                                   timeout=args.timeout))
     ok = report(runs, reference)
     if args.json:
         args.json.write_text(json.dumps(

@@ -9,6 +9,7 @@ runs the same tests against virgl_test_server, which checks the tests themselves
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -166,6 +167,6 @@ def test_piglit_two_jobs_at_once(vtest_server: Server, client_env: dict[str, str
     records = piglit.load_results(tmp_path / "piglit")
     spans = sorted((float(t["start"]), float(t["end"]))  # type: ignore[index]
                    for t in (records[n]["time"] for n in names))
-    overlapped = any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    overlapped = any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
     assert overlapped, f"piglit never ran two tests at once: {spans}"
     assert_server_healthy(vtest_server)

@@ -36,14 +36,17 @@ def read_list(path: Path) -> list[str]:
 
 
 def read_reference(path: Path) -> dict[str, dict[str, str]]:
-    """``test -> {column: result}`` from a tab-separated file with a ``test`` header."""
-    lines = path.read_text().splitlines()
+    """``test -> {column: result}`` from a tab-separated file with a ``test`` header.
+
+    ``#`` lines are comments.
+    """
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
     header = lines[0].split("\t")
     table: dict[str, dict[str, str]] = {}
     for line in lines[1:]:
-        if line.strip() and not line.startswith("#"):
-            cells = line.split("\t")
-            table[cells[0]] = dict(zip(header[1:], cells[1:], strict=False))
+        cells = line.split("\t")
+        table[cells[0]] = dict(zip(header[1:], cells[1:], strict=False))
     return table
 
 
@@ -96,8 +99,11 @@ def result_of(client: ClientResult) -> str:
     """piglit's verdict from a binary's output, like piglit's own runner decides it."""
     if client.timed_out:
         return "timeout"
-    verdicts = [json.loads(m).get("result") for m in _RESULT_RE.findall(client.stdout)]
-    verdicts = [v for v in verdicts if isinstance(v, str)]
+    verdicts: list[str] = []
+    for line in _RESULT_RE.findall(client.stdout):
+        verdict = json.loads(line).get("result")
+        if isinstance(verdict, str):
+            verdicts.append(verdict)
     if client.returncode is not None and client.returncode < 0:
         return "crash"
     if not verdicts:

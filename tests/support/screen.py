@@ -122,7 +122,7 @@ def colour_counts(image: Image, box: Box | None = None) -> Counter[str]:
     """How many pixels of ``image`` (or of ``box`` in it) fall in each class."""
     img = image.crop(box) if box else image
     raw = img.rgb
-    counts: Counter[str] = Counter(raw[i:i + 3] for i in range(0, len(raw), 3))
+    counts: Counter[bytes] = Counter(raw[i:i + 3] for i in range(0, len(raw), 3))
     result: Counter[str] = Counter()
     for px, n in counts.items():
         result[classify(px[0], px[1], px[2])] += n
