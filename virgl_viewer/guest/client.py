@@ -182,7 +182,8 @@ class VtestClient:
         self.request(p.ProtocolVersion(protocol_version))
         self.send(p.GetCaps2(), p.GetCaps())
         caps2, caps1 = self.read_reply(), self.read_reply()
-        assert isinstance(caps2, p.CapsReply) and isinstance(caps1, p.CapsReply)
+        if not (isinstance(caps2, p.CapsReply) and isinstance(caps1, p.CapsReply)):
+            raise RemoteProtocolError(f"expected caps, got {caps2!r}, {caps1!r}")
         self.caps, self.caps_v1 = caps2.caps, caps1.caps
         log.debug("vtest protocol %d, %d caps bytes", self.protocol_version, len(self.caps))
 
@@ -364,12 +365,14 @@ class VtestClient:
         if self._closed:
             return
         self._closed = True
-        for resource in list(self._resources.values()):
-            resource.release()
-        for fd in self._fds | set(self.conn.take_unclaimed_fds()):
-            os.close(fd)
-        self._fds.clear()
-        self.sock.close()
+        try:
+            for resource in list(self._resources.values()):
+                resource.release()  # BufferError if a view of its shm is still alive
+        finally:
+            for fd in self._fds | set(self.conn.take_unclaimed_fds()):
+                os.close(fd)
+            self._fds.clear()
+            self.sock.close()
 
     def __enter__(self) -> VtestClient:
         return self

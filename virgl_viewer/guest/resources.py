@@ -63,16 +63,16 @@ class Resource:
     def release(self) -> None:
         """Drop the local mapping and fd without telling the server."""
         client, self._client = self._client, None
-        if self.shm is not None:
-            self.shm.close()
-            self.shm = None
-        if self.fd is not None:
-            if client is not None:
-                client._forget_fd(self.fd)
-            os.close(self.fd)
-            self.fd = None
         if client is not None:
             client._forget_resource(self)
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            if client is not None:
+                client._forget_fd(fd)
+            os.close(fd)
+        shm, self.shm = self.shm, None
+        if shm is not None:
+            shm.close()  # BufferError while a view of it lives; GC unmaps it later
 
     def close(self) -> None:
         """RESOURCE_UNREF on the server (if the client is open), then release."""
