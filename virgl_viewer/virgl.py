@@ -183,13 +183,20 @@ class Renderer:
     def context_create(self, ctx_id: int, name: bytes, capset: int = 0) -> None:
         if capset:
             rc = lib.virgl_renderer_context_create_with_flags(ctx_id, capset, len(name), name)
-            self._check("virgl_renderer_context_create_with_flags", rc)
+            call = "virgl_renderer_context_create_with_flags"
         else:
             rc = lib.virgl_renderer_context_create(ctx_id, len(name), name)
-            self._check("virgl_renderer_context_create", rc)
+            call = "virgl_renderer_context_create"
+        # vrend makes the new context's GL context current behind its own
+        # cache of the current context; without this the next client's
+        # commands land in the wrong GL context.
+        lib.virgl_renderer_force_ctx_0()
+        self._check(call, rc)
 
     def context_destroy(self, ctx_id: int) -> None:
         lib.virgl_renderer_context_destroy(ctx_id)
+        # vrend leaves the destroyed context's GL context current (see above)
+        lib.virgl_renderer_force_ctx_0()
         self._check("virgl_renderer_context_destroy", 0)
 
     def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
