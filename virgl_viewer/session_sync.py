@@ -34,16 +34,19 @@ class SyncCommands:
         code, off, vcmd, obj, handle = self.map.rewrite(view, ndw)
         if code:
             what = REWRITE_ERRORS.get(code, f"rewrite error {code}")
-            raise ClientError(f"{what} {handle} in virgl command {vcmd} (object type {obj}) "
+            # Only code 1 is about a handle; the others name the command alone.
+            subject = f"{what} {handle} in" if code == 1 else f"{what}:"
+            raise ClientError(f"{subject} virgl command {vcmd} (object type {obj}) "
                               f"at dword {start_dw + off}", cmd)
 
-    def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None) -> None:
+    def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None,
+                   switch: bool = False) -> None:
         self.unfenced = False
         self.fence_submitted += 1
         fid = self.fence_submitted
         if syncs:
             self._timeline.append((fid, syncs))
-        self.host.renderer.create_fence(self.ctx_id, 0, fid)
+        self.host.renderer.create_fence(self.ctx_id, 0, fid, switch)
         server = self.server
         if server.observers:
             server.fence_created(self, fid)
@@ -111,7 +114,8 @@ class SyncCommands:
         if not self.ctx_id and ev.handle:
             raise ClientError(f"resource {ev.handle} before any context exists", cmd)
         if self.unfenced:
-            self._new_fence()
+            # other clients may have run since our last submit
+            self._new_fence(switch=True)
         busy = self.fence_completed < self.fence_submitted
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
             # Park: stop reading this client until its fences retire.

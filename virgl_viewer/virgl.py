@@ -141,6 +141,7 @@ class Renderer:
             raise
         self.poll_fd: int = lib.virgl_renderer_get_poll_fd()
         self._box = ffi.new("struct virgl_box *")
+        self._empty = ffi.new("uint32_t[1]")
         self._iov = ffi.new("struct iovec *")
         self._closed = False
 
@@ -203,7 +204,13 @@ class Renderer:
         rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
         self._check("virgl_renderer_submit_cmd", rc)
 
-    def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int) -> None:
+    def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int,
+                     switch: bool = False) -> None:
+        """Fence the context's work so far. vrend puts the fence into the GL
+        context that is current, so ``switch`` first makes ``ctx_id``'s
+        current (an empty submit) when other work may have run since."""
+        if switch:
+            lib.virgl_renderer_submit_cmd(self._empty, ctx_id, 0)
         rc = lib.virgl_renderer_context_create_fence(ctx_id, FENCE_FLAG_MERGEABLE,
                                                      ring_idx, fence_id)
         self._check("virgl_renderer_context_create_fence", rc)
