@@ -12,12 +12,17 @@
  *  - The map is a linear-probing hash table of (client, server) pairs. Key 0
  *    marks an empty slot (0 is never a valid handle). The load factor stays
  *    at or below 1/2, deletion shifts entries back (no tombstones, so heavy
- *    create/unref churn does not slow lookups). The slot index is the top
- *    bits of a 64-bit finaliser (splitmix64's) applied to key ^ seed, with a
- *    random seed per map: a hostile client cannot choose ids that pile up in
- *    one probe chain, and sequential ids spread like random ones for every
- *    seed. (Plain multiply-shift with a random multiplier was tried: cheaper,
- *    but some multipliers cluster sequential ids badly.)
+ *    create/unref churn does not slow lookups).
+ *    Hashing has two modes. Fast mode, the default: Fibonacci hashing of
+ *    key ^ seed (one multiply by 2^64/phi, top bits), seed random per map.
+ *    Sequential ids, what real clients send, land almost always in their
+ *    home slot, so lookups are branch-predictable. A hostile client could
+ *    still try to pile ids into one probe chain, so every insert measures
+ *    how far its entry lands from home; past VV_MAP_MAX_DISPLACEMENT the
+ *    table switches for good to strong mode: splitmix64's finaliser over
+ *    key ^ a new random seed, where every key bit affects every index bit.
+ *    (A random multiplier alone was measured first: some draws cluster
+ *    sequential ids badly, so it is not used.)
  *  - The rewriter walks commands like vrend_decode_ctx_submit_cmd (header:
  *    bits 0-7 command, 8-15 object type, 16-31 payload length; next command at
  *    cur + len + 1). Where the resource handles of a command sit is always an
@@ -167,14 +172,19 @@ struct vv_entry {
 
 struct vv_handle_map {
     struct vv_entry *slots;
-    uint64_t seed; /* random per map, keys the hash */
+    uint64_t seed;  /* random per map (and per mode switch) */
     uint32_t mask;  /* capacity - 1; capacity is a power of two */
     uint32_t shift; /* 64 - log2(capacity): index = top bits of the hash */
     uint32_t count;
+    uint32_t strong; /* 0: fast hashing, 1: flood-resistant hashing */
 };
 
 #define VV_MAP_MIN_CAP 16u
 #define VV_MAP_MAX_CAP (1u << 31)
+/* Longest distance from home an insert may land at before strong mode. */
+#define VV_MAP_MAX_DISPLACEMENT 64u
+/* 2^64 / golden ratio, odd: the classic Fibonacci-hashing multiplier. */
+#define VV_FIB_MUL 0x9e3779b97f4a7c15ull
 
 static inline uint64_t mix64(uint64_t x)
 {
@@ -187,16 +197,23 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
+static inline uint32_t hash_slot(uint64_t seed, uint32_t strong, uint32_t shift, uint32_t key)
+{
+    uint64_t x = key ^ seed;
+    x = strong ? mix64(x) : x * VV_FIB_MUL;
+    return (uint32_t)(x >> shift);
+}
+
 static inline uint32_t home_slot(const vv_handle_map *m, uint32_t key)
 {
-    return (uint32_t)(mix64(key ^ m->seed) >> m->shift);
+    return hash_slot(m->seed, m->strong, m->shift, key);
 }
 
 static uint64_t fresh_seed(const void *salt)
 {
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-        /* no entropy yet (early boot): still differ per map and per run */
+        /* no entropy yet (early boot): still differ per map and per call */
         struct timespec ts;
         timespec_get(&ts, TIME_UTC);
         seed = (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec;
@@ -214,8 +231,12 @@ static uint32_t log2_u32(uint32_t pow2)
     return n;
 }
 
-/* Moves every entry into a fresh table of new_cap slots. */
-static int map_resize(vv_handle_map *m, uint32_t new_cap)
+/*
+ * Moves every entry into a fresh table of new_cap slots hashed with
+ * (seed, strong). Returns the largest displacement seen, or -ENOMEM with the
+ * map unchanged.
+ */
+static int64_t map_rehash(vv_handle_map *m, uint32_t new_cap, uint64_t seed, uint32_t strong)
 {
     struct vv_entry *fresh = calloc(new_cap, sizeof(*fresh));
     if (!fresh)
@@ -223,19 +244,34 @@ static int map_resize(vv_handle_map *m, uint32_t new_cap)
 
     struct vv_entry *old = m->slots;
     uint32_t old_cap = m->mask + 1;
+    uint32_t worst = 0;
     m->slots = fresh;
     m->mask = new_cap - 1;
     m->shift = 64 - log2_u32(new_cap);
+    m->seed = seed;
+    m->strong = strong;
     for (uint32_t i = 0; i < old_cap; i++) {
         if (!old[i].key)
             continue;
-        uint32_t j = home_slot(m, old[i].key);
+        uint32_t home = home_slot(m, old[i].key);
+        uint32_t j = home;
         while (fresh[j].key)
             j = (j + 1) & m->mask;
         fresh[j] = old[i];
+        if (((j - home) & m->mask) > worst)
+            worst = (j - home) & m->mask;
     }
     free(old);
-    return 0;
+    return worst;
+}
+
+/* Called with the displacement of a new placement; may switch modes. */
+static void check_displacement(vv_handle_map *m, int64_t displacement)
+{
+    if (m->strong || displacement <= (int64_t)VV_MAP_MAX_DISPLACEMENT)
+        return;
+    /* on ENOMEM the map simply stays in fast mode: still correct */
+    (void)map_rehash(m, m->mask + 1, fresh_seed(m), 1);
 }
 
 vv_handle_map *vv_map_new(void)
@@ -293,14 +329,16 @@ int vv_map_set(vv_handle_map *m, uint32_t client, uint32_t server)
     if ((uint64_t)(m->count + 1) * 2 > cap) {
         if (cap >= VV_MAP_MAX_CAP)
             return -ENOMEM;
-        int ret = map_resize(m, cap * 2);
-        if (ret)
-            return ret;
+        int64_t worst = map_rehash(m, cap * 2, m->seed, m->strong);
+        if (worst < 0)
+            return (int)worst;
+        check_displacement(m, worst);
         i = find_slot(m, client);
     }
     m->slots[i].key = client;
     m->slots[i].val = server;
     m->count++;
+    check_displacement(m, (i - home_slot(m, client)) & m->mask);
     return 0;
 }
 
@@ -336,7 +374,7 @@ uint32_t vv_map_remove(vv_handle_map *m, uint32_t client)
 
     uint32_t cap = m->mask + 1;
     if (cap > VV_MAP_MIN_CAP && (uint64_t)m->count * 8 < cap)
-        (void)map_resize(m, cap / 2); /* on ENOMEM simply stay large */
+        check_displacement(m, map_rehash(m, cap / 2, m->seed, m->strong)); /* ENOMEM: stay */
     return server;
 }
 
