@@ -418,6 +418,8 @@ static void bench(void)
             cur = put(buf, cur, 0, 0, 0, NULL), ncmds++;
     }
     bench_one("tiny (SET_INDEX_BUFFER x1)", m, buf, ndw, ncmds);
+    CHECK(map_rehash(m, m->mask + 1, fresh_seed(m), 1) >= 0); /* as after a flood */
+    bench_one("tiny, strong hashing", m, buf, ndw, ncmds);
     free(buf);
     vv_map_free(m);
 }

@@ -15,7 +15,6 @@ import errno
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
-
 from virgl_viewer._native import ffi, lib
 
 MAX_COMMANDS = 62  # VIRGL_MAX_COMMANDS
@@ -204,9 +203,7 @@ def mapping_and_stream(draw):
     return mapping, draw(well_formed_stream(mapping))
 
 
-SETTINGS = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_every_command_has_a_well_formed_generator():
