@@ -1,0 +1,73 @@
+"""The inspector in the running viewer: a guest's display target is previewed from the
+scanout's shared texture, and the rows carry the scanout marker."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+
+def _ensure_display() -> None:
+    """As in test_inspector.py: a display before Qt and PyOpenGL start."""
+    if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
+        r, w = os.pipe()
+        proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0",
+                                 "1280x1024x24", "-nolisten", "tcp"], pass_fds=(w,),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        with os.fdopen(r) as f:
+            os.environ["DISPLAY"] = ":" + f.readline().strip()
+        atexit.register(proc.terminate)
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+    os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+_ensure_display()
+
+from virgl_viewer.guest import VtestClient  # noqa: E402
+from virgl_viewer.guest.scene import GuestScene  # noqa: E402
+from virgl_viewer.state import StateRegistry  # noqa: E402
+from virgl_viewer.ui.gl_view import ScaleMode, fit_rect  # noqa: E402
+from virgl_viewer.ui.inspector import Inspector  # noqa: E402
+
+
+def attach(viewer: Any, registry: StateRegistry) -> None:
+    rt = viewer.controller.render
+    done = threading.Event()
+    rt.call(lambda: (registry.attach(rt.server), done.set()))
+    assert done.wait(10)
+
+
+def test_display_target_preview_is_the_scanout(qtbot: Any, virgl_viewer: Any) -> None:
+    registry = StateRegistry()
+    attach(virgl_viewer, registry)
+    ctl = virgl_viewer.controller
+    w = Inspector(registry, scanouts=lambda: list(ctl.scanouts.values()))
+    qtbot.addWidget(w)
+    w.resize(900, 500)
+    w.show()
+    with VtestClient.connect(virgl_viewer.path, "preview-guest", 2) as g:
+        scene = GuestScene(g, "solid:ff0000", [(64, 48)])
+        scene.present_frame(0)
+        virgl_viewer.wait_scanouts(1)
+        handle = scene.scanouts[0].handle
+        assert w.show_resource(os.getpid(), handle)
+        rec = w.selected_record()
+        assert rec.scanout and rec.display_target
+        assert w.preview.source is ctl.scanouts[next(iter(ctl.scanouts))]
+        assert w.preview_label.text() == "scanout 1 of preview-guest"
+        qtbot.waitUntil(lambda: w.preview.painted_seq > 0, timeout=5000)
+        img = w.preview.grabFramebuffer()
+        c = img.pixelColor(img.width() // 2, img.height() // 2)
+        assert (c.red(), c.green(), c.blue()) == (255, 0, 0)
+        # fitted, aspect kept: what lies outside the image is background
+        x, y, _, _ = fit_rect(ScaleMode.FIT, 64, 48, img.width(), img.height())
+        if x > 1 or y > 1:
+            bg = img.pixelColor(x // 2, y // 2)
+            assert bg.red() < 100, bg.name()
+        scene.close()
