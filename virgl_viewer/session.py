@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from virgl_viewer.errors import ProtocolError, RendererError
+from virgl_viewer.errors import ProtocolError, RemoteProtocolError, RendererError
 from virgl_viewer.objects import ClientError, Resource, Sync, SyncWaiter
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
@@ -63,8 +63,8 @@ class Session(ResourceCommands, SyncCommands):
         self.fence_completed = 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
         self._busy_wait_pending = False
-        self._out: deque[bytes | int] = deque()  # bytes, or an fd to send
-        self._out_head = memoryview(b"")
+        # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
+        self._out: deque[bytes | memoryview | int] = deque()
         self._writing = False
         self.closed = False
         self.connected_at = time.monotonic()
@@ -129,6 +129,9 @@ class Session(ResourceCommands, SyncCommands):
                     self.close("disconnected")
                     return
                 handlers[type(ev)](ev)
+        except RemoteProtocolError as exc:
+            # From the codec; no command means the header itself was cut short.
+            self.drop(exc.command or "header", exc.reason)
         except ProtocolError as exc:
             self.drop(exc.command or self._command, exc.reason)
         except RendererError as exc:
@@ -154,7 +157,7 @@ class Session(ResourceCommands, SyncCommands):
             self.close(f"socket error: {exc.strerror}")
             return
         if n < len(data):
-            self._out.append(data[n:])
+            self._out.append(memoryview(data)[n:])
             self._flush()
 
     def _send_fd(self, fd: int) -> None:
@@ -184,7 +187,7 @@ class Session(ResourceCommands, SyncCommands):
             if n == len(item):
                 out.popleft()
             else:
-                out[0] = item[n:]
+                out[0] = memoryview(item)[n:]
                 break
         if out and not self._writing:
             self._writing = True
@@ -294,10 +297,10 @@ class Session(ResourceCommands, SyncCommands):
     def _on_context_init(self, ev: P.ContextInit) -> None:
         self._command = "CONTEXT_INIT"
         if ev.capset_id == 0:
-            raise self._fail("CONTEXT_INIT", "capset 0")
+            raise ClientError("capset 0", "CONTEXT_INIT")
         if self.ctx_id or self.capset_id:
             if self.capset_id != ev.capset_id:
-                raise self._fail("CONTEXT_INIT", "context already initialised")
+                raise ClientError("context already initialised", "CONTEXT_INIT")
             return
         self.capset_id = ev.capset_id
         self._ensure_context()

@@ -23,7 +23,7 @@ MAX_RESOURCES_PER_CLIENT = 1 << 16
 MAX_BLOB_BYTES = 1 << 30
 
 
-def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2) -> int:
+def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2 | Resource) -> int:
     """Largest backing a resource of this shape can need (16 bytes a texel,
     a full mip chain), so a hostile data_size never maps gigabytes."""
     texels = max(1, ev.width) * max(1, ev.height) * max(1, ev.depth) * max(1, ev.array_size)
@@ -186,6 +186,9 @@ class ResourceCommands:
         cmd = self._command = "TRANSFER_GET"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
+        if ev.data_size > shm_bound(res):  # the reply is allocated: never gigabytes
+            raise ClientError(f"data_size {ev.data_size} is larger than resource "
+                              f"{res.client_handle} can hold", cmd)
         data = bytearray(ev.data_size)
         if ev.data_size:
             self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level,
