@@ -1,0 +1,225 @@
+"""``python -m virgl_viewer --headless --socket PATH`` as users and init systems
+run it.
+
+Each test starts the real CLI in a subprocess on a private socket and checks
+what an operator sees: clients served, exit status and socket file on SIGTERM
+and SIGINT, a clear refusal to take over a live or non-socket PATH (and the
+takeover of a stale one), a 0600 socket whatever the umask, one log line per
+client connect and disconnect, and ``--allow-uid`` gating other users.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from server_helpers import BLUE, RED, assert_filled, create_target, render_clear, wait_until
+
+from virgl_viewer.guest import VtestClient
+
+pytestmark = pytest.mark.timeout(90)
+NOBODY = 65534
+
+
+class CliServer:
+    """``python -m virgl_viewer --headless`` in a subprocess, its log in a file."""
+
+    def __init__(self, path: str, log: Path, *args: str, umask: int = 0o022) -> None:
+        self.path = path
+        self.log_path = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "virgl_viewer", "--headless", "--socket", path,
+                 "--log-level", "info", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_serving(self) -> None:
+        assert wait_until(lambda: "serving vtest on" in self.log()
+                          or self.proc.poll() is not None, 60), "server did not start"
+        assert self.proc.poll() is None, f"server exited:\n{self.log()}"
+
+    def exit_code(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short private directory (AF_UNIX paths are limited to 108 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="vv-cli-") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def cli(sock_dir: Path) -> Iterator[CliServer]:
+    """A running CLI server on ``sock_dir/vtest.sock``; must exit 0 on SIGTERM."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log")
+    try:
+        server.wait_serving()
+        yield server
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_cli_serves_clients(cli: CliServer) -> None:
+    """The CLI server renders for a protocol-2 and a protocol-3 client."""
+    with VtestClient.connect(cli.path, "cli-v2", 2) as a, \
+            VtestClient.connect(cli.path, "cli-v3", 3) as b:
+        assert_filled(render_clear(a, create_target(a), RED), RED)
+        assert_filled(render_clear(b, create_target(b), BLUE), BLUE)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_signal_exits_cleanly(sock_dir: Path, sig: int) -> None:
+    """SIGTERM and SIGINT, even with a client connected, end the server with
+    exit status 0: the client's socket is closed and the socket file removed."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log")
+    server.wait_serving()
+    with VtestClient.connect(server.path, "lingering", 2) as client:
+        assert_filled(render_clear(client, create_target(client), RED), RED)
+        assert server.stop(sig) == 0, server.log()
+        assert client.wait_closed()
+    assert not os.path.lexists(server.path)
+    assert "Traceback" not in server.log()
+
+
+def test_cli_second_instance_is_refused(cli: CliServer, sock_dir: Path) -> None:
+    """A second server on the same PATH exits non-zero saying another server is
+    listening there; the first one keeps its socket and goes on serving."""
+    inode = os.stat(cli.path).st_ino
+    second = CliServer(cli.path, sock_dir / "second.log")
+    assert second.exit_code() != 0
+    assert f"another server is already listening on {cli.path}" in second.log()
+    assert os.stat(cli.path).st_ino == inode
+    with VtestClient.connect(cli.path, "after-second", 2) as client:
+        assert_filled(render_clear(client, create_target(client), BLUE), BLUE)
+
+
+def test_cli_replaces_stale_socket(sock_dir: Path) -> None:
+    """A socket file left by a dead server (bound, closed, never unlinked) is
+    replaced, and the new server serves on it."""
+    path = str(sock_dir / "vtest.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    server = CliServer(path, sock_dir / "server.log")
+    try:
+        server.wait_serving()
+        assert "replacing stale socket" in server.log()
+        with VtestClient.connect(path, "on-stale", 2) as client:
+            assert_filled(render_clear(client, create_target(client), RED), RED)
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_cli_does_not_touch_a_non_socket_file(sock_dir: Path) -> None:
+    """A regular file at PATH is left alone: the server exits non-zero saying
+    so, and the file keeps its content."""
+    path = sock_dir / "not-a-socket"
+    path.write_bytes(b"precious data\n")
+    server = CliServer(str(path), sock_dir / "server.log")
+    assert server.exit_code() != 0
+    assert f"{path} exists and is not a socket" in server.log()
+    assert path.read_bytes() == b"precious data\n"
+
+
+def test_cli_socket_is_0600_whatever_the_umask(sock_dir: Path) -> None:
+    """Started with umask 000, the server still creates its socket 0600."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log", umask=0)
+    try:
+        server.wait_serving()
+        mode = os.lstat(server.path).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_cli_logs_each_connect_and_disconnect(cli: CliServer) -> None:
+    """Each client gets one log line when it connects and one when it leaves,
+    with its name and pid."""
+    who = f"probe-client (pid {os.getpid()})"
+    with VtestClient.connect(cli.path, "probe-client", 2) as client:
+        create_target(client)
+        assert wait_until(lambda: f"client {who} connected" in cli.log())
+    assert wait_until(lambda: f"client {who} disconnected" in cli.log())
+    lines = cli.log().splitlines()
+    assert len([ln for ln in lines if f"client {who} connected" in ln]) == 1
+    assert len([ln for ln in lines if f"client {who} disconnected" in ln]) == 1
+
+
+# The other user's client: stdlib only (it cannot read our venv), prints
+# "served" if PING_PROTOCOL_VERSION is answered, "refused" if the server hangs up.
+_OTHER_USER = textwrap.dedent("""
+    import socket, struct, sys
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(sys.argv[1])
+    name = b"nobody-guest\\0"
+    try:
+        s.sendall(struct.pack("<2I", len(name), 8) + name + struct.pack("<2I", 0, 10))
+        reply = s.recv(8)
+    except (BrokenPipeError, ConnectionResetError):
+        reply = b""
+    print("served" if reply == struct.pack("<2I", 0, 10) else "refused", flush=True)
+""")
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "allowed"])
+def test_cli_allow_uid(sock_dir: Path, allowed: bool) -> None:
+    """With the socket made world-writable, a client running as uid 65534 is
+    refused (and the refusal logged with its pid and uid) unless the server was
+    started with ``--allow-uid 65534``."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as another uid")
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 the other user can run")
+    args = ("--allow-uid", str(NOBODY)) if allowed else ()
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log", *args)
+    try:
+        server.wait_serving()
+        os.chmod(sock_dir, 0o755)
+        os.chmod(server.path, 0o666)
+        with subprocess.Popen([python, "-I", "-c", _OTHER_USER, server.path], user=NOBODY,
+                              group=NOBODY, extra_groups=[], cwd="/", text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+            out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        if allowed:
+            assert out == "served\n"
+            who = f"client nobody-guest (pid {child.pid}) connected (uid {NOBODY})"
+            assert wait_until(lambda: who in server.log()), server.log()
+            assert "is not allowed" not in server.log()
+        else:
+            assert out == "refused\n"
+            refusal = f"refused client pid {child.pid}: uid {NOBODY} is not allowed"
+            assert wait_until(lambda: refusal in server.log()), server.log()
+            assert "nobody-guest" not in server.log()
+        # Our own uid is served either way.
+        with VtestClient.connect(server.path, "owner", 2) as client:
+            assert_filled(render_clear(client, create_target(client), RED), RED)
+    finally:
+        assert server.stop() == 0, server.log()
