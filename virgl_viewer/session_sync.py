@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 MAX_SYNCS_PER_CLIENT = 1 << 14
 MAX_SYNC_WAITERS = 1024
-LAZY_FENCES = os.environ.get("VV_LAZY_FENCES", "1") == "1"
+FENCE_MODE = os.environ.get("VV_FENCE_MODE", "lazy")
 _ONE = (1).to_bytes(8, "little")
 
 
@@ -58,10 +58,10 @@ class SyncCommands:
         ctx_id = self._ensure_context()
         if ndw:
             self._rewrite(cmd, buf, 0, ndw)
-            self.host.renderer.submit_cmd(ctx_id, buf, ndw)
+            self.host.renderer.submit_cmd(ctx_id, buf, ndw, FENCE_MODE == "flush")
         self.submits += 1
         self.bytes_submitted += len(buf)
-        if LAZY_FENCES:
+        if FENCE_MODE != "eager":
             self.unfenced = True
         else:
             self._new_fence()

@@ -200,8 +200,11 @@ class Renderer:
         lib.virgl_renderer_force_ctx_0()
         self._check("virgl_renderer_context_destroy", 0)
 
-    def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
+    def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int,
+                   flush: bool = False) -> None:
         rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
+        if flush:
+            lib.vv_gl_flush()  # start the GPU on it now (the context is current)
         self._check("virgl_renderer_submit_cmd", rc)
 
     def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int,
