@@ -7,17 +7,24 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from typing import Any
+
+# Xvfb gets SIGTERM when this process dies, even if atexit never runs (PR_SET_PDEATHSIG
+# set by a tiny launcher, then exec: no preexec_fn in a threaded process).
+_LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+           "os.execvp(sys.argv[1], sys.argv[1:])")
 
 
 def _ensure_display() -> None:
     """As in test_inspector.py: a display before Qt and PyOpenGL start."""
     if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
         r, w = os.pipe()
-        proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0",
-                                 "1280x1024x24", "-nolisten", "tcp"], pass_fds=(w,),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "Xvfb", "-displayfd", str(w),
+                                 "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                                pass_fds=(w,), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         os.close(w)
         with os.fdopen(r) as f:
             os.environ["DISPLAY"] = ":" + f.readline().strip()
