@@ -227,8 +227,10 @@ class ScanoutManager(ServerObserver):
                 sc._orphaned_at = None
                 self._by_resource[r.server_handle] = sc
                 return sc
+        # the size is known now: "added" opens and titles the window, so it must not
+        # say 0x0 (the first present still reports "changed": the format is unset)
         sc = Scanout(self._next_id, s.name, s.pid, len(mine) + 1, r.server_handle,
-                     r.client_handle)
+                     r.client_handle, width=r.width, height=r.height)
         self._next_id += 1
         mine.append(sc)
         self.scanouts[sc.id] = sc
