@@ -26,6 +26,9 @@ class OverviewWidget(QOpenGLWidget):
         self.positions: dict[int, QPoint] = {}
         self._prog: _Program | None = None
         self._drag: tuple[int, QPointF, QPoint] | None = None
+        # the layout transform is frozen while dragging: re-fitting the layout to the
+        # moving tile would slide the tile away from the cursor
+        self._frozen: tuple[float, float, float] | None = None
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -67,6 +70,8 @@ class OverviewWidget(QOpenGLWidget):
         return r.adjusted(-GAP, -GAP, GAP, GAP) if not r.isNull() else QRectF(0, 0, 1, 1)
 
     def _transform(self) -> tuple[float, float, float]:
+        if self._frozen is not None:
+            return self._frozen
         b = self._layout_bounds()
         s = min(self.width() / b.width(), self.height() / b.height())
         ox = (self.width() - b.width() * s) / 2 - b.x() * s
@@ -133,6 +138,7 @@ class OverviewWidget(QOpenGLWidget):
     def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
         for sid in reversed(list(self.scanouts)):
             if self.tile_rect(sid).contains(ev.position()):
+                self._frozen = self._transform()
                 self._drag = (sid, ev.position(), QPoint(self.positions[sid]))
                 return
 
@@ -150,6 +156,8 @@ class OverviewWidget(QOpenGLWidget):
             return
         sid = self._drag[0]
         self._drag = None
+        self._frozen = None
+        self.update()  # re-fit the layout
         sc = self.scanouts.get(sid)
         if sc is not None:
             QSettings().setValue(f"layout/{sc.key}", self.positions[sid])
