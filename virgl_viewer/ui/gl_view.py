@@ -113,9 +113,11 @@ class _Program:
 
 
 def draw_frame(prog: _Program, frame: Frame, rect: tuple[int, int, int, int],
-               view_w: int, view_h: int, nearest: bool, dim: float = 1.0) -> int:
+               view_w: int, view_h: int, nearest: bool, dim: float = 1.0,
+               opaque: bool = False) -> int:
     """Draw ``frame`` into rect (device pixels, top-left origin) of the
-    current framebuffer; returns a GLsync fencing the draw (as an int)."""
+    current framebuffer; returns a GLsync fencing the draw (as an int).
+    Alpha is written as stored (1 for X formats) unless ``opaque``."""
     x, y, w, h = rect
     if frame.fence:
         GL.glWaitSync(ctypes.c_void_p(frame.fence), 0, TIMEOUT_IGNORED)
@@ -127,7 +129,7 @@ def draw_frame(prog: _Program, frame: Frame, rect: tuple[int, int, int, int],
     GL.glUseProgram(prog.prog)
     GL.glUniform4f(prog.u_rect, x0, y0, x1, y1)
     GL.glUniform1i(prog.u_flip, 1 if frame.y_0_top else 0)
-    GL.glUniform1i(prog.u_ignore_alpha, 0 if (info and info.has_alpha) else 1)
+    GL.glUniform1i(prog.u_ignore_alpha, 0 if (info and info.has_alpha and not opaque) else 1)
     GL.glUniform1f(prog.u_dim, dim)
     GL.glUniform1i(prog.u_tex, 0)
     GL.glActiveTexture(GL.GL_TEXTURE0)

@@ -42,8 +42,11 @@ def render_scanout_image(view: ScanoutView) -> QImage | None:
             fbo = QOpenGLFramebufferObject(frame.width, frame.height, fmt)
             fbo.bind()
             GL.glViewport(0, 0, frame.width, frame.height)
+            # opaque: toImage() takes the FBO as premultiplied, and the conversion to
+            # RGB32 would divide the colours by the guest's alpha; the window shows
+            # them as stored
             fence = draw_frame(view._prog, frame, (0, 0, frame.width, frame.height),
-                               frame.width, frame.height, nearest=True)
+                               frame.width, frame.height, nearest=True, opaque=True)
             fbo.release()
             img = fbo.toImage()
         finally:
