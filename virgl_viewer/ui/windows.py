@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from OpenGL import GL
-from PySide6.QtCore import QStandardPaths, QTimer, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
 from PySide6.QtOpenGL import QOpenGLFramebufferObject, QOpenGLFramebufferObjectFormat
 from PySide6.QtWidgets import QFileDialog, QMainWindow
@@ -61,6 +61,9 @@ class ScanoutWindow(QMainWindow):
 
     def __init__(self, scanout: Scanout) -> None:
         super().__init__()
+        # a closed window is gone for good (the controller forgets it): free it and its GL
+        # resources instead of keeping it hidden forever
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.scanout = scanout
         self.view = ScanoutView(scanout, self)
         self.setCentralWidget(self.view)
