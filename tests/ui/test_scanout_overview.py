@@ -1,0 +1,137 @@
+"""The overview (main window): every scanout drawn as a tile of a multi-monitor layout, with
+an FPS label; dragging a tile moves it and the position is remembered per client name and
+scanout number (QSettings, redirected to a temporary file by ``isolated_settings``)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtTest import QTest
+
+from virgl_viewer.guest.patterns import BAR_COLORS
+from virgl_viewer.ui import overview as overview_module
+from virgl_viewer.ui.overview import GAP, OverviewWidget
+
+pytestmark = pytest.mark.usefixtures("isolated_settings")
+
+LABELS: list[str] = []
+
+
+class RecordingPainter(QPainter):
+    """QPainter that remembers the texts it draws (the overview's labels)."""
+
+    def drawText(self, *args) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        LABELS.extend(a for a in args if isinstance(a, str))
+        super().drawText(*args)
+
+
+def assert_bars_in(pix, data: bytes, width: int,  # type: ignore[no-untyped-def]
+                   rect: QRectF, what: str) -> None:
+    """The middle of each of the 8 bars inside ``rect`` (a scaled ``bars`` frame) has
+    the bar's colour (linear filtering: a little tolerance)."""
+    y = round(rect.y() + rect.height() / 2)
+    for i, colour in enumerate(BAR_COLORS):
+        x = round(rect.x() + (i + 0.5) * rect.width() / 8)
+        got = pix.pixel(data, width, x, y)[:3]
+        assert all(abs(g - c) <= 8 for g, c in zip(got, colour, strict=True)), \
+            f"{what}: bar {i} at ({x}, {y}) is {got}, expected {colour}"
+
+
+def test_overview_tiles_labels_and_dragging(virgl_viewer, guests, pix, monkeypatch,
+                                            isolated_settings) -> None:
+    assert QSettings().fileName().startswith(str(isolated_settings))  # not the user's
+    monkeypatch.setattr(overview_module, "QPainter", RecordingPainter)
+    LABELS.clear()
+    guests.start(virgl_viewer.path, "--size", "320x240", "--fps", "30", "--pattern", "bars",
+                 name="left")
+    virgl_viewer.wait_scanouts(1)  # "left" gets placed first
+    guests.start(virgl_viewer.path, "--size", "200x150", "--fps", "30", "--pattern", "bars",
+                 name="right")
+    wins = virgl_viewer.wait_scanouts(2)
+    left, right = (w.scanout for w in wins)
+    ov = virgl_viewer.controller.main_window.overview
+    assert ov.isVisible() and ov.devicePixelRatioF() == 1.0
+    assert set(ov.scanouts) == {left.id, right.id}
+
+    # auto layout: side by side, GAP guest pixels apart, tops aligned
+    assert ov.positions[left.id] == QPoint(0, 0)
+    assert ov.positions[right.id] == QPoint(320 + GAP, 0)
+    lr, rr = ov.tile_rect(left.id), ov.tile_rect(right.id)
+    assert lr.right() < rr.left() and lr.top() == rr.top()
+    assert rr.width() / lr.width() == pytest.approx(200 / 320)
+
+    img = ov.grabFramebuffer()
+    data, width = pix.rgba(img), img.width()
+    assert_bars_in(pix, data, width, lr, "left tile")
+    assert_bars_in(pix, data, width, rr, "right tile")
+    gap = pix.pixel(data, width, round((lr.right() + rr.left()) / 2), round(lr.center().y()))
+    assert max(gap[:3]) < 40, f"the gap between tiles is not background: {gap}"
+
+    # each tile has a label with client, number, size and a live FPS figure
+    def labelled() -> None:
+        ov.update()
+        for name, size in (("left", "320×240"), ("right", "200×150")):
+            fps = [int(m.group(1)) for t in LABELS
+                   if (m := re.fullmatch(rf"{name} #1  {size}  (\d+) fps", t))]
+            assert fps and max(fps) > 0, f"no FPS label for {name}: {LABELS[-4:]}"
+
+    virgl_viewer.qtbot.waitUntil(labelled, timeout=5000)
+    label_area = pix.crop(data, width, round(lr.x()) + 4, round(lr.y()) - 16, 100, 12)
+    assert any(min(label_area[i:i + 3]) > 180 for i in range(0, len(label_area), 4)), \
+        "no label text above the left tile"
+
+    # drag the right tile down and left, by the mouse: the point grabbed stays under the
+    # cursor all the way (the layout is not re-fitted under the moving tile)
+    start = rr.center().toPoint()
+    grabbed = rr.topLeft() - QPointF(start)
+    s = rr.width() / 200  # widget pixels per guest pixel when the drag starts
+    QTest.mousePress(ov, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for step in ((-30, 45), (-60, 90), (-300, 250), (100, -100), (-60, 90)):
+        at = start + QPoint(*step)
+        QTest.mouseMove(ov, at)
+        drift = ov.tile_rect(right.id).topLeft() - QPointF(at) - grabbed
+        assert abs(drift.x()) <= s and abs(drift.y()) <= s, \
+            f"moved by {step}: the tile slid {drift} away from the cursor"
+    end = start + QPoint(-60, 90)
+    QTest.mouseRelease(ov, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    moved = ov.positions[right.id]
+    assert moved == QPoint(320 + GAP + round(-60 / s), round(90 / s)), moved
+    assert ov.positions[left.id] == QPoint(0, 0)
+    # persisted under layout/<client>/<n>
+    assert QSettings().value("layout/right/1") == moved
+    assert QSettings().value("layout/left/1") is None  # not dragged: not stored
+
+    # drawn where it now is (the layout is re-fitted to the widget)
+    img = ov.grabFramebuffer()
+    data = pix.rgba(img)
+    lr2, rr2 = ov.tile_rect(left.id), ov.tile_rect(right.id)
+    assert rr2.top() > lr2.top()
+    assert_bars_in(pix, data, width, lr2, "left tile after the drag")
+    assert_bars_in(pix, data, width, rr2, "right tile after the drag")
+
+    # a scanout of the same client name and number is placed there again
+    fresh = OverviewWidget()
+    try:
+        fresh.add(right)
+        assert fresh.positions[right.id] == moved
+    finally:
+        fresh.deleteLater()
+
+
+def test_pressing_outside_tiles_drags_nothing(virgl_viewer, guests) -> None:
+    guests.start(virgl_viewer.path, "--size", "160x120", "--fps", "30", "--pattern", "bars",
+                 name="lonely")
+    (win,) = virgl_viewer.wait_scanouts(1)
+    ov = virgl_viewer.controller.main_window.overview
+    before = QPoint(ov.positions[win.scanout.id])
+    r = ov.tile_rect(win.scanout.id)
+    outside = QPointF(r.left() - 10, r.top() - 30).toPoint()
+    QTest.mousePress(ov, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, outside)
+    QTest.mouseMove(ov, outside + QPoint(50, 50))
+    QTest.mouseRelease(ov, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       outside + QPoint(50, 50))
+    assert ov.positions[win.scanout.id] == before
+    assert QSettings().value("layout/lonely/1") is None

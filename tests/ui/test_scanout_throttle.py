@@ -1,0 +1,76 @@
+"""The display never throttles the guest: presents complete whether the viewer paints
+slowly or not at all; the window just shows the newest frame when it gets to paint."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from virgl_viewer.ui.gl_view import ScanoutView
+
+pytestmark = pytest.mark.usefixtures("isolated_settings")
+
+BURST = 300
+
+# Presents frame 0, then per SIGUSR1 a burst of BURST frames as fast as it can (counter
+# pattern, 160x120): argv = socket bursts.
+BURSTER = f"""
+import signal, sys
+from virgl_viewer.guest import VtestClient
+from virgl_viewer.guest.scene import GuestScene
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+with VtestClient.connect(sys.argv[1], "burster", 2) as c:
+    scene = GuestScene(c, "counter", [(160, 120)])
+    scene.present_frame(0)
+    frame = 1
+    for _ in range(int(sys.argv[2])):
+        signal.sigwait({{signal.SIGUSR1}})
+        for _ in range({BURST}):
+            scene.present_frame(frame)
+            frame += 1
+    scene.close()
+"""
+
+
+def presents(sc) -> int:  # type: ignore[no-untyped-def]
+    """Presents the viewer received: published frames + skipped ones (ring all busy)."""
+    return int(sc.frames + sc.dropped)
+
+
+def test_guest_is_never_throttled_by_the_display(virgl_viewer, guests, monkeypatch) -> None:
+    g = guests.script(BURSTER, virgl_viewer.path, "2")
+    (win,) = virgl_viewer.wait_scanouts(1)
+    view, sc = win.view, win.scanout
+    assert win.isVisible() and presents(sc) == 1
+
+    # 1. The GUI thread is blocked (no events, no paints) for the whole burst: the guest
+    #    still presents all its frames.
+    paints = view.paints
+    g.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while presents(sc) < 1 + BURST and g.running() and time.monotonic() < deadline:
+        time.sleep(0.01)  # deliberately not processing Qt events
+    assert presents(sc) == 1 + BURST, f"stalled at {presents(sc)} presents\n{g.log()}"
+    assert view.paints == paints
+
+    # 2. A slow display (every paint takes 50 ms, a 20 Hz screen): the guest finishes its
+    #    burst long before the window could have painted every frame.
+    original = ScanoutView.paintGL
+
+    def slow_paint(self: ScanoutView) -> None:
+        original(self)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(ScanoutView, "paintGL", slow_paint)
+    virgl_viewer.wait_frame(win)  # the newest frame of burst 1, painted slowly
+    paints = view.paints
+    g.proc.send_signal(signal.SIGUSR1)
+    assert g.wait_exit(virgl_viewer.qtbot, timeout=60) == 0, g.log()
+    assert presents(sc) == 1 + 2 * BURST
+    painted = view.paints - paints
+    assert painted < BURST / 3, f"{painted} paints for {BURST} presents: throttled?"
+    assert sc.frames > BURST  # most presents were published, not skipped
