@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-dir", metavar="DIR",
                    help="headless: write each scanout's newest frame as PNG there on "
                         "SIGUSR1 and at exit")
+    p.add_argument("--stats-json", metavar="PATH",
+                   help="headless: keep a JSON snapshot of clients, resources and fences "
+                        "at PATH (replaced atomically, at most every 250 ms)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default %(default)s")
     return p
@@ -51,6 +55,19 @@ def run_headless(args: argparse.Namespace) -> int:
         rt.on_ready = lambda server: server.observers.append(snaps)
         rt.on_stop = snaps.snapshot_all
         signal.signal(signal.SIGUSR1, lambda *_: rt.call(snaps.snapshot_all))
+    registry = None
+    if args.stats_json:
+        from virgl_viewer.state import StateRegistry
+
+        registry = StateRegistry()
+        chained = rt.on_ready
+
+        def on_ready(server):  # type: ignore[no-untyped-def]  # render thread
+            if chained is not None:
+                chained(server)
+            registry.attach(server)
+
+        rt.on_ready = on_ready
     try:
         rt.start()
     except VirglViewerError as exc:
@@ -59,11 +76,25 @@ def run_headless(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", args.socket, exc.strerror or exc)
         return 1
+    writer = None
+    if registry is not None:
+        from virgl_viewer.stats_json import StatsJsonWriter
+
+        writer = StatsJsonWriter(args.stats_json, registry,
+                                 meta={"socket": os.path.abspath(args.socket)})
+        try:
+            writer.start()
+        except OSError as exc:
+            log.error("cannot write %s: %s", args.stats_json, exc.strerror or exc)
+            rt.stop()
+            return 1
     log.info("headless; stop with Ctrl-C or SIGTERM")
     while not stop.wait(0.5):
         pass
     log.info("shutting down")
     rt.stop()
+    if writer is not None:
+        writer.stop()  # the final state: every client disconnected
     return 0
 
 

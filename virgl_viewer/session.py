@@ -67,6 +67,7 @@ class Session(ResourceCommands, SyncCommands):
         self._out: deque[bytes | memoryview | int] = deque()
         self._writing = False
         self.closed = False
+        self.close_reason = ""
         self.connected_at = time.monotonic()
         self.submits = 0
         self.bytes_submitted = 0
@@ -233,6 +234,7 @@ class Session(ResourceCommands, SyncCommands):
         if not quiet:
             self.log.info("client %s disconnected: %s (%d submits, %.1f s)", self, why,
                           self.submits, time.monotonic() - self.connected_at)
+        self.close_reason = why
         self.server.session_closed(self)
 
     def _destroy_resource(self, res: Resource) -> None:

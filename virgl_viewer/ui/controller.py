@@ -11,10 +11,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QLabel, QMainWindow
 
 from virgl_viewer.scanout import Scanout
+from virgl_viewer.state import StateRegistry
+from virgl_viewer.ui.inspector import InspectorDock
 from virgl_viewer.ui.overview import OverviewWidget
 from virgl_viewer.ui.windows import ScanoutWindow
 
@@ -34,6 +36,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"virgl-viewer — {controller.path}")
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
+        self.inspector_dock = InspectorDock(
+            controller.registry, self, disconnect=controller.disconnect_client,
+            scanouts=lambda: list(controller.scanouts.values()))
+        self.inspector = self.inspector_dock.inspector
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
+        self.menuBar().addMenu("&View").addAction(self.inspector_dock.toggleViewAction())
         self.resize(1000, 620)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802
@@ -51,6 +59,7 @@ class ViewerController(QObject):
         self.windows: dict[int, ScanoutWindow] = {}
         self.scanouts: dict[int, Scanout] = {}
         self.closed = asyncio.Event()
+        self.registry = StateRegistry()  # filled on the render thread, pulled by the inspector
         self.render: Any = None
         self.manager: Any = None
         self.main_window = MainWindow(self)
@@ -79,6 +88,7 @@ class ViewerController(QObject):
                                                                    ctx),
                                           host.renderer, self.bridge.event.emit)
             server.observers.append(self.manager)
+            self.registry.attach(server)
 
         def stopping() -> None:  # render thread
             if self.manager is not None:
@@ -89,6 +99,12 @@ class ViewerController(QObject):
         rt.start()
         self.render = rt
         self.main_window.status.setText(f"serving {self.path}")
+
+    def disconnect_client(self, pid: int) -> None:
+        """The inspector's "Disconnect client": close every session of ``pid``."""
+        rt = self.render
+        if rt is not None and rt.server is not None:
+            rt.call(rt.server.disconnect, pid)
 
     def stop(self) -> None:
         for w in list(self.windows.values()):
@@ -106,6 +122,7 @@ class ViewerController(QObject):
             if self.open_windows:
                 w = ScanoutWindow(sc)
                 w.closed_by_user.connect(self._window_closed)
+                w.show_resource_requested.connect(self.main_window.inspector.show_resource)
                 self.windows[sc.id] = w
                 w.show()
             return

@@ -58,6 +58,7 @@ def render_scanout_image(view: ScanoutView) -> QImage | None:
 
 class ScanoutWindow(QMainWindow):
     closed_by_user = Signal(int)
+    show_resource_requested = Signal(int, int)  # client pid, client handle
 
     def __init__(self, scanout: Scanout) -> None:
         super().__init__()
@@ -84,6 +85,11 @@ class ScanoutWindow(QMainWindow):
         self.keep_open_action.setCheckable(True)
         self.keep_open_action.toggled.connect(self._set_keep_open)
         m.addAction(self.keep_open_action)
+        inspect = QAction("Show resource in the &inspector", self)
+        inspect.setShortcut(QKeySequence("Ctrl+I"))
+        inspect.triggered.connect(lambda: self.show_resource_requested.emit(
+            self.scanout.client_pid, self.scanout.client_handle))
+        m.addAction(inspect)
         m.addSeparator()
         close = QAction("&Close", self)
         close.setShortcut(QKeySequence.StandardKey.Close)

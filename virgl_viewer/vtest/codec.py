@@ -46,6 +46,10 @@ CLOSED: Final = Sentinel.CLOSED
 Event = p.Request | Literal[Sentinel.NEED_DATA, Sentinel.CLOSED]
 
 MAX_RENDERER_NAME = 4096  # bytes; upstream allows 1 MiB, Mesa sends <= 64
+# A client can own at most this many syncs (session_sync.MAX_SYNCS_PER_CLIENT), so a
+# longer wait list is hostile; batches are bounded likewise (each one costs a fence).
+MAX_SYNC_WAIT_ENTRIES = 1 << 14
+MAX_SUBMIT_BATCHES = 1024
 _COMPACT_AT = 1 << 16  # drop consumed bytes once this many have piled up
 
 _HDR = struct.Struct("<2I")
@@ -228,8 +232,12 @@ class ServerConnection:
             if length < p.TRANSFER_HDR_SIZE:
                 raise self._fail(f"length {length} < {p.TRANSFER_HDR_SIZE}")
             return 4 * p.TRANSFER_HDR_SIZE  # then data_size bytes, see above
-        if cmd == Cmd.SYNC_WAIT and (length < 2 or (length - 2) % 3):
-            raise self._fail(f"length {length} is not 2 + 3*count")
+        if cmd == Cmd.SYNC_WAIT:
+            if length < 2 or (length - 2) % 3:
+                raise self._fail(f"length {length} is not 2 + 3*count")
+            if (length - 2) // 3 > MAX_SYNC_WAIT_ENTRIES:
+                raise self._fail(f"{(length - 2) // 3} waits exceed the limit of "
+                                 f"{MAX_SYNC_WAIT_ENTRIES}")
         if cmd == Cmd.SUBMIT_CMD2 and length < 1:
             raise self._fail("empty payload")
         return 4 * length
@@ -273,6 +281,8 @@ class ServerConnection:
     def _decode_submit_cmd2(self, payload: bytearray) -> p.SubmitCmd2:
         length = self._length
         (count,) = _U32.unpack_from(payload, 0)
+        if count > MAX_SUBMIT_BATCHES:
+            raise self._fail(f"{count} batches exceed the limit of {MAX_SUBMIT_BATCHES}")
         if 1 + p.SUBMIT_CMD2_BATCH_DWORDS * count > length:
             raise self._fail(f"{count} batch headers do not fit in {length} dwords")
         batches = []

@@ -134,32 +134,32 @@ def is_display_target(bind: int) -> bool:
 
 
 # ---------------------------------------------------------------- requests
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreateRenderer:
     name: bytes  # as sent, usually NUL-terminated
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetCaps:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetCaps2:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingProtocolVersion:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProtocolVersion:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceCreate:
     handle: int
     target: int
@@ -173,7 +173,7 @@ class ResourceCreate:
     nr_samples: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceCreate2:
     handle: int
     target: int
@@ -188,12 +188,12 @@ class ResourceCreate2:
     data_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceUnref:
     handle: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferGet:
     handle: int
     level: int
@@ -208,7 +208,7 @@ class TransferGet:
     data_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferPut:
     handle: int
     level: int
@@ -224,7 +224,7 @@ class TransferPut:
     data: bytes = field(repr=False)  # exactly data_size bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferGet2:
     handle: int
     level: int
@@ -238,7 +238,7 @@ class TransferGet2:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferPut2:
     handle: int
     level: int
@@ -252,36 +252,36 @@ class TransferPut2:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceBusyWait:
     handle: int
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubmitCmd:
     # The virgl command dwords, little-endian. A fresh bytearray owned by the
     # event: the server may rewrite handles in place.
     commands: bytearray = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetParam:
     param: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetCapset:
     capset_id: int
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContextInit:
     capset_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceCreateBlob:
     blob_type: int
     flags: int
@@ -289,35 +289,35 @@ class ResourceCreateBlob:
     blob_id: int  # 64-bit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncCreate:
     value: int  # 64-bit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncUnref:
     sync_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncRead:
     sync_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncWrite:
     sync_id: int
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncWait:
     flags: int
     timeout: int  # ms
     waits: tuple[tuple[int, int], ...]  # (sync_id, value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubmitBatch:
     flags: int
     ring_idx: int
@@ -326,7 +326,7 @@ class SubmitBatch:
     syncs: tuple[tuple[int, int], ...]  # (sync_id, value) to signal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubmitCmd2:
     batches: tuple[SubmitBatch, ...]
     # The whole SUBMIT_CMD2 payload (bytearray, rewritable in place). A batch's
@@ -344,7 +344,7 @@ Request = (
 )
 
 # ---------------------------------------------------------------- replies
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CapsReply:
     """GET_CAPS reply (header id 1) or GET_CAPS2 reply (header id 2, not 9):
     header length is len(caps)+1, as upstream sends it."""
@@ -353,17 +353,17 @@ class CapsReply:
     caps: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingProtocolVersionReply:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProtocolVersionReply:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceIdReply:
     """[1, command, res_id] for RESOURCE_CREATE(2) (v3) and CREATE_BLOB."""
 
@@ -371,46 +371,46 @@ class ResourceIdReply:
     res_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BusyWaitReply:
     busy: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferGetData:
     """Raw bytes of a TRANSFER_GET (v0/1): no header."""
 
     data: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetParamReply:
     valid: int
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetCapsetReply:
     valid: int
     caps: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncCreateReply:
     sync_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncReadReply:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncWaitReply:
     """[0, 23]; an eventfd follows as a separate fd message."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FdMessage:
     """One data byte carrying a file descriptor by SCM_RIGHTS (shm, blob,
     SYNC_WAIT eventfd). Always sent with its own sendmsg, after the bytes
