@@ -64,6 +64,7 @@ class ViewerController(QObject):
         self.manager: Any = None
         self.main_window = MainWindow(self)
         self.open_windows = True  # a window per new scanout
+        self._shelf: list[int] | None = None  # next free x, row top, row height
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -124,6 +125,7 @@ class ViewerController(QObject):
                 w.closed_by_user.connect(self._window_closed)
                 w.show_resource_requested.connect(self.main_window.inspector.show_resource)
                 self.windows[sc.id] = w
+                self._place(w)
                 w.show()
             return
         w = self.windows.get(sc.id)
@@ -144,6 +146,27 @@ class ViewerController(QObject):
             ov.remove(sc)
             if w is not None:
                 w.close()
+
+    def _place(self, w: ScanoutWindow) -> None:
+        """Put a new scanout window beside the main window on a "shelf"
+        (left to right, then a new row), so scanouts do not pile up where no
+        window manager places them (a window manager may still move them)."""
+        screen = self.main_window.screen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        main = self.main_window.frameGeometry()
+        gap = 12
+        left = main.right() + gap if main.right() + gap + 200 < area.right() else area.left()
+        size = w.sizeHint()
+        if self._shelf is None or self._shelf[0] + size.width() > area.right():
+            top = area.top() if self._shelf is None else self._shelf[1] + self._shelf[2] + gap
+            if top + 100 > area.bottom():
+                top = area.top()
+            self._shelf = [left, top, 0]
+        x, y, h = self._shelf
+        w.move(x, y)
+        self._shelf = [x + size.width() + gap, y, max(h, size.height())]
 
     def _window_closed(self, sid: int) -> None:
         self.windows.pop(sid, None)
