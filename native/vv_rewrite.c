@@ -413,6 +413,13 @@ int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
         /* same order of checks as vrend_decode_ctx_submit_cmd */
         if (cmd >= VV_MAX_COMMANDS)
             return fail(err, VV_RW_BAD_COMMAND, cur, header, 0);
+        /* GET_MEMORY_INFO writes through the resource's iov without checking
+         * it exists (vrend_renderer_get_meminfo): a NULL dereference on any
+         * resource without guest backing. Hosts without VIRGL_CAP_V2_MEMINFO
+         * (llvmpipe has neither NVX nor ATI meminfo) never invite it, so a
+         * client sending it is refused. */
+        if (cmd == VV_CCMD_GET_MEMORY_INFO)
+            return fail(err, VV_RW_BAD_COMMAND, cur, header, 0);
         if (len >= ndw - cur)
             return fail(err, VV_RW_TRUNCATED, cur, header, 0);
 

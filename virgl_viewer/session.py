@@ -227,6 +227,8 @@ class Session(ResourceCommands, SyncCommands):
         for res in self.resources.values():
             self._destroy_resource(res)
         self.resources.clear()
+        if self.ctx_id:
+            self.server.refence_others(self)
         self.syncs.clear()
         self._timeline.clear()
         self.map.free()

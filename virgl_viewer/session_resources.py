@@ -57,6 +57,7 @@ class ResourceCommands:
                               f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
         ctx_id = self._ensure_context()
         host = self.host
+        host.renderer.switch_to(ctx_id)
         server_handle = host.new_resource_id()
         client_handle = server_handle if v3 else ev.handle
         try:
@@ -95,6 +96,7 @@ class ResourceCommands:
             raise ClientError("too many resources", cmd)
         ctx_id = self._ensure_context()
         host = self.host
+        host.renderer.switch_to(ctx_id)
         handle = host.new_resource_id()
         shm: SharedMemory | None = None
         fd = -1
@@ -138,6 +140,7 @@ class ResourceCommands:
         del self.resources[ev.handle]
         self.map.remove(ev.handle)
         self.server.resource_destroyed(self, res)
+        self.host.renderer.switch_to(self.ctx_id)
         self._destroy_resource(res)
 
     def _transfer_box(self: Session, cmd: str, res: Resource,

@@ -164,8 +164,14 @@ def virgl_viewer(qtbot: Any) -> Iterator[ViewerHandle]:
         raise RuntimeError(
             "the QApplication was created without Qt.AA_ShareOpenGLContexts; "
             "virgl_viewer.testing sets it when loaded as a pytest plugin")
+    import gc
+
     from virgl_viewer.ui.controller import ViewerController
 
+    # Qt objects must die on the GUI thread: with the collector running, a
+    # cycle holding widgets could be collected on the render thread instead.
+    was_enabled = gc.isenabled()
+    gc.disable()
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
         path = os.path.join(d, "vtest.sock")
         controller = ViewerController(path)
@@ -176,6 +182,11 @@ def virgl_viewer(qtbot: Any) -> Iterator[ViewerHandle]:
         finally:
             controller.stop()
             controller.main_window.close()
+            controller.main_window.deleteLater()
+            qtbot.wait(1)  # run the deferred deletes
+            gc.collect()
+            if was_enabled:
+                gc.enable()
 
 
 def _qt_preconfigure() -> None:

@@ -207,13 +207,24 @@ class Renderer:
             lib.vv_gl_flush()  # start the GPU on it now (the context is current)
         self._check("virgl_renderer_submit_cmd", rc)
 
+    def switch_to(self, ctx_id: int) -> None:
+        """Make ``ctx_id``'s GL context current for the work that follows.
+
+        vrend runs resource creation, transfers and fences in whatever GL
+        context is current, and caches GL state per context: done in another
+        client's context they would change state vrend believes it knows
+        (one client's readback once turned another's clears black). An empty
+        submit switches, as the client's own submits do; it costs nothing
+        when the context is already current."""
+        lib.virgl_renderer_submit_cmd(self._empty, ctx_id, 0)
+
     def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int,
                      switch: bool = False) -> None:
         """Fence the context's work so far. vrend puts the fence into the GL
         context that is current, so ``switch`` first makes ``ctx_id``'s
         current (an empty submit) when other work may have run since."""
         if switch:
-            lib.virgl_renderer_submit_cmd(self._empty, ctx_id, 0)
+            self.switch_to(ctx_id)
         rc = lib.virgl_renderer_context_create_fence(ctx_id, FENCE_FLAG_MERGEABLE,
                                                      ring_idx, fence_id)
         self._check("virgl_renderer_context_create_fence", rc)
@@ -291,6 +302,7 @@ class Renderer:
                       offset: int, dest: bytearray | None = None) -> None:
         """Read from the resource into its attached backing (dest None) or
         into ``dest``."""
+        self.switch_to(ctx_id)
         b = self._set_box(*box)
         if dest is None:
             rc = lib.virgl_renderer_transfer_read_iov(handle, ctx_id, level, stride,
@@ -306,6 +318,7 @@ class Renderer:
     def transfer_write(self, handle: int, ctx_id: int, level: int, stride: int,
                        layer_stride: int, box: tuple[int, int, int, int, int, int],
                        offset: int, src: bytes | bytearray | None = None) -> None:
+        self.switch_to(ctx_id)
         b = self._set_box(*box)
         if src is None:
             rc = lib.virgl_renderer_transfer_write_iov(handle, ctx_id, level, stride,

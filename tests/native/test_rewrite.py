@@ -99,7 +99,6 @@ HANDLE_CASES = [
     ("clear texture", CLEAR_TEXTURE, 0, 12, [0]),
     ("pipe resource set type, 1 plane", PIPE_RESOURCE_SET_TYPE, 0, 10, [0]),
     ("pipe resource set type, 4 planes", PIPE_RESOURCE_SET_TYPE, 0, 16, [0]),
-    ("get memory info", GET_MEMORY_INFO, 0, 1, [0]),
     ("video buffer, 1 plane", CREATE_VIDEO_BUFFER, 0, 5, [4]),
     ("video buffer, 3 planes", CREATE_VIDEO_BUFFER, 0, 7, [4, 5, 6]),
     ("video buffer, planes clamped to 3", CREATE_VIDEO_BUFFER, 0, 9, [4, 5, 6]),
@@ -177,7 +176,19 @@ def test_commands_without_resource_handles_are_untouched(cmd_id, obj, length):
 
 def test_every_command_id_is_covered_by_the_tables():
     covered = {c for _, c, _, _, _ in HANDLE_CASES} | {c for c, _, _ in NO_HANDLE_CASES}
-    assert covered == set(range(62))
+    assert covered | {GET_MEMORY_INFO} == set(range(62))
+
+
+def test_get_memory_info_is_refused():
+    """vrend writes through the resource's iov unchecked (NULL for resources
+    without guest backing): the command is refused, whatever its handle."""
+    m = new_map({1: 500})
+    stream = cmd(TRANSFER3D, [1] + [0] * 12) + cmd(GET_MEMORY_INFO, [1])
+    code, err, out = rewrite(m, stream)
+    assert code == lib.VV_RW_BAD_COMMAND
+    assert err[0] == 14  # the GET_MEMORY_INFO header, after the 14-dword TRANSFER3D
+    assert out[:14] == [stream[0], 500] + [0] * 12  # everything before it is rewritten
+    assert out[14:] == stream[14:]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from virgl_viewer._native import ffi, lib
 
 MAX_COMMANDS = 62  # VIRGL_MAX_COMMANDS
+GET_MEMORY_INFO = 50  # refused: vrend writes through a possibly NULL iov
 U32 = st.integers(0, 2**32 - 1)
 
 # ---- reference model -----------------------------------------------------------
@@ -68,7 +69,7 @@ def ref_rewrite(mapping: dict[int, int], words: list[int]):
     while cur < len(out):
         header = out[cur]
         cmd, obj, n = header & 0xFF, (header >> 8) & 0xFF, header >> 16
-        if cmd >= MAX_COMMANDS:
+        if cmd >= MAX_COMMANDS or cmd == GET_MEMORY_INFO:
             return 3, (cur, cmd, obj, 0, 3), out
         if cur + n + 1 > len(out):
             return 2, (cur, cmd, obj, 0, 2), out
@@ -161,7 +162,6 @@ WELL_FORMED = [
     (47, 0, st.just(12)),
     (48, 0, st.just(11)),
     (49, 0, _k(1, 4).map(lambda k: 8 + 2 * k)),
-    (50, 0, st.just(1)),
     (51, 0, _k(2, 8)),
     (52, 0, st.just(6)),
     (53, 0, st.sampled_from([7, 8])),
@@ -207,7 +207,7 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 
 
 def test_every_command_has_a_well_formed_generator():
-    assert {c for c, _, _ in WELL_FORMED} == set(range(MAX_COMMANDS))
+    assert {c for c, _, _ in WELL_FORMED} == set(range(MAX_COMMANDS)) - {GET_MEMORY_INFO}
 
 
 @SETTINGS

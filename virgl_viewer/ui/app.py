@@ -100,6 +100,17 @@ def run_gui(args: argparse.Namespace) -> int:
     except Exception as exc:
         log.error("cannot start: %s", exc)
         return 1
+    # Qt objects must be finalised on the GUI thread: automatic collection
+    # could run on the render thread (whichever thread allocates), so collect
+    # here, on a timer, instead.
+    import gc
+
+    from PySide6.QtCore import QTimer
+
+    gc.disable()
+    collector = QTimer()
+    collector.timeout.connect(lambda: gc.collect())
+    collector.start(2000)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):

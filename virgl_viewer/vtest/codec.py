@@ -281,10 +281,10 @@ class ServerConnection:
     def _decode_submit_cmd2(self, payload: bytearray) -> p.SubmitCmd2:
         length = self._length
         (count,) = _U32.unpack_from(payload, 0)
-        if count > MAX_SUBMIT_BATCHES:
-            raise self._fail(f"{count} batches exceed the limit of {MAX_SUBMIT_BATCHES}")
         if 1 + p.SUBMIT_CMD2_BATCH_DWORDS * count > length:
             raise self._fail(f"{count} batch headers do not fit in {length} dwords")
+        if count > MAX_SUBMIT_BATCHES:
+            raise self._fail(f"{count} batches exceed the limit of {MAX_SUBMIT_BATCHES}")
         batches = []
         for i in range(count):
             flags, cmd_off, cmd_size, sync_off, sync_count, ring, _, _ = _BATCH.unpack_from(
