@@ -282,7 +282,7 @@ def _require(fid: int) -> FormatInfo:
     return info
 
 
-def estimate_resource_bytes(  # noqa: PLR0917 (the RESOURCE_CREATE argument order)
+def estimate_resource_bytes(
     target: int, format: int, width: int, height: int, depth: int, array_size: int,
     last_level: int, nr_samples: int,
 ) -> int:

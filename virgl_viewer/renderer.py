@@ -29,6 +29,7 @@ class FenceSink(Protocol):
 class RenderHost:
     def __init__(self, provider: GLContextProvider, *, venus: bool = False) -> None:
         self.provider = provider
+        self.venus_enabled = venus
         self.renderer = Renderer(provider, thread_sync=True, venus=venus)
         self._ctx_ids = itertools.count(1)
         self._next_res = 1
@@ -67,15 +68,14 @@ class RenderHost:
         key = (capset_id, version)
         if key not in self._capsets:
             max_ver, size = self.renderer.capset_info(capset_id)
-            supported = size > 0 and version <= max_ver and (max_ver > 0 or capset_id == CAPSET_VENUS)
-            if capset_id == CAPSET_VENUS and not self.venus_enabled:
-                supported = False
+            if capset_id == CAPSET_VENUS:
+                # Venus answers with version 0; it only works when the
+                # renderer was initialised with it (a render server).
+                supported = self.venus_enabled and size > 0 and version <= max_ver
+            else:
+                supported = size > 0 and max_ver > 0 and version <= max_ver
             self._capsets[key] = self.renderer.fill_caps(capset_id, version) if supported else None
         return self._capsets[key]
-
-    @property
-    def venus_enabled(self) -> bool:
-        return False
 
     # ------------------------------------------------------------ fences
     def register_fences(self, ctx_id: int, sink: FenceSink) -> None:

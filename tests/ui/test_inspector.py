@@ -128,7 +128,7 @@ def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
     roundtrip(guest)
     pull()
     assert [r.width for r in models["resources"].records()] == [17, 20]
-    proxies["resources"].set_filter(text="17×16")  # noqa: RUF001
+    proxies["resources"].set_filter(text="17×16")
     assert proxies["resources"].rowCount() == 1
     models["resources"].apply(TableDelta(removed=(models["resources"].record(0).key,)))
     assert proxies["resources"].rowCount() == 0
@@ -151,7 +151,7 @@ def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestCli
     assert set(by_handle) == {tex.handle, buf.handle}
     t = cells(inspector, "resources", rows(inspector, "resources").index(by_handle[tex.handle]))
     assert (t["Target"], t["Format"], t["Size"], t["Levels"], t["Backing"], t["Scanout"]) == (
-        "2D", "B8G8R8X8_UNORM", "300×200", "1", "shm", "display target")  # noqa: RUF001
+        "2D", "B8G8R8X8_UNORM", "300×200", "1", "shm", "display target")
     assert t["Bind"] == "RENDER_TARGET|SAMPLER_VIEW|DISPLAY_TARGET"
     assert t["Est. bytes"] == "234.4 KiB" and t["Owner"] == f"inspector-guest ({os.getpid()})"
     assert by_handle[buf.handle].backing == "none" and by_handle[buf.handle].kind == "buffer"

@@ -1,6 +1,7 @@
 """The README's example test, verbatim: it must keep working."""
 
-import subprocess, sys
+import subprocess
+import sys
 
 from virgl_viewer.guest.patterns import expected_image
 

@@ -233,7 +233,7 @@ class CommandBuffer:
         s0 = int(depth_enable) | int(depth_writemask) << 1 | (depth_func & 7) << 2
         self.emit(Ccmd.CREATE_OBJECT, ObjectType.DSA, [handle, s0, 0, 0, 0])
 
-    def create_surface(  # noqa: PLR0917 (Mesa's argument order)
+    def create_surface(
         self, handle: int, res_handle: int, format: int, level: int = 0,
         first_layer: int = 0, last_layer: int = 0,
     ) -> None:
@@ -408,7 +408,7 @@ class CommandBuffer:
                                      index_bias, start_instance, int(primitive_restart),
                                      restart_index, min_index, max_index, 0])
 
-    def resource_inline_write(  # noqa: PLR0917 (the payload order)
+    def resource_inline_write(
         self, res_handle: int, level: int, usage: int, stride: int, layer_stride: int,
         box: Box, data: bytes,
     ) -> None:

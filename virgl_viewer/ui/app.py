@@ -109,7 +109,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
     gc.disable()
     collector = QTimer()
-    collector.timeout.connect(lambda: gc.collect())
+    collector.timeout.connect(gc.collect)
     collector.start(2000)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -260,9 +260,9 @@ class ClientTableModel(RecordTableModel):
 def _size(r: ResourceInfo) -> str:
     if r.target == 0:
         return f"{r.width} B"
-    s = f"{r.width}×{r.height}"  # noqa: RUF001 (a multiplication sign)
+    s = f"{r.width}×{r.height}"
     if r.depth > 1:
-        s += f"×{r.depth}"  # noqa: RUF001
+        s += f"×{r.depth}"
     if r.array_size > 1:
         s += f" [{r.array_size}]"
     return s

@@ -8,11 +8,11 @@ shows its title and its presents per second.
 
 from __future__ import annotations
 
+from OpenGL import GL
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
 
-from OpenGL import GL
 from virgl_viewer.scanout import Scanout
 from virgl_viewer.ui.gl_view import _Program, draw_frame
 
