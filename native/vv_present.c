@@ -81,11 +81,6 @@ int vv_gl_client_wait(void *sync, uint64_t timeout_ns)
    return (r == GL_ALREADY_SIGNALED || r == GL_CONDITION_SATISFIED) ? 0 : -1;
 }
 
-void vv_gl_flush(void)
-{
-   glFlush();
-}
-
 uint32_t vv_gl_get_error(void)
 {
    return glGetError();

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from virgl_viewer.server import ServerObserver
-from virgl_viewer.virgl import RESOURCE_FLAG_Y_0_TOP, GLPresenter, Renderer
+from virgl_viewer.virgl import RESOURCE_FLAG_Y_0_TOP, GLPresenter, Renderer, ResourceInfo
+from virgl_viewer.vtest.protocol import TARGET_2D
 
 if TYPE_CHECKING:
     import asyncio
 
     from virgl_viewer.objects import Resource
+    from virgl_viewer.server import VtestServer
     from virgl_viewer.session import Session
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,32 @@ class Scanout:
                 del times[:512]
 
 
+class TexturePreviewService:
+    """Copies of any 2D texture for the inspector's preview (GUI-facing).
+
+    Every call returns at once; the copies happen on the render thread
+    through ``call`` (RenderThread.call) exactly like scanout frames, so the
+    UI draws them from the share group with the same fences and leases.
+    """
+
+    def __init__(self, manager: ScanoutManager, server: VtestServer,
+                 call: Callable[..., None]) -> None:
+        self.manager = manager
+        self.server = server
+        self.call = call
+
+    def open(self, server_handle: int) -> Scanout:
+        src = Scanout(-server_handle, "preview", 0, 0, server_handle, 0)
+        self.call(self.manager.copy_preview, src, self.server)
+        return src
+
+    def refresh(self, source: Scanout) -> None:
+        self.call(self.manager.copy_preview, source, self.server)
+
+    def close(self, source: Scanout) -> None:
+        self.call(self.manager.free_preview, source)
+
+
 class ScanoutManager(ServerObserver):
     """Render-thread side: turns presents into ring frames.
 
@@ -172,6 +200,14 @@ class ScanoutManager(ServerObserver):
         info = self.renderer.resource_info(r.server_handle)
         changed = (info.width, info.height, info.virgl_format, r.server_handle) != (
             sc.width, sc.height, sc.virgl_format, sc.resource_handle)
+        if not self._copy(sc, info):
+            return
+        sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
+        self.on_change("changed" if changed else "frame", sc)
+
+    def _copy(self, sc: Scanout, info: ResourceInfo) -> bool:
+        """Copy the texture of ``info`` into a free ring entry of ``sc`` and
+        publish it; False when every entry is busy (the frame is skipped)."""
         gl = self.gl
         gl.make_current()
         try:
@@ -187,7 +223,7 @@ class ScanoutManager(ServerObserver):
                     sc._leases.clear()
             got = sc._acquire()
             if got is None:
-                return
+                return False
             index, waits = got
             for w in waits:
                 gl.wait(w)
@@ -199,11 +235,31 @@ class ScanoutManager(ServerObserver):
         finally:
             self.renderer.force_ctx_0()
         sc.width, sc.height, sc.virgl_format = info.width, info.height, info.virgl_format
-        sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
         sc._publish(Frame(index, sc._textures[index], fence, info.width, info.height,
                           info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP),
                           sc.frames + 1, time.monotonic()))
-        self.on_change("changed" if changed else "frame", sc)
+        return True
+
+    # ------------------------------------------------------------ texture previews
+    def copy_preview(self, src: Scanout, server: VtestServer) -> None:
+        """Render thread: copy level 0 of texture ``src.resource_handle`` into
+        the preview's ring (2D, single-sample textures only)."""
+        if not src.alive:
+            return
+        res = next((r for s in server.sessions for r in s.resources.values()
+                    if r.server_handle == src.resource_handle), None)
+        if res is None or res.target != TARGET_2D or res.nr_samples > 1 or res.blob:
+            src.alive = False
+            return
+        self._copy(src, self.renderer.resource_info(res.server_handle))
+
+    def free_preview(self, src: Scanout) -> None:
+        src.alive = False
+        self.gl.make_current()
+        try:
+            self._free_gl(src)
+        finally:
+            self.renderer.force_ctx_0()
 
     def resource_destroyed(self, s: Session, r: Resource) -> None:
         sc = self._by_resource.pop(r.server_handle, None)

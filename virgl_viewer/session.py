@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 1 << 18
+PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop reading
 
 
 class Session(ResourceCommands, SyncCommands):
@@ -59,10 +60,10 @@ class Session(ResourceCommands, SyncCommands):
         self.sync_waiters: list[SyncWaiter] = []
         # fences: one counter, all on virgl ring 0 (vrend has one ring)
         self.fence_submitted = 0
-        self.unfenced = False  # submits since the last fence
         self.fence_completed = 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
         self._busy_wait_pending = False
+        self._reader_paused = False
         # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
         self._out: deque[bytes | memoryview | int] = deque()
         self._writing = False
@@ -115,7 +116,26 @@ class Session(ResourceCommands, SyncCommands):
         except OSError as exc:
             self.close(f"socket error: {exc.strerror}")
             return
+        if self._busy_wait_pending:
+            # Parked in a BUSY_WAIT: keep reading (a well-behaved client sends
+            # nothing until it gets the reply), but stop watching the socket
+            # if it piles up data, and go at once if it hangs up.
+            if not data:
+                self.close("disconnected while waiting")
+                return
+            self.conn.receive_data(data)
+            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self._reader_paused:
+                self._reader_paused = True
+                self.loop.remove_reader(self.fd)
+            return
         self.conn.receive_data(data)
+        self._process()
+
+    def resume(self) -> None:
+        """The BUSY_WAIT this session was parked in is answered: go on."""
+        if self._reader_paused:
+            self._reader_paused = False
+            self.loop.add_reader(self.fd, self._on_readable)
         self._process()
 
     def _process(self) -> None:
@@ -207,7 +227,8 @@ class Session(ResourceCommands, SyncCommands):
             return
         self.closed = True
         loop = self.loop
-        loop.remove_reader(self.fd)
+        if not self._reader_paused:
+            loop.remove_reader(self.fd)
         if self._writing:
             loop.remove_writer(self.fd)
         for item in self._out:

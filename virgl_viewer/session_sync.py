@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 MAX_SYNCS_PER_CLIENT = 1 << 14
 MAX_SYNC_WAITERS = 1024
-FENCE_MODE = os.environ.get("VV_FENCE_MODE", "lazy")
 _ONE = (1).to_bytes(8, "little")
 
 
@@ -41,7 +40,6 @@ class SyncCommands:
 
     def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None,
                    switch: bool = False) -> None:
-        self.unfenced = False
         self.fence_submitted += 1
         fid = self.fence_submitted
         if syncs:
@@ -58,13 +56,13 @@ class SyncCommands:
         ctx_id = self._ensure_context()
         if ndw:
             self._rewrite(cmd, buf, 0, ndw)
-            self.host.renderer.submit_cmd(ctx_id, buf, ndw, FENCE_MODE == "flush")
+            self.host.renderer.submit_cmd(ctx_id, buf, ndw)
         self.submits += 1
         self.bytes_submitted += len(buf)
-        if FENCE_MODE != "eager":
-            self.unfenced = True
-        else:
-            self._new_fence()
+        # One fence per submit, made right after it (its GL context is
+        # current): measured faster than fencing lazily at the next wait,
+        # as the flush starts the GPU early.
+        self._new_fence()
 
     def _on_submit_cmd2(self: Session, ev: P.SubmitCmd2) -> None:
         cmd = self._command = "SUBMIT_CMD2"
@@ -106,21 +104,17 @@ class SyncCommands:
             self._busy_wait_pending = False
             self._send(self.conn.send(P.BusyWaitReply(0)))
             if not self.closed:
-                self.loop.add_reader(self.fd, self._on_readable)
-                self._process()
+                self.resume()
 
     def _on_busy_wait(self: Session, ev: P.ResourceBusyWait) -> None:
         cmd = self._command = "RESOURCE_BUSY_WAIT"
         if not self.ctx_id and ev.handle:
             raise ClientError(f"resource {ev.handle} before any context exists", cmd)
-        if self.unfenced:
-            # other clients may have run since our last submit
-            self._new_fence(switch=True)
         busy = self.fence_completed < self.fence_submitted
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
-            # Park: stop reading this client until its fences retire.
+            # Park: handle nothing more from this client until its fences
+            # retire (on_fence answers and resumes it).
             self._busy_wait_pending = True
-            self.loop.remove_reader(self.fd)
             return
         self._send(self.conn.send(P.BusyWaitReply(1 if busy else 0)))
 

@@ -200,11 +200,8 @@ class Renderer:
         lib.virgl_renderer_force_ctx_0()
         self._check("virgl_renderer_context_destroy", 0)
 
-    def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int,
-                   flush: bool = False) -> None:
+    def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
         rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
-        if flush:
-            lib.vv_gl_flush()  # start the GPU on it now (the context is current)
         self._check("virgl_renderer_submit_cmd", rc)
 
     def switch_to(self, ctx_id: int) -> None:

@@ -38,7 +38,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status)
         self.inspector_dock = InspectorDock(
             controller.registry, self, disconnect=controller.disconnect_client,
-            scanouts=lambda: list(controller.scanouts.values()))
+            scanouts=lambda: list(controller.scanouts.values()),
+            texture_previews=controller.previews)
         self.inspector = self.inspector_dock.inspector
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
         self.menuBar().addMenu("&View").addAction(self.inspector_dock.toggleViewAction())
@@ -47,6 +48,24 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: Any) -> None:  # noqa: N802
         self.controller.closed.set()
         super().closeEvent(event)
+
+
+class _Previews:
+    """The inspector's texture-copy service, once the render thread is up."""
+
+    def __init__(self) -> None:
+        self.service: Any = None
+
+    def open(self, server_handle: int) -> Any:
+        return self.service.open(server_handle) if self.service is not None else None
+
+    def refresh(self, source: Any) -> None:
+        if self.service is not None:
+            self.service.refresh(source)
+
+    def close(self, source: Any) -> None:
+        if self.service is not None:
+            self.service.close(source)
 
 
 class ViewerController(QObject):
@@ -60,6 +79,7 @@ class ViewerController(QObject):
         self.scanouts: dict[int, Scanout] = {}
         self.closed = asyncio.Event()
         self.registry = StateRegistry()  # filled on the render thread, pulled by the inspector
+        self.previews = _Previews()
         self.render: Any = None
         self.manager: Any = None
         self.main_window = MainWindow(self)
@@ -69,7 +89,7 @@ class ViewerController(QObject):
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         from virgl_viewer.egl import SharedProvider
-        from virgl_viewer.scanout import ScanoutManager
+        from virgl_viewer.scanout import ScanoutManager, TexturePreviewService
         from virgl_viewer.server import RenderThread
         from virgl_viewer.ui.app import qt_egl_handles
         from virgl_viewer.virgl import GLPresenter
@@ -90,6 +110,7 @@ class ViewerController(QObject):
                                           host.renderer, self.bridge.event.emit)
             server.observers.append(self.manager)
             self.registry.attach(server)
+            self.previews.service = TexturePreviewService(self.manager, server, rt.call)
 
         def stopping() -> None:  # render thread
             if self.manager is not None:

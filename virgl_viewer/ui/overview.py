@@ -122,8 +122,12 @@ class OverviewWidget(QOpenGLWidget):
             label = f"{sc.client_name} #{sc.number}  {sc.width}×{sc.height}  {sc.fps():.0f} fps"
             if not sc.alive:
                 label += "  (disconnected)"
-            tr = QRectF(r.x(), r.y() - 18, max(r.width(), 220), 16)
-            p.fillRect(tr.adjusted(0, 0, 0, 0), QColor(0, 0, 0, 160))
+            # as wide as the tile (labels of neighbours never overlap); the
+            # middle gives way first, the frame rate at the end stays
+            tr = QRectF(r.x(), r.y() - 18, max(r.width(), 120.0), 16)
+            label = p.fontMetrics().elidedText(label, Qt.TextElideMode.ElideMiddle,
+                                               int(tr.width()) - 8)
+            p.fillRect(tr, QColor(0, 0, 0, 160))
             p.setPen(QColor(230, 230, 230))
             p.drawText(tr.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, label)
         if not self.scanouts:
