@@ -50,7 +50,9 @@ from support.servers import Server, ServerKind  # noqa: E402
 from support.xvfb import Xvfb  # noqa: E402
 from vtest_probe import ProbeError, connect_samples  # noqa: E402
 
-SCENES_DIR = Path(os.environ.get("VV_BENCH_SCENES", "/work/shared/bench"))
+# shared/ sits beside the checkout
+SCENES_DIR = Path(os.environ.get("VV_BENCH_SCENES",
+                                 Path(__file__).resolve().parents[2] / "shared" / "bench"))
 DESKTOP = "desktop:blur-radius=5:effect=blur:passes=1:separable=true:windows=4"
 DEFAULT_BENCHES = ("glmark2", "transfer", "glxgears", "glxgears2", "connect", "desktop")
 GEARS_SECONDS = 10  # glxgears reports every 5 s: two reports

@@ -21,7 +21,9 @@ from pathlib import Path
 from support.mesa import ClientResult, run_client
 
 PIGLIT_ROOT = Path("/usr/lib/x86_64-linux-gnu/piglit")
-CONFORMANCE_DIR = Path(os.environ.get("VV_CONFORMANCE_DIR", "/work/shared/conformance"))
+# shared/ sits beside the checkout (CI clones main next to it)
+CONFORMANCE_DIR = Path(os.environ.get(
+    "VV_CONFORMANCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "conformance"))
 DEV_LIST = CONFORMANCE_DIR / "piglit-dev.txt"
 DEV_REFERENCE = CONFORMANCE_DIR / "piglit-dev.reference.tsv"
 PLATFORM = "mixed_glx_egl"
