@@ -239,7 +239,7 @@ class RenderThread:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="virgl-render", daemon=True)
         self.on_ready: Callable[[VtestServer], None] | None = None  # render thread
-        self.on_stop: Callable[[], None] | None = None  # render thread, before teardown
+        self.on_stop: Callable[[], object] | None = None  # render thread, before teardown
 
     def start(self, timeout: float = 30.0) -> VtestServer:
         self._thread.start()

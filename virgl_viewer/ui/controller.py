@@ -149,24 +149,24 @@ class ViewerController(QObject):
                 self._place(w)
                 w.show()
             return
-        w = self.windows.get(sc.id)
+        win = self.windows.get(sc.id)
         if kind == "frame":
             ov.frame_ready()
-            if w is not None:
-                w.on_frame()
+            if win is not None:
+                win.on_frame()
         elif kind == "changed":
             ov.frame_ready()
-            if w is not None:
-                w.on_changed()
+            if win is not None:
+                win.on_changed()
         elif kind == "client-gone":
             ov.update()
-            if w is not None:
-                w.on_client_gone()
+            if win is not None:
+                win.on_client_gone()
         elif kind == "removed":
             self.scanouts.pop(sc.id, None)
             ov.remove(sc)
-            if w is not None:
-                w.close()
+            if win is not None:
+                win.close()
 
     def _place(self, w: ScanoutWindow) -> None:
         """Put a new scanout window beside the main window on a "shelf"
