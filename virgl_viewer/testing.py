@@ -154,10 +154,14 @@ class ViewerHandle:
 
 
 @pytest.fixture
-def virgl_viewer(qtbot: Any) -> Iterator[ViewerHandle]:
+def virgl_viewer(request: pytest.FixtureRequest) -> Iterator[ViewerHandle]:
     """The virgl-viewer GUI running in this process (needs an X display with
     EGL, e.g. Xvfb): a server on a private socket, scanout windows opening as
     guests present."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        pytest.fail("the virgl_viewer fixture needs a display: run the tests under "
+                    "`xvfb-run -a pytest ...` (or in a desktop session)", pytrace=False)
+    qtbot = request.getfixturevalue("qtbot")
     from PySide6.QtGui import QOpenGLContext
 
     if QOpenGLContext.globalShareContext() is None:
