@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RING_SIZE = 4
+# Presents are copied for the screen at most this often (a 120 Hz screen);
+# the ones in between are counted, and the last one is copied after the
+# interval if the guest has drawn nothing since.
+MIN_COPY_INTERVAL_S = 1.0 / 120
 ORPHAN_GRACE_S = 1.0
 CLIENT_GONE_FREE_S = 10.0
 
@@ -72,7 +76,8 @@ class Scanout:
     width: int = 0
     height: int = 0
     virgl_format: int = 0
-    frames: int = 0
+    frames: int = 0  # frames copied for the screen
+    presents: int = 0  # presents by the guest (>= frames: see MIN_COPY_INTERVAL_S)
     alive: bool = True  # False once the client has gone
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _textures: list[int] = field(default_factory=list, repr=False)
@@ -84,6 +89,10 @@ class Scanout:
     _leases: dict[int, int] = field(default_factory=dict, repr=False)
     dropped: int = 0  # presents skipped because every ring entry was busy
     _orphaned_at: float | None = None
+    _last_copy: float = 0.0
+    _last_present: float = 0.0
+    _catch_up_pending: bool = False
+    _submits_at_present: int = 0
     _present_times: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -137,14 +146,20 @@ class Scanout:
             self.dropped += 1
             return None
 
+    def _note_present(self, when: float) -> None:
+        """The guest presented (copied for the screen or not): FPS counts it."""
+        with self._lock:
+            self.presents += 1
+            self._last_present = when
+            times = self._present_times
+            times.append(when)
+            if len(times) > 1024:
+                del times[:512]
+
     def _publish(self, frame: Frame) -> None:
         with self._lock:
             self._latest = frame
             self.frames = frame.seq
-            times = self._present_times
-            times.append(frame.presented_at)
-            if len(times) > 1024:
-                del times[:512]
 
 
 class TexturePreviewService:
@@ -197,6 +212,43 @@ class ScanoutManager(ServerObserver):
         sc = self._by_resource.get(r.server_handle)
         if sc is None:
             sc = self._adopt_or_create(s, r)
+        now = time.monotonic()
+        sc._note_present(now)
+        sc._submits_at_present = s.submits
+        if now - sc._last_copy < MIN_COPY_INTERVAL_S and r.server_handle == sc.resource_handle:
+            # No screen shows more than this: copy later if nothing newer comes.
+            if not sc._catch_up_pending:
+                sc._catch_up_pending = True
+                self.loop.call_later(MIN_COPY_INTERVAL_S, self._catch_up, sc, s, r)
+            return
+        self._present(sc, s, r)
+
+    def _catch_up(self, sc: Scanout, s: Session, r: Resource) -> None:
+        """The last present was skipped by the rate limit: copy it now if the
+        guest has drawn nothing since (else the texture holds a newer, maybe
+        half-drawn frame, and the guest's next present brings it)."""
+        sc._catch_up_pending = False
+        if (sc.alive and not s.closed and sc.id in self.scanouts
+                and sc.resource_handle == r.server_handle
+                and sc._last_present > sc._last_copy and s.submits == sc._submits_at_present):
+            self._present(sc, s, r)
+
+    def _catch_up_before_losing(self, s: Session, r: Resource) -> None:
+        """``r`` (a display target of ``s``) is about to go: copy its last
+        present first if the rate limit skipped it."""
+        sc = self._by_resource.get(r.server_handle)
+        if (sc is not None and sc._last_present > sc._last_copy
+                and s.submits == sc._submits_at_present):
+            self._present(sc, s, r)
+
+    def session_closing(self, s: Session) -> None:
+        for sc in self._per_session.get(id(s), []):
+            res = next((r for r in s.resources.values()
+                        if r.server_handle == sc.resource_handle), None)
+            if res is not None:
+                self._catch_up_before_losing(s, res)
+
+    def _present(self, sc: Scanout, s: Session, r: Resource) -> None:
         info = self.renderer.resource_info(r.server_handle)
         changed = (info.width, info.height, info.virgl_format, r.server_handle) != (
             sc.width, sc.height, sc.virgl_format, sc.resource_handle)
@@ -235,6 +287,7 @@ class ScanoutManager(ServerObserver):
         finally:
             self.renderer.force_ctx_0()
         sc.width, sc.height, sc.virgl_format = info.width, info.height, info.virgl_format
+        sc._last_copy = time.monotonic()
         sc._publish(Frame(index, sc._textures[index], fence, info.width, info.height,
                           info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP),
                           sc.frames + 1, time.monotonic()))
@@ -262,6 +315,7 @@ class ScanoutManager(ServerObserver):
             self.renderer.force_ctx_0()
 
     def resource_destroyed(self, s: Session, r: Resource) -> None:
+        self._catch_up_before_losing(s, r)
         sc = self._by_resource.pop(r.server_handle, None)
         if sc is None:
             return

@@ -42,6 +42,7 @@ class ServerObserver:
     """Hooks for the state registry / UI; all called on the render thread."""
 
     def session_named(self, s: Session) -> None: ...
+    def session_closing(self, s: Session) -> None: ...  # its objects still exist
     def session_closed(self, s: Session) -> None: ...
     def resource_created(self, s: Session, r: Resource) -> None: ...
     def resource_destroyed(self, s: Session, r: Resource) -> None: ...
@@ -144,6 +145,10 @@ class VtestServer:
     def session_named(self, s: Session) -> None:
         if self.observers:
             self._notify("session_named", s)
+
+    def session_closing(self, s: Session) -> None:
+        if self.observers:
+            self._notify("session_closing", s)
 
     def session_closed(self, s: Session) -> None:
         self.sessions.discard(s)

@@ -225,6 +225,10 @@ class Session(ResourceCommands, SyncCommands):
     def close(self, why: str = "closed", quiet: bool = False) -> None:
         if self.closed:
             return
+        try:
+            self.server.session_closing(self)
+        except Exception:
+            log.exception("session_closing observer failed for %s", self)
         self.closed = True
         loop = self.loop
         if not self._reader_paused:

@@ -71,11 +71,11 @@ def test_counter_windows_show_their_scanout_and_advance(virgl_viewer, guests, pi
     wins = virgl_viewer.wait_scanouts(3)
     for index, (win, (w, h)) in enumerate(zip(wins, SIZES, strict=True)):
         first = counter_frame(pix, pix.rgba(virgl_viewer.grab(win)), w, h,
-                              scanout=index, upto=win.scanout.frames)
+                              scanout=index, upto=win.scanout.presents)
         # a present newer than any the grab could have taken reached the window
         virgl_viewer.wait_frame(win, after=win.scanout.frames)
         later = counter_frame(pix, pix.rgba(virgl_viewer.grab(win)), w, h,
-                              scanout=index, upto=win.scanout.frames)
+                              scanout=index, upto=win.scanout.presents)
         assert later > first, win.windowTitle()
 
 

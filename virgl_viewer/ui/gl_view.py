@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from enum import Enum
 
 from OpenGL import GL
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.formats import format_info
 from virgl_viewer.scanout import Frame, Scanout
@@ -52,6 +54,16 @@ void main() {
     o_color = vec4(c.rgb * u_dim, c.a);
 }
 """
+
+
+def repaint_delay_ms(widget: QWidget, last_paint: float) -> int:
+    """Milliseconds until ``widget`` may paint again: at most one paint per
+    screen refresh, and none of the wait when the last paint is older."""
+    screen = widget.screen()
+    rate = screen.refreshRate() if screen is not None else 60.0
+    interval = 1.0 / max(1.0, rate)
+    left = interval - (time.monotonic() - last_paint)
+    return max(0, int(left * 1000.0))
 
 
 class ScaleMode(Enum):
@@ -157,6 +169,7 @@ class ScanoutView(QOpenGLWidget):
         self.mode = ScaleMode.FIT
         self._prog: _Program | None = None
         self._dirty = True
+        self._last_paint = 0.0
         self.painted_seq = 0  # seq of the frame drawn by the last paint
         self.paints = 0
         self._timer = QTimer(self)
@@ -165,11 +178,12 @@ class ScanoutView(QOpenGLWidget):
 
     # called (GUI thread) whenever the scanout got a new frame
     def frame_ready(self) -> None:
+        """A new frame is there: paint it now if the last paint is one
+        refresh old, else once that refresh interval has passed."""
         if not self._dirty:
             self._dirty = True
             if not self._timer.isActive():
-                rate = self.screen().refreshRate() if self.screen() else 60.0
-                self._timer.start(max(1, int(1000.0 / max(1.0, rate))))
+                self._timer.start(repaint_delay_ms(self, self._last_paint))
 
     def _tick(self) -> None:
         self._timer.stop()
@@ -191,6 +205,7 @@ class ScanoutView(QOpenGLWidget):
 
     def paintGL(self) -> None:  # noqa: N802
         self._dirty = False
+        self._last_paint = time.monotonic()
         dpr = self.devicePixelRatioF() or 1.0
         vw, vh = round(self.width() * dpr), round(self.height() * dpr)
         GL.glViewport(0, 0, vw, vh)

@@ -8,13 +8,15 @@ shows its title and its presents per second.
 
 from __future__ import annotations
 
+import time
+
 from OpenGL import GL
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
 
 from virgl_viewer.scanout import Scanout
-from virgl_viewer.ui.gl_view import _Program, draw_frame
+from virgl_viewer.ui.gl_view import _Program, draw_frame, repaint_delay_ms
 
 GAP = 32  # guest pixels between auto-placed scanouts
 
@@ -30,6 +32,7 @@ class OverviewWidget(QOpenGLWidget):
         # moving tile would slide the tile away from the cursor
         self._frozen: tuple[float, float, float] | None = None
         self._dirty = False
+        self._last_paint = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.update)
@@ -58,8 +61,7 @@ class OverviewWidget(QOpenGLWidget):
 
     def frame_ready(self) -> None:
         if not self._timer.isActive():
-            rate = self.screen().refreshRate() if self.screen() else 60.0
-            self._timer.start(max(1, int(1000.0 / max(1.0, rate))))
+            self._timer.start(repaint_delay_ms(self, self._last_paint))
 
     # ------------------------------------------------------------ geometry
     def _layout_bounds(self) -> QRectF:
@@ -90,6 +92,7 @@ class OverviewWidget(QOpenGLWidget):
         self._prog = _Program()
 
     def paintGL(self) -> None:  # noqa: N802
+        self._last_paint = time.monotonic()
         dpr = self.devicePixelRatioF() or 1.0
         vw, vh = round(self.width() * dpr), round(self.height() * dpr)
         GL.glViewport(0, 0, vw, vh)
