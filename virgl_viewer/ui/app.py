@@ -75,11 +75,23 @@ def default_format() -> Any:
     return fmt
 
 
+def tune_interpreter() -> None:
+    """The GUI thread's Python (Qt, PyOpenGL) and the render thread share one
+    GIL: hand it over sooner than the default 5 ms so a paint never holds the
+    render thread (and every guest) back, and skip PyOpenGL's glGetError
+    after every call (the views check what matters themselves)."""
+    sys.setswitchinterval(float(os.environ.get("VV_SWITCH_INTERVAL", "0.0005")))
+    import OpenGL
+
+    OpenGL.ERROR_CHECKING = os.environ.get("VV_GL_ERROR_CHECKING", "0") == "1"
+
+
 def run_gui(args: argparse.Namespace) -> int:
     err = choose_platform(os.environ)  # type: ignore[arg-type]
     if err:
         log.error("%s", err)
         return 2
+    tune_interpreter()
     from PySide6.QtCore import QCoreApplication, Qt
     from PySide6.QtGui import QSurfaceFormat
     from PySide6.QtWidgets import QApplication
