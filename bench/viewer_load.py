@@ -1,0 +1,132 @@
+"""How much CPU other people's processes used while a benchmark ran.
+
+Why: the benchmarks run on a shared 2-core machine, where a test suite or another bench
+started by someone else can take a core for a while and move one side of an A/B pair by
+tens of percent. A number measured like that should say so. How: around a measurement,
+the machine's busy CPU time (/proc/stat) minus our own (this process and the children it
+waited for, os.times(), plus the X server we draw on, which works for our clients) is the
+CPU others used; divided by the wall time it is in cores (0.0 = nobody else, 1.0 = a
+whole core busy elsewhere on average). Processes that come and go in between are counted
+too, since /proc/stat is machine-wide. One exception to os.times(): virgl_test_server
+forks a renderer per client and never waits for it, so that CPU reaches nobody's
+children times; ``track_pgid`` polls the members of the server's process group instead
+(a renderer's last ~0.2 s can be missed). ``wait_quiet`` waits, before a measurement,
+until the others are (nearly) idle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_s() -> float:
+    """Busy CPU seconds of the whole machine since boot (all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICKS
+
+
+def _x_server_pids(display: str) -> list[int]:
+    """Pids of the X server(s) serving ``display`` (e.g. ":99")."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"Xvfb") and display.encode() in argv[1:]:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _pid_cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat.rsplit(")", 1)[1].split()
+        total += (int(rest[11]) + int(rest[12])) / TICKS  # utime, stime
+    return total
+
+
+def _pgid_cpu_s(pgid: int, skip: int) -> dict[int, float]:
+    """CPU seconds of every process in group ``pgid`` but ``skip``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == skip:
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[2]) == pgid:
+            found[int(entry.name)] = (int(rest[11]) + int(rest[12])) / TICKS
+    return found
+
+
+class ForeignLoad:
+    """``with ForeignLoad(display) as load: ...``; then ``load.cores``. Every child we
+    start inside (or list in ``started``) must have been waited for by the end."""
+
+    def __init__(self, display: str | None = None, track_pgid: int | None = None,
+                 started: tuple[int, ...] = ()) -> None:
+        self.x_pids = _x_server_pids(display) if display else []
+        self.track_pgid = track_pgid
+        self.started = started  # our children already running: their CPU so far is not news
+        self.cores = 0.0
+        self._tracked: dict[int, tuple[float, float]] = {}  # pid: (first seen, last seen)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def _poll(self, pgid: int) -> None:
+        while True:
+            for pid, cpu in _pgid_cpu_s(pgid, skip=pgid).items():
+                first = self._tracked.get(pid, (cpu, cpu))[0]
+                self._tracked[pid] = (first, cpu)
+            if self._stop.wait(0.2):
+                return
+
+    def _ours(self) -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system + _pid_cpu_s(
+            self.x_pids)
+
+    def __enter__(self) -> ForeignLoad:
+        if self.track_pgid is not None:
+            self._poller = threading.Thread(target=self._poll, args=(self.track_pgid,),
+                                            daemon=True)
+            self._poller.start()
+        self._t0, self._busy0 = time.monotonic(), _busy_s()
+        self._ours0 = self._ours() + _pid_cpu_s(list(self.started))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        busy = _busy_s() - self._busy0
+        ours = self._ours() - self._ours0
+        if self._poller is not None:
+            self._stop.set()
+            self._poller.join()
+            ours += sum(last - first for first, last in self._tracked.values())
+        self.cores = max(0.0, (busy - ours) / wall) if wall > 0 else 0.0
+
+
+def wait_quiet(display: str | None, threshold: float = 0.2, max_wait: float = 60.0) -> float:
+    """Wait until others used < ``threshold`` cores over a second (at most ``max_wait``
+    s); returns the seconds waited."""
+    start = time.monotonic()
+    while True:
+        with ForeignLoad(display) as load:
+            time.sleep(1.0)
+        waited = time.monotonic() - start
+        if load.cores < threshold or waited >= max_wait:
+            return waited
