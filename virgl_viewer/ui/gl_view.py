@@ -56,12 +56,13 @@ void main() {
 """
 
 
-def repaint_delay_ms(widget: QWidget, last_paint: float) -> int:
+def repaint_delay_ms(widget: QWidget, last_paint: float, max_fps: float = 1000.0) -> int:
     """Milliseconds until ``widget`` may paint again: at most one paint per
-    screen refresh, and none of the wait when the last paint is older."""
+    screen refresh (and ``max_fps``), none of the wait when the last paint
+    is older."""
     screen = widget.screen()
     rate = screen.refreshRate() if screen is not None else 60.0
-    interval = 1.0 / max(1.0, rate)
+    interval = 1.0 / max(1.0, min(rate, max_fps))
     left = interval - (time.monotonic() - last_paint)
     return max(0, int(left * 1000.0))
 

@@ -19,6 +19,7 @@ from virgl_viewer.scanout import Scanout
 from virgl_viewer.ui.gl_view import _Program, draw_frame, repaint_delay_ms
 
 GAP = 32  # guest pixels between auto-placed scanouts
+OVERVIEW_MAX_FPS = 15.0
 
 
 class OverviewWidget(QOpenGLWidget):
@@ -60,8 +61,11 @@ class OverviewWidget(QOpenGLWidget):
         self.update()
 
     def frame_ready(self) -> None:
+        # The overview is for arrangement and health, the scanout windows for
+        # watching: it repaints at most OVERVIEW_MAX_FPS, as every paint of
+        # it shares the host's rasterizer with the guests.
         if not self._timer.isActive():
-            self._timer.start(repaint_delay_ms(self, self._last_paint))
+            self._timer.start(repaint_delay_ms(self, self._last_paint, OVERVIEW_MAX_FPS))
 
     # ------------------------------------------------------------ geometry
     def _layout_bounds(self) -> QRectF:
