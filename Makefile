@@ -65,6 +65,7 @@ conformance-ci: setup
 
 bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
+	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check virgl_viewer tests bench || true
