@@ -4,55 +4,25 @@ a resource, exports; qtmodeltester on every model and proxy."""
 
 from __future__ import annotations
 
-import atexit
 import csv
 import json
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-# Xvfb gets SIGTERM when this process dies, even if atexit never runs (PR_SET_PDEATHSIG
-# set by a tiny launcher, then exec: no preexec_fn in a threaded process).
-_LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
-           "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
-def _ensure_display() -> None:
-    """Qt reads these when the QApplication is created, PyOpenGL when it is imported:
-    both happen after test modules are collected."""
-    if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
-        r, w = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "Xvfb", "-displayfd", str(w),
-                                 "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                                pass_fds=(w,), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        os.close(w)
-        with os.fdopen(r) as f:
-            os.environ["DISPLAY"] = ":" + f.readline().strip()
-        atexit.register(proc.terminate)
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
-
-_ensure_display()
-
-from virgl_viewer.guest import VtestClient  # noqa: E402
-from virgl_viewer.guest.commands import CommandBuffer  # noqa: E402
-from virgl_viewer.state import StateRegistry, TableDelta  # noqa: E402
-from virgl_viewer.ui.inspector import TICK_MS, Inspector  # noqa: E402
-from virgl_viewer.ui.models import (  # noqa: E402
+from virgl_viewer.guest import VtestClient
+from virgl_viewer.guest.commands import CommandBuffer
+from virgl_viewer.state import StateRegistry, TableDelta
+from virgl_viewer.ui.inspector import TICK_MS, Inspector
+from virgl_viewer.ui.models import (
     ClientTableModel,
     FenceTableModel,
     RecordFilterProxy,
     ResourceTableModel,
 )
-from virgl_viewer.vtest import protocol as P  # noqa: E402
+from virgl_viewer.vtest import protocol as P
 
 DT_BIND = P.BIND_RENDER_TARGET | P.BIND_SAMPLER_VIEW | P.BIND_DISPLAY_TARGET
 B8G8R8X8, R8 = 2, 64

@@ -3,44 +3,15 @@ scanout's shared texture, and the rows carry the scanout marker."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import subprocess
-import sys
 import threading
 from typing import Any
 
-# Xvfb gets SIGTERM when this process dies, even if atexit never runs (PR_SET_PDEATHSIG
-# set by a tiny launcher, then exec: no preexec_fn in a threaded process).
-_LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
-           "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
-def _ensure_display() -> None:
-    """As in test_inspector.py: a display before Qt and PyOpenGL start."""
-    if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
-        r, w = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "Xvfb", "-displayfd", str(w),
-                                 "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                                pass_fds=(w,), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        os.close(w)
-        with os.fdopen(r) as f:
-            os.environ["DISPLAY"] = ":" + f.readline().strip()
-        atexit.register(proc.terminate)
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
-
-_ensure_display()
-
-from virgl_viewer.guest import VtestClient  # noqa: E402
-from virgl_viewer.guest.scene import GuestScene  # noqa: E402
-from virgl_viewer.state import StateRegistry  # noqa: E402
-from virgl_viewer.ui.gl_view import ScaleMode, fit_rect  # noqa: E402
-from virgl_viewer.ui.inspector import Inspector  # noqa: E402
+from virgl_viewer.guest import VtestClient
+from virgl_viewer.guest.scene import GuestScene
+from virgl_viewer.state import StateRegistry
+from virgl_viewer.ui.gl_view import ScaleMode, fit_rect
+from virgl_viewer.ui.inspector import Inspector
 
 
 def attach(viewer: Any, registry: StateRegistry) -> None:
