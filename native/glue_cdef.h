@@ -17,8 +17,6 @@ void vv_renderer_cleanup(void);
 /* Copies queued context-fence retirements (from write_context_fence) into out;
  * returns how many. Same (ctx, ring) pairs are merged to the newest id. */
 int vv_drain_fences(struct vv_fence_event *out, int max);
-uint32_t vv_ctx0_fence(void);
-int vv_make_current_failures(void);
 
 /* EGL helpers for the providers */
 EGLDisplay vv_egl_surfaceless_display(void);
@@ -28,8 +26,6 @@ int vv_egl_initialize(EGLDisplay dpy, int *major, int *minor);
 int vv_egl_terminate(EGLDisplay dpy);
 int vv_egl_get_error(void);
 int vv_egl_release_current(EGLDisplay dpy);
-EGLDisplay vv_egl_current_display(void);
-EGLContext vv_egl_current_context(void);
 const char *vv_egl_query_string(EGLDisplay dpy, int name);
 
 /* shared memory backing */

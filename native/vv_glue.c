@@ -28,8 +28,6 @@ static EGLDisplay vv_display = EGL_NO_DISPLAY;
 static pthread_mutex_t vv_fence_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vv_fence_event vv_fences[VV_MAX_FENCE_EVENTS];
 static int vv_nfences;
-static uint32_t vv_ctx0_last;
-static int vv_mc_failures;
 static __thread int vv_api_bound;
 
 static void bind_gl_api(void)
@@ -43,9 +41,7 @@ static void bind_gl_api(void)
 
 static void vv_write_fence(void *cookie, uint32_t fence)
 {
-   pthread_mutex_lock(&vv_fence_lock);
-   vv_ctx0_last = fence;
-   pthread_mutex_unlock(&vv_fence_lock);
+   /* ctx0 fences: we never create any (every fence is a context fence) */
 }
 
 static void vv_write_context_fence(void *cookie, uint32_t ctx_id, uint32_t ring_idx,
@@ -76,11 +72,7 @@ static int vv_make_current(void *cookie, int scanout_idx, virgl_renderer_gl_cont
    bind_gl_api();
    ok = eglMakeCurrent(vv_display, EGL_NO_SURFACE, EGL_NO_SURFACE,
                        ctx ? (EGLContext)ctx : EGL_NO_CONTEXT);
-   if (!ok) {
-      __atomic_add_fetch(&vv_mc_failures, 1, __ATOMIC_RELAXED);
-      return -1;
-   }
-   return 0;
+   return ok ? 0 : -1;
 }
 
 static virgl_renderer_gl_context vv_create_gl_context(void *cookie, int scanout_idx,
@@ -119,7 +111,6 @@ int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags)
    flags &= ~(1 /* USE_EGL */ | (1 << 2) /* USE_GLX */ | (1 << 3) | (1 << 4));
    vv_display = dpy;
    vv_nfences = 0;
-   vv_ctx0_last = 0;
    return virgl_renderer_init(cookie, flags, &vv_callbacks);
 }
 
@@ -140,20 +131,6 @@ int vv_drain_fences(struct vv_fence_event *out, int max)
    vv_nfences -= n;
    pthread_mutex_unlock(&vv_fence_lock);
    return n;
-}
-
-uint32_t vv_ctx0_fence(void)
-{
-   uint32_t v;
-   pthread_mutex_lock(&vv_fence_lock);
-   v = vv_ctx0_last;
-   pthread_mutex_unlock(&vv_fence_lock);
-   return v;
-}
-
-int vv_make_current_failures(void)
-{
-   return __atomic_load_n(&vv_mc_failures, __ATOMIC_RELAXED);
 }
 
 EGLDisplay vv_egl_surfaceless_display(void)
@@ -205,8 +182,6 @@ int vv_egl_release_current(EGLDisplay dpy)
    return eglMakeCurrent(dpy, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT) ? 0 : -1;
 }
 
-EGLDisplay vv_egl_current_display(void) { return eglGetCurrentDisplay(); }
-EGLContext vv_egl_current_context(void) { return eglGetCurrentContext(); }
 const char *vv_egl_query_string(EGLDisplay dpy, int name) { return eglQueryString(dpy, name); }
 
 void *vv_shm_map(int fd, size_t size)

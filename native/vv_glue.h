@@ -24,8 +24,6 @@ void _destroy_gl_context_cb(void *cookie, void *ctx);
 int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
 void vv_renderer_cleanup(void);
 int vv_drain_fences(struct vv_fence_event *out, int max);
-uint32_t vv_ctx0_fence(void);
-int vv_make_current_failures(void);
 
 EGLDisplay vv_egl_surfaceless_display(void);
 EGLContext vv_egl_create_context(EGLDisplay dpy, EGLContext share, int major, int minor, int gles);
@@ -34,8 +32,6 @@ int vv_egl_initialize(EGLDisplay dpy, int *major, int *minor);
 int vv_egl_terminate(EGLDisplay dpy);
 int vv_egl_get_error(void);
 int vv_egl_release_current(EGLDisplay dpy);
-EGLDisplay vv_egl_current_display(void);
-EGLContext vv_egl_current_context(void);
 const char *vv_egl_query_string(EGLDisplay dpy, int name);
 
 void *vv_shm_map(int fd, size_t size);

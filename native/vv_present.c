@@ -74,14 +74,3 @@ void vv_gl_delete_sync(void *sync)
    if (sync)
       glDeleteSync((GLsync)sync);
 }
-
-int vv_gl_client_wait(void *sync, uint64_t timeout_ns)
-{
-   GLenum r = glClientWaitSync((GLsync)sync, GL_SYNC_FLUSH_COMMANDS_BIT, timeout_ns);
-   return (r == GL_ALREADY_SIGNALED || r == GL_CONDITION_SATISFIED) ? 0 : -1;
-}
-
-uint32_t vv_gl_get_error(void)
-{
-   return glGetError();
-}

@@ -12,6 +12,4 @@ void *vv_gl_copy_and_fence(uint32_t src, uint32_t src_target, uint32_t dst, int 
                            int height);
 void vv_gl_wait_sync(void *sync);
 void vv_gl_delete_sync(void *sync);
-int vv_gl_client_wait(void *sync, uint64_t timeout_ns);
-uint32_t vv_gl_get_error(void);
 #endif

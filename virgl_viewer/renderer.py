@@ -58,10 +58,6 @@ class RenderHost:
     def release_resource_id(self, rid: int) -> None:
         self._live_res.discard(rid)
 
-    @property
-    def live_resources(self) -> int:
-        return len(self._live_res)
-
     # ------------------------------------------------------------ caps
     def capset(self, capset_id: int, version: int) -> bytes | None:
         """Caps of a capset, or None when this host does not offer it."""

@@ -276,9 +276,6 @@ class Renderer:
         rc = lib.virgl_renderer_resource_attach_iov(handle, iov, 1)
         self._check("virgl_renderer_resource_attach_iov", rc)
 
-    def detach_iov(self, handle: int) -> None:
-        lib.virgl_renderer_resource_detach_iov(handle, ffi.NULL, ffi.NULL)
-
     def ctx_attach_resource(self, ctx_id: int, handle: int) -> None:
         lib.virgl_renderer_ctx_attach_resource(ctx_id, handle)
 
@@ -289,51 +286,42 @@ class Renderer:
         return ResourceInfo(info.handle, info.virgl_format, info.width, info.height,
                             info.depth, info.flags, info.tex_id, info.stride)
 
-    def _set_box(self, x: int, y: int, z: int, w: int, h: int, d: int) -> Cdata:
-        b = self._box
-        b.x, b.y, b.z, b.w, b.h, b.d = x, y, z, w, h, d
-        return b
-
     def transfer_read(self, handle: int, ctx_id: int, level: int, stride: int,
                       layer_stride: int, box: tuple[int, int, int, int, int, int],
                       offset: int, dest: bytearray | None = None) -> None:
         """Read from the resource into its attached backing (dest None) or
         into ``dest``."""
-        self.switch_to(ctx_id)
-        b = self._set_box(*box)
-        if dest is None:
-            rc = lib.virgl_renderer_transfer_read_iov(handle, ctx_id, level, stride,
-                                                      layer_stride, b, offset, ffi.NULL, 0)
-        else:
-            iov = self._iov
-            iov.iov_base = ffi.from_buffer(dest)
-            iov.iov_len = len(dest)
-            rc = lib.virgl_renderer_transfer_read_iov(handle, ctx_id, level, stride,
-                                                      layer_stride, b, offset, iov, 1)
-        self._check("virgl_renderer_transfer_read_iov", rc)
+        self._transfer(lib.virgl_renderer_transfer_read_iov, "virgl_renderer_transfer_read_iov",
+                       handle, ctx_id, level, stride, layer_stride, box, offset, dest)
 
     def transfer_write(self, handle: int, ctx_id: int, level: int, stride: int,
                        layer_stride: int, box: tuple[int, int, int, int, int, int],
                        offset: int, src: bytes | bytearray | None = None) -> None:
+        """Write to the resource from its attached backing (src None) or from
+        ``src``."""
+        self._transfer(lib.virgl_renderer_transfer_write_iov,
+                       "virgl_renderer_transfer_write_iov",
+                       handle, ctx_id, level, stride, layer_stride, box, offset, src)
+
+    def _transfer(self, fn: Cdata, call: str, handle: int, ctx_id: int, level: int,
+                  stride: int, layer_stride: int, box: tuple[int, int, int, int, int, int],
+                  offset: int, data: bytes | bytearray | None) -> None:
         self.switch_to(ctx_id)
-        b = self._set_box(*box)
-        if src is None:
-            rc = lib.virgl_renderer_transfer_write_iov(handle, ctx_id, level, stride,
-                                                       layer_stride, b, offset, ffi.NULL, 0)
+        b = self._box
+        b.x, b.y, b.z, b.w, b.h, b.d = box
+        if data is None:
+            rc = fn(handle, ctx_id, level, stride, layer_stride, b, offset, ffi.NULL, 0)
         else:
+            buf = ffi.from_buffer(data)  # kept alive across the call
             iov = self._iov
-            iov.iov_base = ffi.from_buffer(src)
-            iov.iov_len = len(src)
-            rc = lib.virgl_renderer_transfer_write_iov(handle, ctx_id, level, stride,
-                                                       layer_stride, b, offset, iov, 1)
-        self._check("virgl_renderer_transfer_write_iov", rc)
+            iov.iov_base = buf
+            iov.iov_len = len(data)
+            rc = fn(handle, ctx_id, level, stride, layer_stride, b, offset, iov, 1)
+        self._check(call, rc)
 
     def force_ctx_0(self) -> None:
         lib.virgl_renderer_force_ctx_0()
 
-    @staticmethod
-    def make_current_failures() -> int:
-        return int(lib.vv_make_current_failures())
 
 
 class SharedMemory:
