@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from virgl_viewer.errors import RendererError, VirglViewerError
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.session import Session
+from virgl_viewer.virgl import FastPoller
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
@@ -39,7 +41,10 @@ class SocketInUseError(VirglViewerError):
 
 
 class ServerObserver:
-    """Hooks for the state registry / UI; all called on the render thread."""
+    """Hooks for the state registry / UI; all called on the render thread.
+
+    Fences have no hook (one a submit would cost Python per submit): they are
+    logged in C, read with ``Session.fast.fences()`` from any thread."""
 
     def session_named(self, s: Session) -> None: ...
     def session_closing(self, s: Session) -> None: ...  # its objects still exist
@@ -47,8 +52,6 @@ class ServerObserver:
     def resource_created(self, s: Session, r: Resource) -> None: ...
     def resource_destroyed(self, s: Session, r: Resource) -> None: ...
     def presented(self, s: Session, r: Resource) -> None: ...
-    def fence_created(self, s: Session, fence_id: int) -> None: ...
-    def fence_retired(self, s: Session, fence_id: int) -> None: ...
     def sync_changed(self, s: Session) -> None: ...
 
 
@@ -104,6 +107,9 @@ class VtestServer:
         self.path = path
         self.allowed_uids = {os.getuid(), *allowed_uids}
         self.sessions: set[Session] = set()
+        self._by_token: dict[int, Session] = {}
+        self._tokens = itertools.count(1)
+        self._poller = FastPoller()
         self.observers: list[ServerObserver] = []
         self.listener = bind_socket(path)
         self._listener_ino = os.stat(path).st_ino
@@ -132,10 +138,19 @@ class VtestServer:
                             "(use --allow-uid %d)", pid, uid, uid)
                 sock.close()
                 continue
-            self.sessions.add(Session(self, sock, pid, uid))
+            token = next(self._tokens) & 0xFFFFFFFF
+            s = Session(self, sock, pid, uid, token)
+            self.sessions.add(s)
+            self._by_token[token] = s
 
     def _on_poll(self) -> None:
-        self.host.poll()
+        """Fences retired: the C poll answered the BUSY_WAITs they release and
+        went on with those clients; here only what it hands back."""
+        by_token = self._by_token
+        for token, status, fences in self._poller.poll():
+            s = by_token.get(token)
+            if s is not None and not s.closed:
+                s.on_poll(status, fences)
 
     # ------------------------------------------------------------ hooks from sessions
     def _notify(self, name: str, *args: Any) -> None:
@@ -152,6 +167,7 @@ class VtestServer:
 
     def session_closed(self, s: Session) -> None:
         self.sessions.discard(s)
+        self._by_token.pop(s.token, None)
         if self.observers:
             self._notify("session_closed", s)
 
@@ -166,14 +182,6 @@ class VtestServer:
     def presented(self, s: Session, r: Resource) -> None:
         if self.observers:
             self._notify("presented", s, r)
-
-    def fence_created(self, s: Session, fence_id: int) -> None:
-        if self.observers:
-            self._notify("fence_created", s, fence_id)
-
-    def fence_retired(self, s: Session, fence_id: int) -> None:
-        if self.observers:
-            self._notify("fence_retired", s, fence_id)
 
     def sync_changed(self, s: Session) -> None:
         if self.observers:

@@ -5,9 +5,15 @@ protocol 0-2, server-chosen in 3) map to global server handles; every handle
 in its command stream is rewritten in C (HandleMap) and a handle it does not
 own ends the session. Waits (BUSY_WAIT, SYNC_WAIT) never block the render
 thread: a waiting session just stops reading until its fences retire.
-How: bytes -> ServerConnection (sans-IO) -> events -> ``_on_<Event>``
-handlers -> replies queued on the socket. Any ProtocolError or RendererError
-drops this client only, with one log line naming client, command and reason.
+How: the per-frame commands (SUBMIT_CMD, TRANSFER_GET2/PUT2,
+RESOURCE_BUSY_WAIT) are read, run and answered in C (``FastConn``,
+native/vv_fast.c) without entering Python. Any other message, and anything
+the C checks do not accept as it is, comes back here: from that message on
+the input goes bytes -> ServerConnection (sans-IO) -> events ->
+``_on_<Event>`` handlers -> replies queued on the socket, until the codec has
+consumed all of it, and then C reads again. Any ProtocolError or
+RendererError drops this client only, with one log line naming client,
+command and reason.
 """
 
 from __future__ import annotations
@@ -23,7 +29,19 @@ from virgl_viewer.errors import ProtocolError, RemoteProtocolError, RendererErro
 from virgl_viewer.objects import ClientError, Resource, Sync, SyncWaiter
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
-from virgl_viewer.virgl import HandleMap
+from virgl_viewer.virgl import (
+    FAST_EOF,
+    FAST_ERROR,
+    FAST_NEED_DATA,
+    FAST_PARKED,
+    FAST_PAUSE,
+    FAST_PRESENT,
+    FAST_SLOW,
+    FAST_SOCKERR,
+    FAST_YIELD,
+    FastConn,
+    HandleMap,
+)
 from virgl_viewer.vtest import codec
 from virgl_viewer.vtest import protocol as P
 
@@ -40,7 +58,8 @@ PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop r
 class Session(ResourceCommands, SyncCommands):
     """A connected vtest client."""
 
-    def __init__(self, server: VtestServer, sock: socket.socket, pid: int, uid: int) -> None:
+    def __init__(self, server: VtestServer, sock: socket.socket, pid: int, uid: int,
+                 token: int = 0) -> None:
         self.server = server
         self.host: RenderHost = server.host
         self.loop = server.loop
@@ -54,24 +73,22 @@ class Session(ResourceCommands, SyncCommands):
         self.capset_id = 0
         self.ctx_id = 0  # 0 until the virgl context exists
         self.map = HandleMap()
+        self.token = token
+        self.fast = FastConn(self.fd, self.map, token)
+        self._c = self.fast.c
+        self._py_mode = False  # the codec holds input the C path gave back
         self.resources: dict[int, Resource] = {}
         self.syncs: dict[int, Sync] = {}
         self._next_sync = 1
         self.sync_waiters: list[SyncWaiter] = []
-        # fences: one counter, all on virgl ring 0 (vrend has one ring)
-        self.fence_submitted = 0
-        self.fence_completed = 0
+        # fences: counted in C (fence_submitted/completed), all on virgl ring 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
-        self._busy_wait_pending = False
-        self._reader_paused = False
         # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
         self._out: deque[bytes | memoryview | int] = deque()
         self._writing = False
         self.closed = False
         self.close_reason = ""
         self.connected_at = time.monotonic()
-        self.submits = 0
-        self.bytes_submitted = 0
         self.log = logging.LoggerAdapter(log, {})
         self._command = "?"
         self._handlers = {
@@ -105,8 +122,36 @@ class Session(ResourceCommands, SyncCommands):
     def __str__(self) -> str:
         return f"{self.name} (pid {self.pid})"
 
+    # counters kept by the C path
+    @property
+    def fence_submitted(self) -> int:
+        return int(self._c.fence_submitted)
+
+    @property
+    def fence_completed(self) -> int:
+        return int(self._c.fence_completed)
+
+    @property
+    def submits(self) -> int:
+        return int(self._c.submits)
+
+    @property
+    def bytes_submitted(self) -> int:
+        return int(self._c.bytes_submitted)
+
+    @property
+    def _busy_wait_pending(self) -> bool:
+        return bool(self._c.parked)
+
+    @property
+    def _reader_paused(self) -> bool:
+        return bool(self._c.reader_paused)
+
     # ------------------------------------------------------------ input
     def _on_readable(self) -> None:
+        if not self._py_mode:
+            self._pump()
+            return
         try:
             data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -125,31 +170,108 @@ class Session(ResourceCommands, SyncCommands):
                 return
             self.conn.receive_data(data)
             if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self._reader_paused:
-                self._reader_paused = True
+                self._c.reader_paused = 1
                 self.loop.remove_reader(self.fd)
             return
         self.conn.receive_data(data)
         self._process()
 
-    def resume(self) -> None:
-        """The BUSY_WAIT this session was parked in is answered: go on."""
-        if self._reader_paused:
-            self._reader_paused = False
-            self.loop.add_reader(self.fd, self._on_readable)
+    def _pump(self) -> None:
+        """Let the C path handle what the socket has; act on where it stopped."""
+        c = self._c
+        pump = self.fast.pump
+        while not self.closed:
+            c.notify_present = 1 if self.server.observers else 0
+            st = pump()
+            if c.out_len:
+                self._take_output()
+            if not self._after_pump(st):
+                return
+
+    def _after_pump(self, st: int) -> bool:
+        """Act on a status of the C path; True: pump again."""
+        if st == FAST_NEED_DATA or st == FAST_PARKED:
+            return False
+        if st == FAST_PRESENT:
+            res = self.resources.get(int(self._c.present_handle))
+            if res is not None:
+                self.server.presented(self, res)
+            return True
+        if st == FAST_SLOW or st == FAST_EOF:
+            if st == FAST_EOF and self._c.parked:
+                self.close("disconnected while waiting")
+                return False
+            self._to_python(eof=st == FAST_EOF)
+            return False
+        if st == FAST_YIELD:
+            self.loop.call_soon(self.resume)
+            return False
+        if st == FAST_ERROR:
+            cmd, reason = self.fast.error()
+            self.drop(codec.command_name(cmd), reason)
+            return False
+        if st == FAST_PAUSE:
+            self.loop.remove_reader(self.fd)
+            return False
+        if st == FAST_SOCKERR:
+            self.close(f"socket error: {os.strerror(int(self._c.err_errno))}")
+            return False
+        raise AssertionError(f"fast path status {st}")
+
+    def _to_python(self, eof: bool) -> None:
+        """The C path stopped at a message it does not take: the codec goes on."""
+        data = self.fast.take_input()
+        if data:
+            self.conn.receive_data(data)
+        if eof:
+            self.conn.receive_data(b"")
+        self._py_mode = True
+        self._c.py_mode = 1
         self._process()
+
+    def resume(self) -> None:
+        """Go on after a BUSY_WAIT was answered or the C path yielded."""
+        if self.closed:
+            return
+        if self._c.reader_paused:
+            self._c.reader_paused = 0
+            self.loop.add_reader(self.fd, self._on_readable)
+        if self._py_mode:
+            self._process()
+        else:
+            self._pump()
+
+    def on_poll(self, status: int, fences: bool) -> None:
+        """From the server's fence poll: fences retired (``fences``: this
+        session keeps timelines) and/or the C path stopped with ``status``."""
+        if fences:
+            self.on_fence()
+        if self.closed:
+            return
+        if self._c.out_len:
+            self._take_output()
+        if status >= 0 and self._after_pump(status):
+            self._pump()
 
     def _process(self) -> None:
         conn = self.conn
         handlers = self._handlers
+        c = self._c
         try:
-            while not self._busy_wait_pending and not self.closed:
+            while not c.parked and not self.closed:
                 ev = conn.next_event()
                 if ev is codec.NEED_DATA:
-                    return
+                    break
                 if ev is codec.CLOSED:
                     self.close("disconnected")
                     return
                 handlers[type(ev)](ev)
+                if conn.at_rest:
+                    break
+            if conn.at_rest and not self.closed:
+                # Everything given back is consumed: C reads from here on.
+                self._py_mode = False
+                c.py_mode = 0
         except RemoteProtocolError as exc:
             # From the codec; no command means the header itself was cut short.
             self.drop(exc.command or "header", exc.reason)
@@ -162,7 +284,17 @@ class Session(ResourceCommands, SyncCommands):
             self.drop(self._command, f"internal error: {exc!r}")
 
     # ------------------------------------------------------------ output
+    def _take_output(self) -> None:
+        """Queue what the C path could not send, ahead of anything newer."""
+        data = self.fast.take_output()
+        if data:
+            self._out.append(data)
+            self._c.py_out_busy = 1
+            self._flush()
+
     def _send(self, data: bytes) -> None:
+        if self._c.out_len:
+            self._take_output()
         if self._out or self._writing:
             self._out.append(data)
             self._flush()
@@ -210,6 +342,7 @@ class Session(ResourceCommands, SyncCommands):
             else:
                 out[0] = memoryview(item)[n:]
                 break
+        self._c.py_out_busy = 1 if out else 0
         if out and not self._writing:
             self._writing = True
             self.loop.add_writer(self.fd, self._flush)
@@ -243,8 +376,8 @@ class Session(ResourceCommands, SyncCommands):
             self._end_waiter(w, signal=False)
         self.sync_waiters.clear()
         host = self.host
+        self.fast.close()  # no more fences routed here; the fence log stays
         if self.ctx_id:
-            host.unregister_fences(self.ctx_id)
             try:
                 host.renderer.context_destroy(self.ctx_id)
             except RendererError as exc:
@@ -281,7 +414,7 @@ class Session(ResourceCommands, SyncCommands):
             self.host.renderer.context_create(ctx_id, self.name.encode(errors="replace"),
                                               self.capset_id)
             self.ctx_id = ctx_id
-            self.host.register_fences(ctx_id, self)
+            self.fast.set_context(ctx_id)
         return self.ctx_id
 
     # ------------------------------------------------------------ handshake

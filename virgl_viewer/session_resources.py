@@ -82,6 +82,7 @@ class ResourceCommands:
             host.renderer.attach_iov(server_handle, shm.iov)
             fd, shm.fd = shm.fd, -1
             self._send_fd(fd)
+        self._mirror(res)
         self.server.resource_created(self, res)
 
     def _on_create_blob(self: Session, ev: P.ResourceCreateBlob) -> None:
@@ -132,13 +133,21 @@ class ResourceCommands:
         host.renderer.ctx_attach_resource(ctx_id, handle)
         self._send(self.conn.send(P.ResourceIdReply(int(P.Cmd.RESOURCE_CREATE_BLOB), handle)))
         self._send_fd(fd)
+        self._mirror(res)
         self.server.resource_created(self, res)
+
+    def _mirror(self: Session, res: Resource) -> None:
+        """Tell the C path about a resource (its transfers run there)."""
+        self.fast.add_resource(res.client_handle, res.server_handle, res.target, res.bind,
+                               res.width, res.height, res.depth, res.array_size,
+                               res.last_level, res.shm.size if res.shm is not None else 0)
 
     def _on_resource_unref(self: Session, ev: P.ResourceUnref) -> None:
         self._command = "RESOURCE_UNREF"
         res = self._resource("RESOURCE_UNREF", ev.handle)
         del self.resources[ev.handle]
         self.map.remove(ev.handle)
+        self.fast.remove_resource(ev.handle)
         self.server.resource_destroyed(self, res)
         self.host.renderer.switch_to(self.ctx_id)
         self._destroy_resource(res)

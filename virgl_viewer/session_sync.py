@@ -1,11 +1,14 @@
 """Submits, fences, BUSY_WAIT and protocol-3 sync objects of a session.
 
 Every submit gets a context fence (virgl ring 0: vrend has one ring; the
-vtest timelines of SUBMIT_CMD2 are bookkeeping here). virglrenderer's sync
-thread signals its poll fd; the server then drains retired fences and calls
-``on_fence``. A BUSY_WAIT(WAIT) with fences in flight parks the session (it
-stops reading) until they retire; other clients go on. SYNC_WAIT answers at
-once with an eventfd that is written when the syncs reach their values.
+vtest timelines of SUBMIT_CMD2 are bookkeeping here). Fences are counted and
+logged in C (FastConn); virglrenderer's sync thread signals its poll fd and
+the server's C poll retires them, calling ``on_fence`` only for sessions
+with timelines. A BUSY_WAIT(WAIT) with fences in flight parks the session (it
+stops handling input) until they retire; other clients go on. The common
+path of SUBMIT_CMD and BUSY_WAIT runs in C (vv_fast.c); these handlers serve
+input the C path gave back. SYNC_WAIT answers at once with an eventfd that
+is written when the syncs reach their values.
 """
 
 from __future__ import annotations
@@ -40,14 +43,10 @@ class SyncCommands:
 
     def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None,
                    switch: bool = False) -> None:
-        self.fence_submitted += 1
-        fid = self.fence_submitted
+        fid = self.fast.fence(switch)
         if syncs:
             self._timeline.append((fid, syncs))
-        self.host.renderer.create_fence(self.ctx_id, 0, fid, switch)
-        server = self.server
-        if server.observers:
-            server.fence_created(self, fid)
+            self._c.want_fence_cb = 1
 
     def _on_submit_cmd(self: Session, ev: P.SubmitCmd) -> None:
         cmd = self._command = "SUBMIT_CMD"
@@ -57,8 +56,9 @@ class SyncCommands:
         if ndw:
             self._rewrite(cmd, buf, 0, ndw)
             self.host.renderer.submit_cmd(ctx_id, buf, ndw)
-        self.submits += 1
-        self.bytes_submitted += len(buf)
+        c = self._c
+        c.submits += 1
+        c.bytes_submitted += len(buf)
         # One fence per submit, made right after it (its GL context is
         # current): measured faster than fencing lazily at the next wait,
         # as the flush starts the GPU early.
@@ -80,8 +80,8 @@ class SyncCommands:
                 start = 4 * batch.cmd_offset
                 view = memoryview(payload)[start: start + 4 * batch.cmd_size]
                 self.host.renderer.submit_cmd(ctx_id, view, batch.cmd_size)
-                self.bytes_submitted += 4 * batch.cmd_size
-            self.submits += 1
+                self._c.bytes_submitted += 4 * batch.cmd_size
+            self._c.submits += 1
             if batch.flags & P.SUBMIT_CMD2_FLAG_RING_IDX:
                 self._new_fence(signals)
             else:
@@ -89,22 +89,19 @@ class SyncCommands:
                 for sync, value in signals:
                     self._signal_sync(sync, value)
 
-    def on_fence(self: Session, ring_idx: int, fence_id: int) -> None:
-        """A fence of this session's context retired (all before it too)."""
-        if fence_id <= self.fence_completed or self.closed:
+    def on_fence(self: Session) -> None:
+        """Fences retired (the C poll answered a parked BUSY_WAIT itself):
+        signal the timeline syncs they carry."""
+        if self.closed:
             return
-        self.fence_completed = fence_id
+        fence_id = self.fence_completed
         timeline = self._timeline
         while timeline and timeline[0][0] <= fence_id:
             _, signals = timeline.popleft()
             for sync, value in signals:
                 self._signal_sync(sync, value)
-        self.server.fence_retired(self, fence_id)
-        if self._busy_wait_pending and self.fence_completed >= self.fence_submitted:
-            self._busy_wait_pending = False
-            self._send(self.conn.send(P.BusyWaitReply(0)))
-            if not self.closed:
-                self.resume()
+        if not timeline:
+            self._c.want_fence_cb = 0
 
     def _on_busy_wait(self: Session, ev: P.ResourceBusyWait) -> None:
         cmd = self._command = "RESOURCE_BUSY_WAIT"
@@ -113,8 +110,8 @@ class SyncCommands:
         busy = self.fence_completed < self.fence_submitted
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
             # Park: handle nothing more from this client until its fences
-            # retire (on_fence answers and resumes it).
-            self._busy_wait_pending = True
+            # retire (the C poll answers and resumes it).
+            self._c.parked = 1
             return
         self._send(self.conn.send(P.BusyWaitReply(1 if busy else 0)))
 

@@ -9,9 +9,10 @@ One consumer thread (the inspector's GUI timer, or the stats writer's thread) ca
 records per table (added, changed, removed keys); ``snapshot()`` is the whole mirror.
 A resource created and destroyed between two pulls never shows up at all.
 
-Numbers that change without a hook (submits, bytes, completed fences, sync values) are read
-from the sessions during ``pull()``: int attributes and C-level copies of dicts and lists,
-which CPython's GIL makes atomic with respect to the render thread. If the consumer falls
+Numbers that change without a hook (submits, bytes, fences, sync values) are read from the
+sessions during ``pull()``: counters and the fence log kept in C by the session's fast path
+(the log has its own lock), int attributes and C-level copies of dicts and lists, which
+CPython's GIL makes atomic with respect to the render thread. If the consumer falls
 so far behind that the bounded queue dropped events, the next pull reconciles the mirror
 with the sessions (a resync). Histories are bounded: the last FENCE_HISTORY fences of a
 client within HISTORY_S, one rate sample a second for HISTORY_S.
@@ -57,7 +58,7 @@ HISTORY_S = 60.0  # fences and rate samples older than this are dropped
 CLOSED_KEEP_S = 30.0  # a disconnected client stays listed this long
 RATE_WINDOW_S = 1.0
 
-_NAMED, _CLOSED, _RES_NEW, _RES_DEL, _PRESENT, _FENCE_NEW, _FENCE_DONE, _SYNC = range(8)
+_NAMED, _CLOSED, _RES_NEW, _RES_DEL, _PRESENT, _SYNC = range(6)
 
 
 class _Client:
@@ -143,12 +144,6 @@ class StateRegistry(ServerObserver):
     def presented(self, s: Session, r: Resource) -> None:
         self._put((_PRESENT, s, r))
 
-    def fence_created(self, s: Session, fence_id: int) -> None:
-        self._put((_FENCE_NEW, s, fence_id, time.monotonic()))
-
-    def fence_retired(self, s: Session, fence_id: int) -> None:
-        self._put((_FENCE_DONE, s, fence_id, time.monotonic()))
-
     def sync_changed(self, s: Session) -> None:
         self._put((_SYNC, s))
 
@@ -170,10 +165,6 @@ class StateRegistry(ServerObserver):
             if code == _PRESENT:
                 c.presents += 1
                 self._presented(c, ev[2], dr)
-            elif code == _FENCE_NEW:
-                self._fence_new(c, ev[2], ev[3], df)
-            elif code == _FENCE_DONE:
-                self._fence_done(c, ev[2], ev[3], df)
             elif code == _RES_NEW:
                 self._res_new(c, ev[2], ev[3], dr)
             elif code == _RES_DEL:
@@ -270,6 +261,21 @@ class StateRegistry(ServerObserver):
             rec = self._res_recs[rec.key] = rec._replace(scanout=True)
             d.change(rec)
 
+    def _read_fences(self, c: _Client, s: Session, d: _Builder[FenceInfo]) -> None:
+        """New and newly retired fences from the session's C fence log."""
+        from_id = c.last_fid + 1
+        if c.pending:
+            first = self._fence_recs.get(c.pending[0])
+            if first is not None:
+                from_id = min(from_id, first.id)
+        elif from_id > s.fence_submitted:
+            return
+        for r in s.fast.fences(from_id):
+            if r.fence_id > c.last_fid:
+                self._fence_new(c, r.fence_id, r.created, d)
+            if r.retired is not None and r.fence_id > c.done_fid:
+                self._fence_done(c, r.fence_id, r.retired, d)
+
     def _fence_new(self, c: _Client, fid: int, t: float, d: _Builder[FenceInfo]) -> None:
         if fid <= c.last_fid:
             return
@@ -355,10 +361,7 @@ class StateRegistry(ServerObserver):
             for rid, r in current.items():
                 if rid not in c.res:
                     self._res_new(c, r, r.shm, dr)
-            if s.fence_completed:
-                self._fence_done(c, s.fence_completed, now, df)
-            c.last_fid = max(c.last_fid, s.fence_submitted)
-            c.sync_dirty = True
+            c.sync_dirty = True  # fences come from the session's log in _refresh
 
     # ------------------------------------------------------------ per pull
     def _refresh(self, c: _Client, now: float, dc: _Builder[ClientInfo],
@@ -375,6 +378,7 @@ class StateRegistry(ServerObserver):
                 return
             c.rates = (0.0, 0.0, 0.0)
         else:
+            self._read_fences(c, s, df)
             self._sample(c, s, now)
             if c.sync_dirty or c.sync_keys:
                 self._scan_syncs(c, s, now, df)

@@ -449,3 +449,115 @@ class GLPresenter:
     def copy(self, src: int, dst: int, width: int, height: int) -> int:
         fence = lib.vv_gl_copy_and_fence(src, self.GL_TEXTURE_2D, dst, width, height)
         return int(ffi.cast("uintptr_t", fence))
+
+
+# Statuses of FastConn.pump (vv_fast.h)
+FAST_NEED_DATA = lib.VV_FAST_NEED_DATA
+FAST_SLOW = lib.VV_FAST_SLOW
+FAST_EOF = lib.VV_FAST_EOF
+FAST_ERROR = lib.VV_FAST_ERROR
+FAST_PRESENT = lib.VV_FAST_PRESENT
+FAST_PARKED = lib.VV_FAST_PARKED
+FAST_PAUSE = lib.VV_FAST_PAUSE
+FAST_SOCKERR = lib.VV_FAST_SOCKERR
+FAST_YIELD = lib.VV_FAST_YIELD
+
+
+@dataclass(frozen=True, slots=True)
+class FenceRecord:
+    fence_id: int
+    created: float  # time.monotonic()
+    retired: float | None
+
+
+class FastConn:
+    """A client's fast path in C (vv_fast.c): SUBMIT_CMD, TRANSFER_GET2/PUT2
+    and RESOURCE_BUSY_WAIT are read, checked, run and answered there, and
+    fence retirement answers parked BUSY_WAITs; the rest comes back to the
+    session. ``c`` is the C struct: its public fields are read and set
+    directly (counters, flags). Render thread only, except ``fences``."""
+
+    __slots__ = ("c", "_fence_buf")
+
+    def __init__(self, fd: int, handle_map: HandleMap, token: int) -> None:
+        c = lib.vv_conn_new(fd, handle_map._map, token)
+        if c == ffi.NULL:
+            raise MemoryError("vv_conn_new")
+        self.c = ffi.gc(c, lib.vv_conn_free)
+        self._fence_buf: Cdata | None = None
+
+    def pump(self) -> int:
+        return int(lib.vv_conn_pump(self.c))
+
+    def take_input(self) -> bytes:
+        """The input the fast path left to Python (from the message it stopped at)."""
+        n = lib.vv_conn_input_size(self.c)
+        if not n:
+            return b""
+        buf = bytearray(n)
+        lib.vv_conn_take_input(self.c, ffi.from_buffer(buf), n)
+        return bytes(buf)
+
+    def take_output(self) -> bytes:
+        """Replies the fast path could not send at once (the socket was full)."""
+        n = lib.vv_conn_output_size(self.c)
+        if not n:
+            return b""
+        buf = bytearray(n)
+        lib.vv_conn_take_output(self.c, ffi.from_buffer(buf), n)
+        return bytes(buf)
+
+    def error(self) -> tuple[int, str]:
+        c = self.c
+        return int(c.err_cmd), ffi.string(c.err_msg).decode("utf-8", errors="replace")
+
+    def set_context(self, ctx_id: int) -> None:
+        rc = lib.vv_conn_set_context(self.c, ctx_id)
+        if rc:
+            raise RendererError("vv_conn_set_context", abs(rc))
+
+    def add_resource(self, client: int, server: int, target: int, bind: int, width: int,
+                     height: int, depth: int, array_size: int, last_level: int,
+                     shm_size: int) -> None:
+        rc = lib.vv_conn_add_resource(self.c, client, server, target, bind, width, height,
+                                      depth, array_size, last_level, shm_size)
+        if rc:
+            raise RendererError("vv_conn_add_resource", abs(rc))
+
+    def remove_resource(self, client: int) -> None:
+        lib.vv_conn_remove_resource(self.c, client)
+
+    def fence(self, switch_first: bool = False) -> int:
+        """Fence the context's work so far; returns the new fence id."""
+        rc = lib.vv_conn_fence(self.c, 1 if switch_first else 0)
+        if rc:
+            raise RendererError("virgl_renderer_context_create_fence", abs(rc))
+        return int(self.c.fence_submitted)
+
+    def fences(self, from_id: int, limit: int = 1024) -> list[FenceRecord]:
+        """The logged fences (the newest 1024) with id >= from_id, oldest first.
+        Any thread."""
+        buf = self._fence_buf
+        if buf is None:
+            buf = self._fence_buf = ffi.new("struct vv_fence_rec[]", 1024)
+        n = lib.vv_conn_fences(self.c, from_id, buf, min(limit, 1024))
+        return [FenceRecord(int(r.fence_id), r.created, r.retired or None)
+                for r in (buf[i] for i in range(n))]
+
+    def close(self) -> None:
+        lib.vv_conn_close(self.c)
+
+
+class FastPoller:
+    """Retires fences after virglrenderer's poll fd fired (vv_fast_poll)."""
+
+    MAX = 1024
+
+    def __init__(self) -> None:
+        self._buf = ffi.new("struct vv_ready[]", self.MAX)
+
+    def poll(self) -> list[tuple[int, int, bool]]:
+        """(token, status or -1, wants on_fence) of the clients Python must look at."""
+        buf = self._buf
+        n = lib.vv_fast_poll(buf, self.MAX)
+        return [(int(buf[i].token), int(buf[i].status), bool(buf[i].fences)) for i in range(n)]

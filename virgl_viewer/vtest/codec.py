@@ -139,6 +139,12 @@ class ServerConnection:
         """Received bytes not yet turned into events."""
         return len(self._buf) - self._pos
 
+    @property
+    def at_rest(self) -> bool:
+        """Between messages with nothing buffered (and no EOF or error)."""
+        return (self._need < 0 and self._pos == len(self._buf) and not self._eof
+                and self._error is None)
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes read from the socket; ``b""`` means the peer hung up."""
         if self._eof:

@@ -1,0 +1,53 @@
+/* The per-client fast path (vv_fast.c), as cffi declarations. */
+#define VV_FAST_NEED_DATA 0
+#define VV_FAST_SLOW 1
+#define VV_FAST_EOF 2
+#define VV_FAST_ERROR 3
+#define VV_FAST_PRESENT 4
+#define VV_FAST_PARKED 5
+#define VV_FAST_PAUSE 6
+#define VV_FAST_SOCKERR 7
+#define VV_FAST_YIELD 8
+
+struct vv_fence_rec { uint64_t fence_id; double created; double retired; };
+
+struct vv_conn {
+   int fd;
+   uint32_t ctx_id;
+   int notify_present;
+   int want_fence_cb;
+   int py_out_busy;
+   int reader_paused;
+   int parked;
+   int py_mode;
+   uint64_t fence_submitted;
+   uint64_t fence_completed;
+   uint64_t submits;
+   uint64_t bytes_submitted;
+   uint32_t present_handle;
+   uint32_t err_cmd;
+   int err_errno;
+   char err_msg[256];
+   size_t out_len;
+   ...;
+};
+
+struct vv_ready { uint32_t token; int status; int fences; };
+
+struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token);
+void vv_conn_close(struct vv_conn *c);
+void vv_conn_free(struct vv_conn *c);
+int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id);
+int vv_conn_pump(struct vv_conn *c);
+size_t vv_conn_input_size(const struct vv_conn *c);
+size_t vv_conn_take_input(struct vv_conn *c, uint8_t *dst, size_t cap);
+size_t vv_conn_output_size(const struct vv_conn *c);
+size_t vv_conn_take_output(struct vv_conn *c, uint8_t *dst, size_t cap);
+int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
+                         uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
+                         uint32_t depth, uint32_t array_size, uint32_t last_level,
+                         uint64_t shm_size);
+void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
+int vv_conn_fence(struct vv_conn *c, int switch_first);
+int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
+int vv_fast_poll(struct vv_ready *out, int max);

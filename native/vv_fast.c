@@ -1,0 +1,688 @@
+/* vv_fast.c - the per-client fast path of the vtest server; see vv_fast.h.
+ *
+ * Wire facts (vtest_protocol.h): a message is an 8-byte header (length in
+ * dwords, command id) and its payload; every field is a little-endian u32.
+ * The checks below are the Python session's (session_resources.py,
+ * session_sync.py, vtest/codec.py); whatever fails one of them is left to
+ * Python, which reports it, except rewrite and renderer errors, which are
+ * reported from here because the command buffer was already touched.
+ */
+#define _GNU_SOURCE
+#include "vv_fast.h"
+#include "vv_glue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define CMD_RESOURCE_BUSY_WAIT 7
+#define CMD_SUBMIT_CMD 6
+#define CMD_TRANSFER_GET2 13
+#define CMD_TRANSFER_PUT2 14
+#define TRANSFER2_DWORDS 10
+#define BUSY_WAIT_DWORDS 2
+#define BUSY_WAIT_FLAG_WAIT 1
+
+#define BIND_DISPLAY_TARGET (1u << 7)
+#define BIND_SCANOUT (1u << 18)
+enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUBE_ARRAY };
+
+#define MAX_PAYLOAD (64u << 20)      /* as the codec's max_payload_bytes */
+#define PARKED_BUFFER_LIMIT (1u << 20)
+#define RECV_CHUNK (1u << 18)
+#define BATCH_MESSAGES 256           /* then yield to the other clients */
+#define FENCE_LOG 1024               /* fences remembered per client */
+
+/* ------------------------------------------------------------ resources */
+struct vv_res {
+   uint32_t client, server, target, bind, width, height, depth, array_size, last_level;
+   uint64_t shm_size;
+};
+
+struct vv_res_table {
+   struct vv_res *slots; /* client == 0: empty; client == UINT32_MAX: tombstone */
+   uint32_t cap, used, live;
+};
+
+#define TOMB UINT32_MAX
+
+static uint32_t hash32(uint32_t x)
+{
+   x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+   return x;
+}
+
+static struct vv_res *res_find(struct vv_res_table *t, uint32_t client)
+{
+   uint32_t i;
+   if (!t->cap || client == 0 || client == TOMB)
+      return NULL;
+   for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+      struct vv_res *r = &t->slots[i];
+      if (r->client == client)
+         return r;
+      if (r->client == 0)
+         return NULL;
+   }
+}
+
+static int res_grow(struct vv_res_table *t)
+{
+   uint32_t ncap = t->cap ? t->cap * 2 : 64, i;
+   struct vv_res *old = t->slots, *n;
+   if (t->live * 4 < t->cap) /* mostly tombstones: rehash at the same size */
+      ncap = t->cap;
+   n = calloc(ncap, sizeof(*n));
+   if (!n)
+      return -ENOMEM;
+   for (i = 0; i < t->cap; i++) {
+      uint32_t j;
+      if (old[i].client == 0 || old[i].client == TOMB)
+         continue;
+      for (j = hash32(old[i].client) & (ncap - 1); n[j].client; j = (j + 1) & (ncap - 1))
+         ;
+      n[j] = old[i];
+   }
+   free(old);
+   t->slots = n;
+   t->cap = ncap;
+   t->used = t->live;
+   return 0;
+}
+
+int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
+                         uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
+                         uint32_t depth, uint32_t array_size, uint32_t last_level,
+                         uint64_t shm_size)
+{
+   struct vv_res_table *t = c->res;
+   struct vv_res *r;
+   uint32_t i;
+   if (!t || client == 0 || client == TOMB)
+      return -EINVAL;
+   if ((r = res_find(t, client)) != NULL)
+      return -EEXIST;
+   if ((t->used + 1) * 4 > t->cap * 3 && res_grow(t))
+      return -ENOMEM;
+   for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+      r = &t->slots[i];
+      if (r->client == 0 || r->client == TOMB)
+         break;
+   }
+   if (r->client == 0)
+      t->used++;
+   t->live++;
+   *r = (struct vv_res){client, server, target, bind, width, height, depth, array_size,
+                        last_level, shm_size};
+   return 0;
+}
+
+void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
+{
+   struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
+   if (r) {
+      r->client = TOMB;
+      c->res->live--;
+   }
+}
+
+static uint32_t max1(uint32_t v) { return v ? v : 1; }
+static uint32_t shr(uint32_t v, uint32_t level) { return level >= 32 ? 0 : v >> level; }
+
+/* (width, height, depth-or-layers) of a mip level, as transfers see it. */
+static void level_extent(const struct vv_res *r, uint32_t level,
+                         uint32_t *w, uint32_t *h, uint32_t *d)
+{
+   uint32_t t = r->target;
+   *w = max1(shr(r->width, level));
+   if (t == T_BUFFER || t == T_1D || t == T_1D_ARRAY)
+      *h = max1(r->height);
+   else
+      *h = max1(shr(r->height, level));
+   if (t == T_3D) {
+      *d = max1(shr(r->depth, level));
+   } else if (t == T_1D_ARRAY) {
+      *h = max1(r->array_size);
+      *d = 1;
+   } else if (t == T_CUBE || t == T_2D_ARRAY || t == T_CUBE_ARRAY) {
+      uint32_t min = t == T_CUBE ? 6 : 1;
+      *d = r->array_size > min ? r->array_size : min;
+   } else {
+      *d = max1(r->depth);
+   }
+}
+
+/* ------------------------------------------------------------ conn registry */
+static struct vv_conn **conns;
+static size_t nconns, conns_cap;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t empty_cmd[1];
+
+static double now_s(void)
+{
+   struct timespec ts;
+   clock_gettime(CLOCK_MONOTONIC, &ts);
+   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token)
+{
+   struct vv_conn *c = calloc(1, sizeof(*c));
+   if (!c)
+      return NULL;
+   c->fd = fd;
+   c->map = map;
+   c->token = token;
+   c->res = calloc(1, sizeof(*c->res));
+   c->log = calloc(FENCE_LOG, sizeof(*c->log));
+   c->log_size = FENCE_LOG;
+   if (!c->res || !c->log) {
+      free(c->res);
+      free(c->log);
+      free(c);
+      return NULL;
+   }
+   return c;
+}
+
+static void unregister(struct vv_conn *c)
+{
+   size_t i;
+   for (i = 0; i < nconns; i++) {
+      if (conns[i] == c) {
+         conns[i] = conns[--nconns];
+         return;
+      }
+   }
+}
+
+int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id)
+{
+   if (c->ctx_id)
+      return -EEXIST;
+   if (nconns == conns_cap) {
+      size_t ncap = conns_cap ? conns_cap * 2 : 16;
+      struct vv_conn **n = realloc(conns, ncap * sizeof(*n));
+      if (!n)
+         return -ENOMEM;
+      conns = n;
+      conns_cap = ncap;
+   }
+   conns[nconns++] = c;
+   c->ctx_id = ctx_id;
+   return 0;
+}
+
+void vv_conn_close(struct vv_conn *c)
+{
+   if (!c || c->closed)
+      return;
+   c->closed = 1;
+   unregister(c);
+   free(c->in);
+   free(c->out);
+   c->in = c->out = NULL;
+   c->in_pos = c->in_len = c->in_cap = c->out_len = c->out_cap = 0;
+   if (c->res) {
+      free(c->res->slots);
+      free(c->res);
+      c->res = NULL;
+   }
+   c->map = NULL;
+   c->parked = 0;
+   c->fd = -1;
+}
+
+void vv_conn_free(struct vv_conn *c)
+{
+   if (!c)
+      return;
+   vv_conn_close(c);
+   pthread_mutex_lock(&log_lock);
+   free(c->log);
+   c->log = NULL;
+   pthread_mutex_unlock(&log_lock);
+   free(c);
+}
+
+/* ------------------------------------------------------------ fences */
+int vv_conn_fence(struct vv_conn *c, int switch_first)
+{
+   uint64_t fid = c->fence_submitted + 1;
+   struct vv_fence_rec *rec;
+   int rc;
+   if (switch_first)
+      virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+   rc = virgl_renderer_context_create_fence(c->ctx_id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE,
+                                            0, fid);
+   if (rc)
+      return rc;
+   c->fence_submitted = fid;
+   pthread_mutex_lock(&log_lock);
+   rec = &c->log[fid % c->log_size];
+   rec->fence_id = fid;
+   rec->created = now_s();
+   rec->retired = 0;
+   pthread_mutex_unlock(&log_lock);
+   return 0;
+}
+
+static void fences_retired(struct vv_conn *c, uint64_t fid)
+{
+   uint64_t i, first = c->fence_completed + 1;
+   double t;
+   if (fid > c->fence_submitted) /* never: ids come from us */
+      fid = c->fence_submitted;
+   if (fid < first)
+      return;
+   if (fid - first >= c->log_size)
+      first = fid - c->log_size + 1;
+   t = now_s();
+   pthread_mutex_lock(&log_lock);
+   for (i = first; i <= fid; i++) {
+      struct vv_fence_rec *rec = &c->log[i % c->log_size];
+      if (rec->fence_id == i && rec->retired == 0)
+         rec->retired = t;
+   }
+   pthread_mutex_unlock(&log_lock);
+   c->fence_completed = fid;
+}
+
+int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max)
+{
+   uint64_t last, i;
+   int n = 0;
+   pthread_mutex_lock(&log_lock);
+   if (!c->log) {
+      pthread_mutex_unlock(&log_lock);
+      return 0;
+   }
+   last = c->fence_submitted;
+   if (last >= c->log_size && from_id <= last - c->log_size)
+      from_id = last - c->log_size + 1;
+   if (from_id == 0)
+      from_id = 1;
+   for (i = from_id; i <= last && n < max; i++) {
+      struct vv_fence_rec *rec = &c->log[i % c->log_size];
+      if (rec->fence_id == i)
+         out[n++] = *rec;
+   }
+   pthread_mutex_unlock(&log_lock);
+   return n;
+}
+
+/* ------------------------------------------------------------ output */
+static int queue_out(struct vv_conn *c, const void *data, size_t n)
+{
+   if (c->out_len + n > c->out_cap) {
+      size_t ncap = c->out_cap ? c->out_cap : 256;
+      uint8_t *p;
+      while (ncap < c->out_len + n)
+         ncap *= 2;
+      p = realloc(c->out, ncap);
+      if (!p)
+         return -ENOMEM;
+      c->out = p;
+      c->out_cap = ncap;
+   }
+   memcpy(c->out + c->out_len, data, n);
+   c->out_len += n;
+   return 0;
+}
+
+/* 0, or an errno that ends the client */
+static int send_reply(struct vv_conn *c, const void *data, size_t n)
+{
+   ssize_t w = 0;
+   if (!c->out_len && !c->py_out_busy) {
+      do {
+         w = send(c->fd, data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+      } while (w < 0 && errno == EINTR);
+      if (w < 0) {
+         if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return errno;
+         w = 0;
+      }
+   }
+   if ((size_t)w < n && queue_out(c, (const uint8_t *)data + w, n - (size_t)w))
+      return ENOMEM;
+   return 0;
+}
+
+static int busy_wait_reply(struct vv_conn *c, uint32_t busy)
+{
+   uint32_t msg[3] = {1, CMD_RESOURCE_BUSY_WAIT, busy};
+   return send_reply(c, msg, sizeof(msg));
+}
+
+size_t vv_conn_output_size(const struct vv_conn *c) { return c->out_len; }
+
+size_t vv_conn_take_output(struct vv_conn *c, uint8_t *dst, size_t cap)
+{
+   size_t n = c->out_len < cap ? c->out_len : cap;
+   memcpy(dst, c->out, n);
+   memmove(c->out, c->out + n, c->out_len - n);
+   c->out_len -= n;
+   return n;
+}
+
+/* ------------------------------------------------------------ input */
+size_t vv_conn_input_size(const struct vv_conn *c) { return c->in_len - c->in_pos; }
+
+size_t vv_conn_take_input(struct vv_conn *c, uint8_t *dst, size_t cap)
+{
+   size_t avail = c->in_len - c->in_pos, n = avail < cap ? avail : cap;
+   memcpy(dst, c->in + c->in_pos, n);
+   c->in_pos += n;
+   if (c->in_pos == c->in_len)
+      c->in_pos = c->in_len = 0;
+   return n;
+}
+
+/* Reads what the socket has (room for at least `want` more bytes).
+ * 1: read something, 0: nothing there, -1: EOF, -2: error (err_errno). */
+static int fill(struct vv_conn *c, size_t want)
+{
+   ssize_t r;
+   if (c->in_pos && c->in_pos == c->in_len) {
+      c->in_pos = c->in_len = 0;
+   } else if (c->in_pos && c->in_cap - c->in_len < want) {
+      memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+      c->in_len -= c->in_pos;
+      c->in_pos = 0;
+   }
+   if (want < RECV_CHUNK)
+      want = RECV_CHUNK;
+   if (c->in_cap - c->in_len < want) {
+      size_t ncap = c->in_cap ? c->in_cap : RECV_CHUNK;
+      uint8_t *p;
+      while (ncap - c->in_len < want)
+         ncap *= 2;
+      p = realloc(c->in, ncap);
+      if (!p) {
+         c->err_errno = ENOMEM;
+         return -2;
+      }
+      c->in = p;
+      c->in_cap = ncap;
+   }
+   do {
+      r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+   } while (r < 0 && errno == EINTR);
+   if (r > 0) {
+      c->in_len += (size_t)r;
+      return 1;
+   }
+   if (r == 0) {
+      c->eof = 1;
+      return -1;
+   }
+   if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+   if (errno == ECONNRESET) { /* gone without a clean close: same as EOF */
+      c->eof = 1;
+      return -1;
+   }
+   c->err_errno = errno;
+   return -2;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+   uint32_t v;
+   memcpy(&v, p, 4);
+   return v;
+}
+
+static int fail(struct vv_conn *c, uint32_t cmd, const char *fmt, ...)
+   __attribute__((format(printf, 3, 4)));
+
+static int fail(struct vv_conn *c, uint32_t cmd, const char *fmt, ...)
+{
+   va_list ap;
+   va_start(ap, fmt);
+   vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
+   va_end(ap);
+   c->err_cmd = cmd;
+   return VV_FAST_ERROR;
+}
+
+/* Payload bytes of a message this path takes, or -1 when Python must see it. */
+static long fast_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
+{
+   switch (cmd) {
+   case CMD_SUBMIT_CMD:
+      if (!c->ctx_id || (uint64_t)len * 4 > MAX_PAYLOAD)
+         return -1;
+      return (long)len * 4;
+   case CMD_TRANSFER_GET2:
+      return len == TRANSFER2_DWORDS ? TRANSFER2_DWORDS * 4 : -1;
+   case CMD_TRANSFER_PUT2:
+      /* Mesa's length counts the data in the shm: 10 + ceil(data_size/4). */
+      return len >= TRANSFER2_DWORDS ? TRANSFER2_DWORDS * 4 : -1;
+   case CMD_RESOURCE_BUSY_WAIT:
+      return len == BUSY_WAIT_DWORDS && c->ctx_id ? BUSY_WAIT_DWORDS * 4 : -1;
+   default:
+      return -1;
+   }
+}
+
+static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
+{
+   int rc;
+   if (ndw) {
+      struct vv_rewrite_error e;
+      static const char *const what[] = {"", "unknown resource handle",
+                                         "command runs past the buffer",
+                                         "unknown virgl command"};
+      rc = vv_rewrite_cmds(c->map, (uint32_t *)body, ndw, &e);
+      if (rc) {
+         const char *w = rc >= 1 && rc <= 3 ? what[rc] : "rewrite error";
+         if (rc == VV_RW_UNKNOWN_HANDLE)
+            return fail(c, CMD_SUBMIT_CMD,
+                        "%s %u in virgl command %u (object type %u) at dword %u", w,
+                        e.handle, e.cmd, e.obj_type, e.offset_dw);
+         return fail(c, CMD_SUBMIT_CMD, "%s: virgl command %u (object type %u) at dword %u",
+                     w, e.cmd, e.obj_type, e.offset_dw);
+      }
+      rc = virgl_renderer_submit_cmd(body, (int)c->ctx_id, (int)ndw);
+      if (rc)
+         return fail(c, CMD_SUBMIT_CMD, "virgl_renderer_submit_cmd failed (errno %d)",
+                     rc < 0 ? -rc : rc);
+   }
+   c->submits++;
+   c->bytes_submitted += (uint64_t)ndw * 4;
+   /* One fence per submit, made while its GL context is current. */
+   rc = vv_conn_fence(c, 0);
+   if (rc)
+      return fail(c, CMD_SUBMIT_CMD, "virgl_renderer_context_create_fence failed (errno %d)",
+                  rc < 0 ? -rc : rc);
+   return -1;
+}
+
+/* -1: done; VV_FAST_SLOW: Python must handle it (nothing was done);
+ * else a status to return. */
+static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
+{
+   uint32_t handle = rd32(p), level = rd32(p + 4), x = rd32(p + 8), y = rd32(p + 12),
+            z = rd32(p + 16), w = rd32(p + 20), h = rd32(p + 24), d = rd32(p + 28),
+            offset = rd32(p + 36);
+   uint32_t lw, lh, ld;
+   struct virgl_box box;
+   struct vv_res *r = res_find(c->res, handle);
+   int rc;
+   if (!r || level > r->last_level || !r->shm_size || offset >= r->shm_size)
+      return VV_FAST_SLOW;
+   level_extent(r, level, &lw, &lh, &ld);
+   if ((uint64_t)x + w > lw || (uint64_t)y + h > lh || (uint64_t)z + d > ld)
+      return VV_FAST_SLOW;
+   if (cmd == CMD_TRANSFER_PUT2) {
+      uint32_t len = rd32(c->in + c->in_pos - 8), size = rd32(p + 32);
+      if (len != TRANSFER2_DWORDS && len - TRANSFER2_DWORDS != (size + 3u) / 4u)
+         return VV_FAST_SLOW;
+   }
+   box = (struct virgl_box){x, y, z, w, h, d};
+   /* vrend transfers in whatever GL context is current: make it ours. */
+   virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+   if (cmd == CMD_TRANSFER_GET2)
+      rc = virgl_renderer_transfer_read_iov(r->server, c->ctx_id, level, 0, 0, &box, offset,
+                                            NULL, 0);
+   else
+      rc = virgl_renderer_transfer_write_iov(r->server, c->ctx_id, level, 0, 0, &box,
+                                             offset, NULL, 0);
+   if (rc)
+      return fail(c, cmd, "%s failed (errno %d)",
+                  cmd == CMD_TRANSFER_GET2 ? "virgl_renderer_transfer_read_iov"
+                                           : "virgl_renderer_transfer_write_iov",
+                  rc < 0 ? -rc : rc);
+   if (cmd == CMD_TRANSFER_GET2 && c->notify_present &&
+       (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))) {
+      c->present_handle = handle;
+      return VV_FAST_PRESENT;
+   }
+   return -1;
+}
+
+int vv_conn_pump(struct vv_conn *c)
+{
+   int handled = 0, rc;
+   if (!c->in && c->fd < 0)
+      return VV_FAST_SOCKERR;
+   for (;;) {
+      size_t avail = c->in_len - c->in_pos;
+      uint32_t len, cmd;
+      long body;
+      uint8_t *p;
+
+      if (c->parked) {
+         /* A well-behaved client sends nothing until it gets the reply. */
+         if (!c->eof) {
+            rc = fill(c, 0);
+            if (rc == -2)
+               return VV_FAST_SOCKERR;
+            if (rc == 1 && c->in_len - c->in_pos > PARKED_BUFFER_LIMIT) {
+               c->reader_paused = 1;
+               return VV_FAST_PAUSE;
+            }
+         }
+         return c->eof ? VV_FAST_EOF : VV_FAST_PARKED;
+      }
+      if (avail < 8) {
+         if (c->eof)
+            return VV_FAST_EOF;
+         rc = fill(c, 8 - avail);
+         if (rc == 0)
+            return VV_FAST_NEED_DATA;
+         if (rc == -2)
+            return VV_FAST_SOCKERR;
+         continue;
+      }
+      p = c->in + c->in_pos;
+      len = rd32(p);
+      cmd = rd32(p + 4);
+      body = fast_body(c, len, cmd);
+      if (body < 0)
+         return VV_FAST_SLOW;
+      if (avail < 8 + (size_t)body) {
+         if (c->eof)
+            return VV_FAST_EOF;
+         rc = fill(c, 8 + (size_t)body - avail);
+         if (rc == 0)
+            return VV_FAST_NEED_DATA;
+         if (rc == -2)
+            return VV_FAST_SOCKERR;
+         continue;
+      }
+      if (handled >= BATCH_MESSAGES)
+         return VV_FAST_YIELD;
+      p += 8;
+      /* consumed from here on, unless a check sends it to Python */
+      c->in_pos += 8;
+      switch (cmd) {
+      case CMD_SUBMIT_CMD:
+         c->in_pos += (size_t)body;
+         rc = do_submit(c, p, (uint32_t)(body / 4));
+         break;
+      case CMD_TRANSFER_GET2:
+      case CMD_TRANSFER_PUT2:
+         rc = do_transfer(c, cmd, p);
+         if (rc == VV_FAST_SLOW) {
+            c->in_pos -= 8;
+            return VV_FAST_SLOW;
+         }
+         c->in_pos += (size_t)body;
+         break;
+      default: { /* CMD_RESOURCE_BUSY_WAIT */
+         uint32_t flags = rd32(p + 4);
+         int busy = c->fence_completed < c->fence_submitted;
+         c->in_pos += (size_t)body;
+         rc = -1;
+         if (busy && (flags & BUSY_WAIT_FLAG_WAIT)) {
+            c->parked = 1; /* vv_fast_poll answers when the fences retire */
+            continue;
+         }
+         if ((c->err_errno = busy_wait_reply(c, busy ? 1 : 0)) != 0)
+            return VV_FAST_SOCKERR;
+         break;
+      }
+      }
+      handled++;
+      if (rc >= 0)
+         return rc;
+   }
+}
+
+/* ------------------------------------------------------------ poll */
+static struct vv_conn *conn_of(uint32_t ctx_id)
+{
+   size_t i;
+   for (i = 0; i < nconns; i++)
+      if (conns[i]->ctx_id == ctx_id)
+         return conns[i];
+   return NULL;
+}
+
+int vv_fast_poll(struct vv_ready *out, int max)
+{
+   struct vv_fence_event ev[64];
+   int n, i, nout = 0;
+   virgl_renderer_poll();
+   do {
+      n = vv_drain_fences(ev, 64);
+      for (i = 0; i < n; i++) {
+         struct vv_conn *c = conn_of(ev[i].ctx_id);
+         int status = -1, j;
+         if (!c || ev[i].fence_id <= c->fence_completed)
+            continue;
+         fences_retired(c, ev[i].fence_id);
+         if (c->parked && c->fence_completed >= c->fence_submitted) {
+            c->parked = 0;
+            if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
+               status = VV_FAST_SOCKERR;
+            else if (!c->want_fence_cb && !c->reader_paused && !c->py_mode)
+               status = vv_conn_pump(c);
+            else
+               status = VV_FAST_YIELD; /* Python goes on with it */
+            if (status == VV_FAST_NEED_DATA && !c->out_len)
+               status = -1;
+         }
+         if (status < 0 && !c->want_fence_cb && !c->out_len)
+            continue;
+         for (j = 0; j < nout; j++) {
+            if (out[j].token == c->token) {
+               if (status >= 0)
+                  out[j].status = status;
+               break;
+            }
+         }
+         if (j == nout && nout < max)
+            out[nout++] = (struct vv_ready){c->token, status, c->want_fence_cb};
+      }
+   } while (n == 64);
+   return nout;
+}

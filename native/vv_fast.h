@@ -1,0 +1,119 @@
+/*
+ * vv_fast.h - the per-client fast path of the vtest server.
+ *
+ * Why: a virpipe client sends a handful of messages per frame (SUBMIT_CMD,
+ * TRANSFER_GET2/PUT2, RESOURCE_BUSY_WAIT); parsing and answering those in
+ * Python cost about a fifth of the server's CPU and kept the interpreter (and
+ * its lock, shared with the GUI) on the per-frame path. Here they are read,
+ * checked, executed and answered in C; fence retirement and the BUSY_WAIT it
+ * releases are too. Everything else (handshake, resource creation, syncs,
+ * protocol 0 transfers, anything malformed) is handed to the Python session
+ * untouched, which parses it with the sans-IO codec and reports errors.
+ *
+ * How: each client has a vv_conn with its own input buffer. vv_conn_pump()
+ * reads the socket and handles complete messages until it meets one it does
+ * not take (VV_FAST_SLOW: the bytes from that message on are given to Python
+ * with vv_conn_take_input()) or something Python must see (a present, an
+ * error, EOF). A message is only taken when its header and every field check
+ * exactly as the Python path checks them; otherwise Python sees it and
+ * produces the error. The conn mirrors the client's resources (client handle
+ * -> server handle, shape, shm size) for transfer checks.
+ *
+ * Threading: everything runs on the render thread, except vv_conn_fences(),
+ * which any thread may call (the fence log has its own lock) as long as the
+ * conn is not freed meanwhile.
+ */
+#ifndef VV_FAST_H
+#define VV_FAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "vv_rewrite.h"
+
+#define VV_FAST_NEED_DATA 0 /* all input handled; wait for the socket */
+#define VV_FAST_SLOW 1      /* Python must handle the input from here on */
+#define VV_FAST_EOF 2       /* the peer hung up; leftover input goes to Python */
+#define VV_FAST_ERROR 3     /* drop the client: err_cmd, err_msg */
+#define VV_FAST_PRESENT 4   /* a display target was read back: present_handle */
+#define VV_FAST_PARKED 5    /* in a BUSY_WAIT until its fences retire */
+#define VV_FAST_PAUSE 6     /* parked with too much input: stop watching the socket */
+#define VV_FAST_SOCKERR 7   /* recv/send failed: err_errno */
+#define VV_FAST_YIELD 8     /* handled a batch; input remains buffered: pump again soon */
+
+struct vv_fence_rec {
+   uint64_t fence_id;
+   double created; /* CLOCK_MONOTONIC seconds, as Python's time.monotonic() */
+   double retired; /* 0 while pending */
+};
+
+struct vv_conn {
+   /* --- read and written by Python --- */
+   int fd;
+   uint32_t ctx_id;           /* 0 until the virgl context exists */
+   int notify_present;        /* return VV_FAST_PRESENT for display targets */
+   int want_fence_cb;         /* list this conn in vv_fast_poll when fences retire */
+   int py_out_busy;           /* Python has output queued: queue ours behind it */
+   int reader_paused;         /* the socket is not watched (see VV_FAST_PAUSE) */
+   int parked;                /* answering a BUSY_WAIT when the fences retire */
+   int py_mode;               /* Python is parsing this client's input */
+   uint64_t fence_submitted;
+   uint64_t fence_completed;
+   uint64_t submits;
+   uint64_t bytes_submitted;
+   /* --- results of the last pump --- */
+   uint32_t present_handle;   /* client handle */
+   uint32_t err_cmd;
+   int err_errno;
+   char err_msg[256];
+   /* --- private --- */
+   vv_handle_map *map;
+   uint8_t *in;
+   size_t in_pos, in_len, in_cap;
+   uint8_t *out;
+   size_t out_len, out_cap;
+   int eof;
+   int closed;
+   uint32_t token;
+   struct vv_res_table *res;
+   struct vv_fence_rec *log;
+   uint32_t log_size;
+};
+
+struct vv_ready { uint32_t token; int status; int fences; };
+
+/* A conn for a client socket; token is Python's key for it. NULL on ENOMEM. */
+struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token);
+/* Detaches the conn from the server (no more fences routed, buffers freed).
+ * The fence log stays readable until vv_conn_free. */
+void vv_conn_close(struct vv_conn *c);
+void vv_conn_free(struct vv_conn *c);
+/* The client's context now exists: route its fences here. */
+int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id);
+
+int vv_conn_pump(struct vv_conn *c);
+/* Moves the unhandled input (from the message VV_FAST_SLOW/EOF stopped at)
+ * into dst (up to cap bytes); returns how many. */
+size_t vv_conn_input_size(const struct vv_conn *c);
+size_t vv_conn_take_input(struct vv_conn *c, uint8_t *dst, size_t cap);
+/* Replies the conn could not send at once; Python queues them. */
+size_t vv_conn_output_size(const struct vv_conn *c);
+size_t vv_conn_take_output(struct vv_conn *c, uint8_t *dst, size_t cap);
+
+int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
+                         uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
+                         uint32_t depth, uint32_t array_size, uint32_t last_level,
+                         uint64_t shm_size);
+void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
+
+/* Fences the context's work so far (after an empty submit when switch_first);
+ * returns virglrenderer's code. */
+int vv_conn_fence(struct vv_conn *c, int switch_first);
+/* Copies the logged fences with id >= from_id (oldest first). */
+int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
+
+/* After virglrenderer's poll fd became readable: retires fences, answers
+ * the BUSY_WAITs they release and goes on with those clients' input.
+ * Lists (up to max) the conns Python must look at. */
+int vv_fast_poll(struct vv_ready *out, int max);
+
+#endif
