@@ -25,6 +25,7 @@ struct vv_conn {
    uint64_t submits;
    uint64_t bytes_submitted;
    uint32_t present_handle;
+   size_t slow_len;
    uint32_t err_cmd;
    int err_errno;
    char err_msg[256];

@@ -37,6 +37,9 @@ enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUB
 #define RECV_CHUNK (1u << 18)
 #define BATCH_MESSAGES 256           /* then yield to the other clients */
 #define FENCE_LOG 1024               /* fences remembered per client */
+#define MAX_HANDOFF (64u << 10)      /* a message given to Python alone is at most this */
+#define CMD_CREATE_RENDERER 8
+#define CMD_TRANSFER_PUT 5
 
 /* ------------------------------------------------------------ resources */
 struct vv_res {
@@ -586,8 +589,27 @@ int vv_conn_pump(struct vv_conn *c)
       len = rd32(p);
       cmd = rd32(p + 4);
       body = fast_body(c, len, cmd);
-      if (body < 0)
+      if (body < 0) {
+         /* Python's. A small message whose size the header tells is handed
+          * over alone (then C goes on); anything else with all that follows. */
+         size_t whole = 8 + (size_t)len * 4;
+         c->slow_len = 0;
+         if (cmd == CMD_CREATE_RENDERER || cmd == CMD_TRANSFER_PUT ||
+             cmd == CMD_TRANSFER_PUT2 || (size_t)len * 4 > MAX_HANDOFF)
+            return VV_FAST_SLOW;
+         if (avail < whole && !c->eof) {
+            rc = fill(c, whole - avail);
+            if (rc == 1)
+               continue;
+            if (rc == 0)
+               return VV_FAST_NEED_DATA;
+            if (rc == -2)
+               return VV_FAST_SOCKERR;
+         }
+         if (avail >= whole)
+            c->slow_len = whole;
          return VV_FAST_SLOW;
+      }
       if (avail < 8 + (size_t)body) {
          if (c->eof)
             return VV_FAST_EOF;

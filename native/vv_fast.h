@@ -31,7 +31,7 @@
 #include "vv_rewrite.h"
 
 #define VV_FAST_NEED_DATA 0 /* all input handled; wait for the socket */
-#define VV_FAST_SLOW 1      /* Python must handle the input from here on */
+#define VV_FAST_SLOW 1      /* Python must handle the next message (slow_len) or all input */
 #define VV_FAST_EOF 2       /* the peer hung up; leftover input goes to Python */
 #define VV_FAST_ERROR 3     /* drop the client: err_cmd, err_msg */
 #define VV_FAST_PRESENT 4   /* a display target was read back: present_handle */
@@ -62,6 +62,7 @@ struct vv_conn {
    uint64_t bytes_submitted;
    /* --- results of the last pump --- */
    uint32_t present_handle;   /* client handle */
+   size_t slow_len;           /* VV_FAST_SLOW: the message alone is this long, or 0: all */
    uint32_t err_cmd;
    int err_errno;
    char err_msg[256];

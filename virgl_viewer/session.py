@@ -202,7 +202,7 @@ class Session(ResourceCommands, SyncCommands):
                 self.close("disconnected while waiting")
                 return False
             self._to_python(eof=st == FAST_EOF)
-            return False
+            return not self._py_mode and not self.closed
         if st == FAST_YIELD:
             self.loop.call_soon(self.resume)
             return False
@@ -219,8 +219,9 @@ class Session(ResourceCommands, SyncCommands):
         raise AssertionError(f"fast path status {st}")
 
     def _to_python(self, eof: bool) -> None:
-        """The C path stopped at a message it does not take: the codec goes on."""
-        data = self.fast.take_input()
+        """The C path stopped at a message it does not take: the codec goes on
+        with that message alone (C then reads again) or with all input."""
+        data = self.fast.take_input(0 if eof else int(self._c.slow_len))
         if data:
             self.conn.receive_data(data)
         if eof:

@@ -489,9 +489,12 @@ class FastConn:
     def pump(self) -> int:
         return int(lib.vv_conn_pump(self.c))
 
-    def take_input(self) -> bytes:
-        """The input the fast path left to Python (from the message it stopped at)."""
+    def take_input(self, limit: int = 0) -> bytes:
+        """The input the fast path left to Python (from the message it stopped
+        at): ``limit`` bytes of it, or all."""
         n = lib.vv_conn_input_size(self.c)
+        if limit:
+            n = min(n, limit)
         if not n:
             return b""
         buf = bytearray(n)
