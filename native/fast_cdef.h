@@ -26,6 +26,7 @@ struct vv_conn {
    uint64_t bytes_submitted;
    uint32_t present_handle;
    size_t slow_len;
+   int pending_status;
    uint32_t err_cmd;
    int err_errno;
    char err_msg[256];
@@ -52,3 +53,5 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 int vv_conn_fence(struct vv_conn *c, int switch_first);
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 int vv_fast_poll(struct vv_ready *out, int max);
+struct vv_sel_event { int fd; uint32_t events; };
+int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -178,6 +179,7 @@ struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token)
    struct vv_conn *c = calloc(1, sizeof(*c));
    if (!c)
       return NULL;
+   c->pending_status = -1;
    c->fd = fd;
    c->map = map;
    c->token = token;
@@ -669,16 +671,44 @@ static struct vv_conn *conn_of(uint32_t ctx_id)
    return NULL;
 }
 
-int vv_fast_poll(struct vv_ready *out, int max)
+/* Clients the poll left for Python, merged by token. */
+static struct vv_ready *ready_q;
+static int ready_n, ready_cap;
+
+static void ready_add(struct vv_conn *c, int status)
+{
+   int j;
+   for (j = 0; j < ready_n; j++) {
+      if (ready_q[j].token == c->token) {
+         if (status >= 0)
+            ready_q[j].status = status;
+         ready_q[j].fences |= c->want_fence_cb;
+         return;
+      }
+   }
+   if (ready_n == ready_cap) {
+      int ncap = ready_cap ? ready_cap * 2 : 64;
+      struct vv_ready *n = realloc(ready_q, (size_t)ncap * sizeof(*n));
+      if (!n)
+         abort(); /* a lost entry would leave a client hanging */
+      ready_q = n;
+      ready_cap = ncap;
+   }
+   ready_q[ready_n++] = (struct vv_ready){c->token, status, c->want_fence_cb};
+}
+
+/* Retire fences, answer the BUSY_WAITs they release, go on with those
+ * clients in C; queue what Python must see. */
+static void poll_fences(void)
 {
    struct vv_fence_event ev[64];
-   int n, i, nout = 0;
+   int n, i;
    virgl_renderer_poll();
    do {
       n = vv_drain_fences(ev, 64);
       for (i = 0; i < n; i++) {
          struct vv_conn *c = conn_of(ev[i].ctx_id);
-         int status = -1, j;
+         int status = -1;
          if (!c || ev[i].fence_id <= c->fence_completed)
             continue;
          fences_retired(c, ev[i].fence_id);
@@ -693,18 +723,80 @@ int vv_fast_poll(struct vv_ready *out, int max)
             if (status == VV_FAST_NEED_DATA && !c->out_len)
                status = -1;
          }
-         if (status < 0 && !c->want_fence_cb && !c->out_len)
-            continue;
-         for (j = 0; j < nout; j++) {
-            if (out[j].token == c->token) {
-               if (status >= 0)
-                  out[j].status = status;
-               break;
-            }
-         }
-         if (j == nout && nout < max)
-            out[nout++] = (struct vv_ready){c->token, status, c->want_fence_cb};
+         if (status >= 0 || c->want_fence_cb || c->out_len)
+            ready_add(c, status);
       }
    } while (n == 64);
-   return nout;
+}
+
+int vv_fast_poll(struct vv_ready *out, int max)
+{
+   int n;
+   poll_fences();
+   n = ready_n < max ? ready_n : max;
+   memcpy(out, ready_q, (size_t)n * sizeof(*out));
+   memmove(ready_q, ready_q + n, (size_t)(ready_n - n) * sizeof(*out));
+   ready_n -= n;
+   return n;
+}
+
+static struct vv_conn *conn_of_fd(int fd)
+{
+   size_t i;
+   for (i = 0; i < nconns; i++)
+      if (conns[i]->fd == fd)
+         return conns[i];
+   return NULL;
+}
+
+static double remaining_ms(double deadline)
+{
+   double ms = (deadline - now_s()) * 1e3;
+   return ms > 0 ? ms : 0;
+}
+
+int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max)
+{
+   struct epoll_event evs[64];
+   double deadline = timeout_s >= 0 ? now_s() + timeout_s : 0;
+   int nout = 0;
+   if (max > 64)
+      max = 64;
+   for (;;) {
+      int tmo, n, i;
+      if (timeout_s < 0)
+         tmo = -1;
+      else
+         tmo = (int)(remaining_ms(deadline) + 0.999);
+      n = epoll_wait(epfd, evs, max, tmo);
+      if (n < 0) {
+         if (errno == EINTR)
+            return 0;
+         return -errno;
+      }
+      for (i = 0; i < n; i++) {
+         int fd = evs[i].data.fd;
+         uint32_t e = evs[i].events, report = e;
+         struct vv_conn *c;
+         if (fd == poll_fd && poll_fd >= 0) {
+            poll_fences();
+            report = ready_n ? EPOLLIN : 0;
+         } else if ((e & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (c = conn_of_fd(fd)) != NULL &&
+                    !c->py_mode && !c->reader_paused && c->pending_status < 0) {
+            int st = vv_conn_pump(c);
+            report = e & EPOLLOUT;
+            if (!((st == VV_FAST_NEED_DATA || st == VV_FAST_PARKED) && !c->out_len)) {
+               c->pending_status = st;
+               report |= EPOLLIN;
+            }
+         }
+         if (report) {
+            out[nout].fd = fd;
+            out[nout].events = report;
+            nout++;
+         }
+      }
+      if (nout || n == 0 || (timeout_s >= 0 && remaining_ms(deadline) <= 0))
+         return nout;
+   }
 }

@@ -63,6 +63,7 @@ struct vv_conn {
    /* --- results of the last pump --- */
    uint32_t present_handle;   /* client handle */
    size_t slow_len;           /* VV_FAST_SLOW: the message alone is this long, or 0: all */
+   int pending_status;        /* a pump in vv_fast_select stopped here (-1: none) */
    uint32_t err_cmd;
    int err_errno;
    char err_msg[256];
@@ -116,5 +117,14 @@ int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out
  * the BUSY_WAITs they release and goes on with those clients' input.
  * Lists (up to max) the conns Python must look at. */
 int vv_fast_poll(struct vv_ready *out, int max);
+
+/* The render thread's event wait (its asyncio selector's select): waits on
+ * epfd like epoll_wait, but serves what it can itself: readable clients in
+ * C mode are pumped, and poll_fd (virglrenderer's) retires fences; those
+ * are reported to Python only when it has something to do (a conn's
+ * pending_status, vv_fast_poll's queue). Returns the events for Python, 0 on
+ * timeout or EINTR, -errno on failure. timeout_s < 0: no timeout. */
+struct vv_sel_event { int fd; uint32_t events; };
+int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max);
 
 #endif

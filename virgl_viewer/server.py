@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from virgl_viewer.errors import RendererError, VirglViewerError
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.session import Session
-from virgl_viewer.virgl import FastPoller
+from virgl_viewer.virgl import FastPoller, FastSelector
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
@@ -245,7 +245,8 @@ class RenderThread:
         self._factory = provider_factory
         self._allowed = tuple(allowed_uids)
         self._venus = venus
-        self.loop = asyncio.new_event_loop()
+        self._selector = FastSelector()
+        self.loop = asyncio.SelectorEventLoop(self._selector)
         self.server: VtestServer | None = None
         self.host: RenderHost | None = None
         self._ready = threading.Event()
@@ -270,6 +271,7 @@ class RenderThread:
         try:
             provider, close_provider = self._factory()
             self.host = RenderHost(provider, venus=self._venus)
+            self._selector.poll_fd = self.host.renderer.poll_fd
             self.server = VtestServer(self.loop, self.host, self.path, self._allowed)
             if self.on_ready is not None:
                 self.on_ready(self.server)

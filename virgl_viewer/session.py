@@ -76,6 +76,7 @@ class Session(ResourceCommands, SyncCommands):
         self.token = token
         self.fast = FastConn(self.fd, self.map, token)
         self._c = self.fast.c
+        self._c.notify_present = 1 if server.observers else 0
         self._py_mode = False  # the codec holds input the C path gave back
         self.resources: dict[int, Resource] = {}
         self.syncs: dict[int, Sync] = {}
@@ -149,6 +150,12 @@ class Session(ResourceCommands, SyncCommands):
 
     # ------------------------------------------------------------ input
     def _on_readable(self) -> None:
+        c = self._c
+        if c.pending_status >= 0:  # the selector pumped already and stopped here
+            st = c.pending_status
+            c.pending_status = -1
+            if not self._after_pump(st):
+                return
         if not self._py_mode:
             self._pump()
             return

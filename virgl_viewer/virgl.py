@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import selectors
+
 from virgl_viewer._native import ffi, lib
 from virgl_viewer.errors import RendererError
 
@@ -549,6 +551,42 @@ class FastConn:
 
     def close(self) -> None:
         lib.vv_conn_close(self.c)
+
+
+class FastSelector(selectors.EpollSelector):
+    """The render thread's asyncio selector: ``select`` waits in C
+    (vv_fast_select), which pumps readable clients in C mode and retires
+    fences itself, and wakes Python only for what Python must do. The GIL
+    is released while it waits and works."""
+
+    MAX_EVENTS = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poll_fd = -1  # virglrenderer's, once it exists
+        self._events = ffi.new("struct vv_sel_event[]", self.MAX_EVENTS)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        t = -1.0 if timeout is None else max(0.0, timeout)
+        evs = self._events
+        n = lib.vv_fast_select(self._selector.fileno(), t, self.poll_fd, evs, self.MAX_EVENTS)
+        if n < 0:
+            raise OSError(-n, "epoll_wait failed")
+        ready = []
+        fd_to_key = self._fd_to_key
+        for i in range(n):
+            e = evs[i]
+            key = fd_to_key.get(e.fd)
+            if key is not None:
+                mask = e.events
+                events = (selectors.EVENT_WRITE if mask & ~_EPOLLIN else 0) | (
+                    selectors.EVENT_READ if mask & ~_EPOLLOUT else 0)
+                ready.append((key, events & key.events))
+        return ready
+
+
+_EPOLLIN = 0x001
+_EPOLLOUT = 0x004
 
 
 class FastPoller:
