@@ -635,8 +635,9 @@ int vv_conn_pump(struct vv_conn *c)
       case CMD_TRANSFER_GET2:
       case CMD_TRANSFER_PUT2:
          rc = do_transfer(c, cmd, p);
-         if (rc == VV_FAST_SLOW) {
+         if (rc == VV_FAST_SLOW) { /* Python reports what is wrong with it */
             c->in_pos -= 8;
+            c->slow_len = 8 + (size_t)body;
             return VV_FAST_SLOW;
          }
          c->in_pos += (size_t)body;
