@@ -2,8 +2,8 @@
 
 Why: virglrenderer's context and resource ids are process-global while every
 client has its own numbering. The facade allocates server ids, caches the
-caps (so a handshake never touches GL), routes retired fences to the session
-that owns the context, and owns the binding and its GL-context provider.
+caps (so a handshake never touches GL), and owns the binding and its
+GL-context provider (fences are the C fast path's: vv_fast.c).
 Everything here runs on the render thread.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from virgl_viewer.virgl import GLContextProvider, Renderer
 from virgl_viewer.vtest.protocol import CAPSET_VENUS, CAPSET_VIRGL, CAPSET_VIRGL2
@@ -20,10 +19,6 @@ from virgl_viewer.vtest.protocol import CAPSET_VENUS, CAPSET_VIRGL, CAPSET_VIRGL
 log = logging.getLogger(__name__)
 
 MAX_ID = 0xFFFFFFFF
-
-
-class FenceSink(Protocol):
-    def on_fence(self, ring_idx: int, fence_id: int) -> None: ...
 
 
 class RenderHost:
@@ -34,7 +29,6 @@ class RenderHost:
         self._ctx_ids = itertools.count(1)
         self._next_res = 1
         self._live_res: set[int] = set()
-        self._fence_sinks: dict[int, FenceSink] = {}
         self.caps_v1 = self.renderer.fill_caps(CAPSET_VIRGL, 1)
         self.caps_v2 = self.renderer.fill_caps(CAPSET_VIRGL2, 1)
         self._capsets: dict[tuple[int, int], bytes | None] = {}
@@ -72,21 +66,6 @@ class RenderHost:
                 supported = size > 0 and max_ver > 0 and version <= max_ver
             self._capsets[key] = self.renderer.fill_caps(capset_id, version) if supported else None
         return self._capsets[key]
-
-    # ------------------------------------------------------------ fences
-    def register_fences(self, ctx_id: int, sink: FenceSink) -> None:
-        self._fence_sinks[ctx_id] = sink
-
-    def unregister_fences(self, ctx_id: int) -> None:
-        self._fence_sinks.pop(ctx_id, None)
-
-    def poll(self) -> None:
-        """Called when virglrenderer's poll fd is readable."""
-        sinks = self._fence_sinks
-        for ev in self.renderer.poll():
-            sink = sinks.get(ev.ctx_id)
-            if sink is not None:
-                sink.on_fence(ev.ring_idx, ev.fence_id)
 
     def close(self, close_provider: Callable[[], None] | None = None) -> None:
         self.renderer.close()

@@ -197,14 +197,14 @@ class Session(ResourceCommands, SyncCommands):
 
     def _after_pump(self, st: int) -> bool:
         """Act on a status of the C path; True: pump again."""
-        if st == FAST_NEED_DATA or st == FAST_PARKED:
+        if st in (FAST_NEED_DATA, FAST_PARKED):
             return False
         if st == FAST_PRESENT:
             res = self.resources.get(int(self._c.present_handle))
             if res is not None:
                 self.server.presented(self, res)
             return True
-        if st == FAST_SLOW or st == FAST_EOF:
+        if st in (FAST_SLOW, FAST_EOF):
             if st == FAST_EOF and self._c.parked:
                 self.close("disconnected while waiting")
                 return False

@@ -15,11 +15,10 @@ Everything here must run on the render thread, except where noted.
 from __future__ import annotations
 
 import logging
+import selectors
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-
-import selectors
 
 from virgl_viewer._native import ffi, lib
 from virgl_viewer.errors import RendererError
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 THREAD_SYNC = lib.VIRGL_RENDERER_THREAD_SYNC
 VENUS = lib.VIRGL_RENDERER_VENUS
-FENCE_FLAG_MERGEABLE = lib.VIRGL_RENDERER_FENCE_FLAG_MERGEABLE
 # virglrenderer.h: VIRGL_RENDERER_BLOB_FD_TYPE_*
 BLOB_FD_TYPE_DMABUF = 1
 BLOB_FD_TYPE_OPAQUE = 2
@@ -66,13 +64,6 @@ class ResourceInfo:
     flags: int
     tex_id: int
     stride: int
-
-
-@dataclass(frozen=True, slots=True)
-class FenceEvent:
-    ctx_id: int
-    ring_idx: int
-    fence_id: int
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -132,7 +123,6 @@ class Renderer:
         self.gl_contexts = 0
         self._callback_error: BaseException | None = None
         self._cookie = ffi.new_handle(self)
-        self._fence_buf = ffi.new("struct vv_fence_event[]", 256)
         flags = (THREAD_SYNC if thread_sync else 0) | (VENUS if venus else 0)
         _renderer = self
         rc = lib.vv_renderer_init(self._cookie, provider.egl_display, flags)
@@ -216,31 +206,6 @@ class Renderer:
         submit switches, as the client's own submits do; it costs nothing
         when the context is already current."""
         lib.virgl_renderer_submit_cmd(self._empty, ctx_id, 0)
-
-    def create_fence(self, ctx_id: int, ring_idx: int, fence_id: int,
-                     switch: bool = False) -> None:
-        """Fence the context's work so far. vrend puts the fence into the GL
-        context that is current, so ``switch`` first makes ``ctx_id``'s
-        current (an empty submit) when other work may have run since."""
-        if switch:
-            self.switch_to(ctx_id)
-        rc = lib.virgl_renderer_context_create_fence(ctx_id, FENCE_FLAG_MERGEABLE,
-                                                     ring_idx, fence_id)
-        self._check("virgl_renderer_context_create_fence", rc)
-
-    def poll(self) -> list[FenceEvent]:
-        """Retire signalled fences; returns the newest fence per (ctx, ring)."""
-        lib.virgl_renderer_poll()
-        self._check("virgl_renderer_poll", 0)
-        out: list[FenceEvent] = []
-        buf = self._fence_buf
-        while True:
-            n = lib.vv_drain_fences(buf, 256)
-            for i in range(n):
-                e = buf[i]
-                out.append(FenceEvent(e.ctx_id, e.ring_idx, e.fence_id))
-            if n < 256:
-                return out
 
     # ------------------------------------------------------------ resources
     def resource_create(self, handle: int, target: int, fmt: int, bind: int, width: int,
@@ -479,7 +444,7 @@ class FastConn:
     session. ``c`` is the C struct: its public fields are read and set
     directly (counters, flags). Render thread only, except ``fences``."""
 
-    __slots__ = ("c", "_fence_buf")
+    __slots__ = ("_fence_buf", "c")
 
     def __init__(self, fd: int, handle_map: HandleMap, token: int) -> None:
         c = lib.vv_conn_new(fd, handle_map._map, token)
@@ -569,11 +534,13 @@ class FastSelector(selectors.EpollSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         t = -1.0 if timeout is None else max(0.0, timeout)
         evs = self._events
-        n = lib.vv_fast_select(self._selector.fileno(), t, self.poll_fd, evs, self.MAX_EVENTS)
+        # _selector and _fd_to_key: EpollSelector's own (CPython 3.11 selectors.py)
+        epfd = self._selector.fileno()  # type: ignore[attr-defined]
+        n = lib.vv_fast_select(epfd, t, self.poll_fd, evs, self.MAX_EVENTS)
         if n < 0:
             raise OSError(-n, "epoll_wait failed")
         ready = []
-        fd_to_key = self._fd_to_key
+        fd_to_key = self._fd_to_key  # type: ignore[attr-defined]
         for i in range(n):
             e = evs[i]
             key = fd_to_key.get(e.fd)

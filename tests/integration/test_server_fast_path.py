@@ -15,12 +15,6 @@ import os
 import time
 
 import pytest
-
-from virgl_viewer.guest import VtestClient
-from virgl_viewer.testing import RunningServer
-from virgl_viewer.vtest import protocol as p
-from virgl_viewer.vtest.client_codec import encode_request
-
 from server_helpers import (
     BLUE,
     GREEN,
@@ -40,6 +34,11 @@ from server_helpers import (
     recv_exactly,
     wait_until,
 )
+
+from virgl_viewer.guest import VtestClient
+from virgl_viewer.testing import RunningServer
+from virgl_viewer.vtest import protocol as p
+from virgl_viewer.vtest.client_codec import encode_request
 
 SIZE = WIDTH * HEIGHT * 4
 

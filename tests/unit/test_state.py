@@ -14,7 +14,6 @@ import pytest
 
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
 from virgl_viewer.server import ServerObserver
-from virgl_viewer.virgl import FenceRecord
 from virgl_viewer.state import (
     LATENCY_EDGES_MS,
     StateRegistry,
@@ -22,6 +21,7 @@ from virgl_viewer.state import (
     capset_name,
     latency_bucket,
 )
+from virgl_viewer.virgl import FenceRecord
 from virgl_viewer.vtest import protocol as P
 
 
