@@ -52,6 +52,6 @@ int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 int vv_conn_fence(struct vv_conn *c, int switch_first);
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
-int vv_fast_poll(struct vv_ready *out, int max);
+int vv_fast_take_ready(struct vv_ready *out, int max);
 struct vv_sel_event { int fd; uint32_t events; };
 int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max);

@@ -164,6 +164,10 @@ static void level_extent(const struct vv_res *r, uint32_t level,
 /* ------------------------------------------------------------ conn registry */
 static struct vv_conn **conns;
 static size_t nconns, conns_cap;
+/* Clients the fence poll left for Python, each at most once (room for
+ * conns_cap entries, grown with conns). */
+static struct vv_ready *ready_q;
+static size_t ready_n;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t empty_cmd[1];
 
@@ -198,6 +202,13 @@ struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token)
 static void unregister(struct vv_conn *c)
 {
    size_t i;
+   for (i = 0; i < ready_n; i++) { /* keeps the queue within conns_cap */
+      if (ready_q[i].token == c->token) {
+         memmove(ready_q + i, ready_q + i + 1, (ready_n - i - 1) * sizeof(*ready_q));
+         ready_n--;
+         break;
+      }
+   }
    for (i = 0; i < nconns; i++) {
       if (conns[i] == c) {
          conns[i] = conns[--nconns];
@@ -213,9 +224,16 @@ int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id)
    if (nconns == conns_cap) {
       size_t ncap = conns_cap ? conns_cap * 2 : 16;
       struct vv_conn **n = realloc(conns, ncap * sizeof(*n));
+      struct vv_ready *q;
       if (!n)
          return -ENOMEM;
       conns = n;
+      /* the ready queue holds a conn at most once: room for all, so adding
+       * to it never fails */
+      q = realloc(ready_q, ncap * sizeof(*q));
+      if (!q)
+         return -ENOMEM;
+      ready_q = q;
       conns_cap = ncap;
    }
    conns[nconns++] = c;
@@ -648,7 +666,7 @@ int vv_conn_pump(struct vv_conn *c)
          c->in_pos += (size_t)body;
          rc = -1;
          if (busy && (flags & BUSY_WAIT_FLAG_WAIT)) {
-            c->parked = 1; /* vv_fast_poll answers when the fences retire */
+            c->parked = 1; /* poll_fences answers when the fences retire */
             continue;
          }
          if ((c->err_errno = busy_wait_reply(c, busy ? 1 : 0)) != 0)
@@ -672,13 +690,9 @@ static struct vv_conn *conn_of(uint32_t ctx_id)
    return NULL;
 }
 
-/* Clients the poll left for Python, merged by token. */
-static struct vv_ready *ready_q;
-static int ready_n, ready_cap;
-
 static void ready_add(struct vv_conn *c, int status)
 {
-   int j;
+   size_t j;
    for (j = 0; j < ready_n; j++) {
       if (ready_q[j].token == c->token) {
          if (status >= 0)
@@ -686,14 +700,6 @@ static void ready_add(struct vv_conn *c, int status)
          ready_q[j].fences |= c->want_fence_cb;
          return;
       }
-   }
-   if (ready_n == ready_cap) {
-      int ncap = ready_cap ? ready_cap * 2 : 64;
-      struct vv_ready *n = realloc(ready_q, (size_t)ncap * sizeof(*n));
-      if (!n)
-         abort(); /* a lost entry would leave a client hanging */
-      ready_q = n;
-      ready_cap = ncap;
    }
    ready_q[ready_n++] = (struct vv_ready){c->token, status, c->want_fence_cb};
 }
@@ -730,15 +736,13 @@ static void poll_fences(void)
    } while (n == 64);
 }
 
-int vv_fast_poll(struct vv_ready *out, int max)
+int vv_fast_take_ready(struct vv_ready *out, int max)
 {
-   int n;
-   poll_fences();
-   n = ready_n < max ? ready_n : max;
-   memcpy(out, ready_q, (size_t)n * sizeof(*out));
-   memmove(ready_q, ready_q + n, (size_t)(ready_n - n) * sizeof(*out));
+   size_t n = ready_n < (size_t)max ? ready_n : (size_t)max;
+   memcpy(out, ready_q, n * sizeof(*out));
+   memmove(ready_q, ready_q + n, (ready_n - n) * sizeof(*out));
    ready_n -= n;
-   return n;
+   return (int)n;
 }
 
 static struct vv_conn *conn_of_fd(int fd)

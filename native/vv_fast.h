@@ -51,7 +51,7 @@ struct vv_conn {
    int fd;
    uint32_t ctx_id;           /* 0 until the virgl context exists */
    int notify_present;        /* return VV_FAST_PRESENT for display targets */
-   int want_fence_cb;         /* list this conn in vv_fast_poll when fences retire */
+   int want_fence_cb;         /* list this conn for Python when fences retire */
    int py_out_busy;           /* Python has output queued: queue ours behind it */
    int reader_paused;         /* the socket is not watched (see VV_FAST_PAUSE) */
    int parked;                /* answering a BUSY_WAIT when the fences retire */
@@ -113,16 +113,16 @@ int vv_conn_fence(struct vv_conn *c, int switch_first);
 /* Copies the logged fences with id >= from_id (oldest first). */
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 
-/* After virglrenderer's poll fd became readable: retires fences, answers
- * the BUSY_WAITs they release and goes on with those clients' input.
- * Lists (up to max) the conns Python must look at. */
-int vv_fast_poll(struct vv_ready *out, int max);
+/* The conns (up to max) Python must look at after vv_fast_select retired
+ * fences (answering the BUSY_WAITs they release and going on with those
+ * clients' input); it reports virglrenderer's poll fd readable for this. */
+int vv_fast_take_ready(struct vv_ready *out, int max);
 
 /* The render thread's event wait (its asyncio selector's select): waits on
  * epfd like epoll_wait, but serves what it can itself: readable clients in
  * C mode are pumped, and poll_fd (virglrenderer's) retires fences; those
  * are reported to Python only when it has something to do (a conn's
- * pending_status, vv_fast_poll's queue). Returns the events for Python, 0 on
+ * pending_status, the queue vv_fast_take_ready empties). Returns the events for Python, 0 on
  * timeout or EINTR, -errno on failure. timeout_s < 0: no timeout. */
 struct vv_sel_event { int fd; uint32_t events; };
 int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max);

@@ -52,7 +52,7 @@ def run_headless(args: argparse.Namespace) -> int:
         from virgl_viewer.snapshots import SnapshotWriter
 
         snaps = SnapshotWriter(args.snapshot_dir)
-        rt.on_ready = lambda server: server.observers.append(snaps)
+        rt.on_ready = lambda server: server.add_observer(snaps)
         rt.on_stop = snaps.snapshot_all
         signal.signal(signal.SIGUSR1, lambda *_: rt.call(snaps.snapshot_all))
     registry = None

@@ -147,12 +147,19 @@ class VtestServer:
         """Fences retired: the C poll answered the BUSY_WAITs they release and
         went on with those clients; here only what it hands back."""
         by_token = self._by_token
-        for token, status, fences in self._poller.poll():
+        for token, status, fences in self._poller.take():
             s = by_token.get(token)
             if s is not None and not s.closed:
                 s.on_poll(status, fences)
 
     # ------------------------------------------------------------ hooks from sessions
+    def add_observer(self, ob: ServerObserver) -> None:
+        """Observe this server (render thread). Presents are reported to Python
+        (from the C path) only while somebody observes."""
+        self.observers.append(ob)
+        for s in self.sessions:
+            s.fast.c.notify_present = 1
+
     def _notify(self, name: str, *args: Any) -> None:
         for ob in self.observers:
             getattr(ob, name)(*args)

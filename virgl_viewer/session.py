@@ -140,14 +140,6 @@ class Session(ResourceCommands, SyncCommands):
     def bytes_submitted(self) -> int:
         return int(self._c.bytes_submitted)
 
-    @property
-    def _busy_wait_pending(self) -> bool:
-        return bool(self._c.parked)
-
-    @property
-    def _reader_paused(self) -> bool:
-        return bool(self._c.reader_paused)
-
     # ------------------------------------------------------------ input
     def _on_readable(self) -> None:
         c = self._c
@@ -168,7 +160,7 @@ class Session(ResourceCommands, SyncCommands):
         except OSError as exc:
             self.close(f"socket error: {exc.strerror}")
             return
-        if self._busy_wait_pending:
+        if self._c.parked:
             # Parked in a BUSY_WAIT: keep reading (a well-behaved client sends
             # nothing until it gets the reply), but stop watching the socket
             # if it piles up data, and go at once if it hangs up.
@@ -176,7 +168,7 @@ class Session(ResourceCommands, SyncCommands):
                 self.close("disconnected while waiting")
                 return
             self.conn.receive_data(data)
-            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self._reader_paused:
+            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self._c.reader_paused:
                 self._c.reader_paused = 1
                 self.loop.remove_reader(self.fd)
             return
@@ -188,7 +180,6 @@ class Session(ResourceCommands, SyncCommands):
         c = self._c
         pump = self.fast.pump
         while not self.closed:
-            c.notify_present = 1 if self.server.observers else 0
             st = pump()
             if c.out_len:
                 self._take_output()
@@ -372,7 +363,7 @@ class Session(ResourceCommands, SyncCommands):
             log.exception("session_closing observer failed for %s", self)
         self.closed = True
         loop = self.loop
-        if not self._reader_paused:
+        if not self._c.reader_paused:
             loop.remove_reader(self.fd)
         if self._writing:
             loop.remove_writer(self.fd)

@@ -96,7 +96,7 @@ class StateRegistry(ServerObserver):
     """Records server events on the render thread; one consumer thread pulls them.
 
     Attach on the render thread, with ``attach(server)`` (also picks up sessions that
-    exist already) or ``server.observers.append(registry)``. ``pull``, ``snapshot`` and
+    exist already) or ``server.add_observer(registry)``. ``pull``, ``snapshot`` and
     the other readers must all be called from one (any) consumer thread.
     """
 
@@ -125,7 +125,7 @@ class StateRegistry(ServerObserver):
         for s in server.sessions:
             self._sessions[id(s)] = s
         self._need_resync = True
-        server.observers.append(self)
+        server.add_observer(self)
 
     def session_named(self, s: Session) -> None:
         self._sessions[id(s)] = s

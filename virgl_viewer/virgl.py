@@ -456,17 +456,16 @@ class FastConn:
     def pump(self) -> int:
         return int(lib.vv_conn_pump(self.c))
 
-    def take_input(self, limit: int = 0) -> bytes:
+    def take_input(self, limit: int = 0) -> bytearray:
         """The input the fast path left to Python (from the message it stopped
         at): ``limit`` bytes of it, or all."""
         n = lib.vv_conn_input_size(self.c)
         if limit:
             n = min(n, limit)
-        if not n:
-            return b""
         buf = bytearray(n)
-        lib.vv_conn_take_input(self.c, ffi.from_buffer(buf), n)
-        return bytes(buf)
+        if n:
+            lib.vv_conn_take_input(self.c, ffi.from_buffer(buf), n)
+        return buf
 
     def take_output(self) -> bytes:
         """Replies the fast path could not send at once (the socket was full)."""
@@ -557,15 +556,20 @@ _EPOLLOUT = 0x004
 
 
 class FastPoller:
-    """Retires fences after virglrenderer's poll fd fired (vv_fast_poll)."""
+    """What the C fence poll (inside FastSelector.select) left for Python."""
 
-    MAX = 1024
+    MAX = 256
 
     def __init__(self) -> None:
         self._buf = ffi.new("struct vv_ready[]", self.MAX)
 
-    def poll(self) -> list[tuple[int, int, bool]]:
+    def take(self) -> list[tuple[int, int, bool]]:
         """(token, status or -1, wants on_fence) of the clients Python must look at."""
         buf = self._buf
-        n = lib.vv_fast_poll(buf, self.MAX)
-        return [(int(buf[i].token), int(buf[i].status), bool(buf[i].fences)) for i in range(n)]
+        out: list[tuple[int, int, bool]] = []
+        while True:
+            n = lib.vv_fast_take_ready(buf, self.MAX)
+            out += [(int(buf[i].token), int(buf[i].status), bool(buf[i].fences))
+                    for i in range(n)]
+            if n < self.MAX:
+                return out

@@ -274,6 +274,9 @@ def test_attach_picks_up_existing_sessions(reg: StateRegistry) -> None:
             self.sessions = {s}
             self.observers: list[Any] = []
 
+        def add_observer(self, ob: Any) -> None:
+            self.observers.append(ob)
+
     srv = Server()
     reg.attach(srv)  # type: ignore[arg-type]
     assert srv.observers == [reg]

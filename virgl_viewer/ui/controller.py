@@ -108,7 +108,7 @@ class ViewerController(QObject):
             self.manager = ScanoutManager(server.loop, GLPresenter(host.provider.egl_display,
                                                                    ctx),
                                           host.renderer, self.bridge.event.emit)
-            server.observers.append(self.manager)
+            server.add_observer(self.manager)
             self.registry.attach(server)
             self.previews.service = TexturePreviewService(self.manager, server, rt.call)
 
