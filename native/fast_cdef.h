@@ -8,6 +8,7 @@
 #define VV_FAST_PAUSE 6
 #define VV_FAST_SOCKERR 7
 #define VV_FAST_YIELD 8
+#define VV_FAST_SYNC 9
 
 struct vv_fence_rec { uint64_t fence_id; double created; double retired; };
 
@@ -20,6 +21,8 @@ struct vv_conn {
    int reader_paused;
    int parked;
    int py_mode;
+   uint32_t protocol_version;
+   size_t res_events;
    uint64_t fence_submitted;
    uint64_t fence_completed;
    uint64_t submits;
@@ -35,6 +38,20 @@ struct vv_conn {
 };
 
 struct vv_ready { uint32_t token; int status; int fences; };
+
+#define VV_RES_CREATED 1
+#define VV_RES_DESTROYED 2
+struct vv_res_event {
+   uint32_t kind, client, server, target, format, bind, width, height, depth, array_size,
+            last_level, nr_samples;
+   uint64_t shm_size;
+   void *shm;
+   double created;
+};
+int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max);
+int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
+uint32_t vv_res_id_alloc(void);
+void vv_res_id_release(uint32_t id);
 
 struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token);
 void vv_conn_close(struct vv_conn *c);

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #define CMD_RESOURCE_BUSY_WAIT 7
@@ -41,11 +43,23 @@ enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUB
 #define MAX_HANDOFF (64u << 10)      /* a message given to Python alone is at most this */
 #define CMD_CREATE_RENDERER 8
 #define CMD_TRANSFER_PUT 5
+#define CMD_RESOURCE_UNREF 3
+#define CMD_RESOURCE_CREATE2 12
+#define RES_CREATE2_DWORDS 11
+#define MAX_SHM_BYTES (1ull << 30)       /* as session_resources.MAX_SHM_BYTES */
+#define MAX_RESOURCES_PER_CLIENT (1u << 16)
 
 /* ------------------------------------------------------------ resources */
 struct vv_res {
    uint32_t client, server, target, bind, width, height, depth, array_size, last_level;
    uint64_t shm_size;
+   /* resources created here (RESOURCE_CREATE2) are owned here: */
+   uint32_t format, nr_samples;
+   int owned;           /* C unrefs it and unmaps its shm */
+   int py_known;        /* Python took its CREATED event */
+   double created;
+   void *shm;
+   struct iovec *iov;   /* virglrenderer keeps this pointer: allocated apart */
 };
 
 struct vv_res_table {
@@ -99,20 +113,20 @@ static int res_grow(struct vv_res_table *t)
    return 0;
 }
 
-int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
-                         uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
-                         uint32_t depth, uint32_t array_size, uint32_t last_level,
-                         uint64_t shm_size)
+/* A new entry for src->client (absent), or NULL (-errno in *err). */
+static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *src, int *err)
 {
-   struct vv_res_table *t = c->res;
    struct vv_res *r;
-   uint32_t i;
+   uint32_t i, client = src->client;
+   *err = -EINVAL;
    if (!t || client == 0 || client == TOMB)
-      return -EINVAL;
-   if ((r = res_find(t, client)) != NULL)
-      return -EEXIST;
+      return NULL;
+   *err = -EEXIST;
+   if (res_find(t, client) != NULL)
+      return NULL;
+   *err = -ENOMEM;
    if ((t->used + 1) * 4 > t->cap * 3 && res_grow(t))
-      return -ENOMEM;
+      return NULL;
    for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
       r = &t->slots[i];
       if (r->client == 0 || r->client == TOMB)
@@ -121,9 +135,21 @@ int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
    if (r->client == 0)
       t->used++;
    t->live++;
-   *r = (struct vv_res){client, server, target, bind, width, height, depth, array_size,
-                        last_level, shm_size};
-   return 0;
+   *r = *src;
+   *err = 0;
+   return r;
+}
+
+int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
+                         uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
+                         uint32_t depth, uint32_t array_size, uint32_t last_level,
+                         uint64_t shm_size)
+{
+   struct vv_res r = {client, server, target, bind, width, height, depth, array_size,
+                      last_level, shm_size, .py_known = 1};
+   int err;
+   res_insert(c->res, &r, &err);
+   return err;
 }
 
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
@@ -133,6 +159,39 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
       r->client = TOMB;
       c->res->live--;
    }
+}
+
+static void destroy_owned(struct vv_conn *c, struct vv_res *r);
+/* Observers must see the resources the C path made before the client gets
+ * a reply that would let it look (a BUSY_WAIT answer). */
+#define SYNC_NEEDED(c) ((c)->notify_present && (c)->ev_n)
+
+/* ------------------------------------------------------------ server resource ids */
+/* virglrenderer's resource ids are process-global; both the C path and the
+ * Python session take them from here. */
+static vv_handle_map *live_ids;
+static uint32_t next_id = 1;
+
+uint32_t vv_res_id_alloc(void)
+{
+   uint32_t id = next_id, tries = 0;
+   if (!live_ids && !(live_ids = vv_map_new()))
+      return 0;
+   while (id == 0 || vv_map_get(live_ids, id)) {
+      id++;
+      if (++tries == 0) /* all 2^32 in use */
+         return 0;
+   }
+   if (vv_map_set(live_ids, id, id))
+      return 0;
+   next_id = id + 1;
+   return id;
+}
+
+void vv_res_id_release(uint32_t id)
+{
+   if (live_ids)
+      vv_map_remove(live_ids, id);
 }
 
 static uint32_t max1(uint32_t v) { return v ? v : 1; }
@@ -247,6 +306,24 @@ void vv_conn_close(struct vv_conn *c)
       return;
    c->closed = 1;
    unregister(c);
+   if (c->res) {
+      uint32_t i;
+      int switched = 0;
+      for (i = 0; i < c->res->cap; i++) {
+         struct vv_res *r = &c->res->slots[i];
+         if (r->client == 0 || r->client == TOMB || !r->owned)
+            continue;
+         if (!switched && c->ctx_id) { /* vrend unrefs in the current GL context */
+            virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+            switched = 1;
+         }
+         r->py_known = 0; /* nobody reads the events any more */
+         destroy_owned(c, r);
+      }
+   }
+   free(c->ev);
+   c->ev = NULL;
+   c->ev_n = c->ev_cap = c->res_events = 0;
    free(c->in);
    free(c->out);
    c->in = c->out = NULL;
@@ -490,6 +567,10 @@ static long fast_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
       return len >= TRANSFER2_DWORDS ? TRANSFER2_DWORDS * 4 : -1;
    case CMD_RESOURCE_BUSY_WAIT:
       return len == BUSY_WAIT_DWORDS && c->ctx_id ? BUSY_WAIT_DWORDS * 4 : -1;
+   case CMD_RESOURCE_CREATE2:
+      return len == RES_CREATE2_DWORDS && c->ctx_id ? RES_CREATE2_DWORDS * 4 : -1;
+   case CMD_RESOURCE_UNREF:
+      return len == 1 && c->ctx_id ? 4 : -1;
    default:
       return -1;
    }
@@ -525,6 +606,232 @@ static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
    if (rc)
       return fail(c, CMD_SUBMIT_CMD, "virgl_renderer_context_create_fence failed (errno %d)",
                   rc < 0 ? -rc : rc);
+   return -1;
+}
+
+/* ------------------------------------------------------------ resources owned here */
+static int log_event(struct vv_conn *c, uint32_t kind, uint32_t client)
+{
+   if (c->ev_n == c->ev_cap) {
+      size_t ncap = c->ev_cap ? c->ev_cap * 2 : 64;
+      struct vv_ev *n = realloc(c->ev, ncap * sizeof(*n));
+      if (!n)
+         return -ENOMEM;
+      c->ev = n;
+      c->ev_cap = ncap;
+   }
+   c->ev[c->ev_n++] = (struct vv_ev){kind, client};
+   c->res_events = c->ev_n;
+   return 0;
+}
+
+/* Unref an owned resource and free what backs it; the entry is removed. */
+static void destroy_owned(struct vv_conn *c, struct vv_res *r)
+{
+   virgl_renderer_resource_unref(r->server);
+   vv_res_id_release(r->server);
+   if (r->shm)
+      munmap(r->shm, r->shm_size);
+   free(r->iov);
+   if (c->map)
+      vv_map_remove(c->map, r->client);
+   if (r->py_known) {
+      log_event(c, VV_RES_DESTROYED, r->client); /* Python drops its record */
+   } else {
+      size_t i; /* Python never saw it: forget its CREATED event */
+      for (i = c->ev_n; i-- > 0;) {
+         if (c->ev[i].kind == VV_RES_CREATED && c->ev[i].client == r->client) {
+            memmove(c->ev + i, c->ev + i + 1, (c->ev_n - i - 1) * sizeof(*c->ev));
+            c->ev_n--;
+            break;
+         }
+      }
+      c->res_events = c->ev_n;
+   }
+   r->client = TOMB;
+   r->shm = NULL;
+   r->iov = NULL;
+   c->res->live--;
+}
+
+int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client)
+{
+   struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
+   if (!r || !r->owned)
+      return -ENOENT;
+   virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+   destroy_owned(c, r);
+   return 0;
+}
+
+int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max)
+{
+   int n = 0;
+   size_t i = 0;
+   for (; i < c->ev_n && n < max; i++) {
+      struct vv_res_event *e = &out[n];
+      memset(e, 0, sizeof(*e));
+      e->kind = c->ev[i].kind;
+      e->client = c->ev[i].client;
+      if (e->kind == VV_RES_CREATED) {
+         struct vv_res *r = res_find(c->res, e->client);
+         if (!r || r->py_known)
+            continue;
+         r->py_known = 1;
+         e->server = r->server;
+         e->target = r->target;
+         e->format = r->format;
+         e->bind = r->bind;
+         e->width = r->width;
+         e->height = r->height;
+         e->depth = r->depth;
+         e->array_size = r->array_size;
+         e->last_level = r->last_level;
+         e->nr_samples = r->nr_samples;
+         e->shm_size = r->shm_size;
+         e->shm = r->shm;
+         e->created = r->created;
+      }
+      n++;
+   }
+   memmove(c->ev, c->ev + i, (c->ev_n - i) * sizeof(*c->ev));
+   c->ev_n -= i;
+   c->res_events = c->ev_n;
+   return n;
+}
+
+/* Largest backing a resource of this shape can need (16 bytes a texel, a
+ * full mip chain), as session_resources.shm_bound. */
+static uint64_t shm_bound(const uint32_t *f)
+{
+   unsigned __int128 texels = (unsigned __int128)max1(f[4]) * max1(f[5]) * max1(f[6]) *
+                              max1(f[7]) * max1(f[9]);
+   unsigned __int128 b = texels * 16 * (f[8] ? 2 : 1) + (1u << 16);
+   return b > MAX_SHM_BYTES ? MAX_SHM_BYTES : (uint64_t)b;
+}
+
+static int send_fd(int sock, int fd)
+{
+   char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+   struct iovec iov = {&byte, 1};
+   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                      .msg_controllen = sizeof(ctl)};
+   struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+   ssize_t w;
+   memset(ctl, 0, sizeof(ctl));
+   cm->cmsg_level = SOL_SOCKET;
+   cm->cmsg_type = SCM_RIGHTS;
+   cm->cmsg_len = CMSG_LEN(sizeof(int));
+   memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+   do {
+      w = sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+   } while (w < 0 && errno == EINTR);
+   return w == 1 ? 0 : (w < 0 ? errno : EAGAIN);
+}
+
+/* RESOURCE_CREATE2 of a protocol 0-2 client. -1: done; VV_FAST_SLOW:
+ * Python's (nothing was done); else a status. */
+static int do_create2(struct vv_conn *c, const uint8_t *p)
+{
+   uint32_t f[RES_CREATE2_DWORDS], i;
+   struct virgl_renderer_resource_create_args args;
+   struct vv_res src, *r;
+   uint64_t size;
+   int rc, err, fd = -1;
+   char name[32];
+   for (i = 0; i < RES_CREATE2_DWORDS; i++)
+      f[i] = rd32(p + 4 * i);
+   size = f[10];
+   /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
+    * An fd must not overtake output already queued. */
+   if (c->protocol_version >= 3 || f[0] == 0 || f[0] == TOMB || res_find(c->res, f[0]) ||
+       c->res->live >= MAX_RESOURCES_PER_CLIENT || size > shm_bound(f) ||
+       (size && (c->out_len || c->py_out_busy)))
+      return VV_FAST_SLOW;
+   virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+   src = (struct vv_res){.client = f[0], .target = f[1], .format = f[2], .bind = f[3],
+                         .width = f[4], .height = f[5], .depth = f[6], .array_size = f[7],
+                         .last_level = f[8], .nr_samples = f[9], .shm_size = size,
+                         .owned = 1, .created = now_s()};
+   src.server = vv_res_id_alloc();
+   if (!src.server)
+      return fail(c, CMD_RESOURCE_CREATE2, "no free resource id");
+   args = (struct virgl_renderer_resource_create_args){
+      src.server, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], 0};
+   rc = virgl_renderer_resource_create(&args, NULL, 0);
+   if (rc) {
+      vv_res_id_release(src.server);
+      return fail(c, CMD_RESOURCE_CREATE2, "virgl_renderer_resource_create failed (errno %d)",
+                  rc < 0 ? -rc : rc);
+   }
+   if (size) {
+      snprintf(name, sizeof(name), "vtest-res-%u", f[0]);
+      src.iov = malloc(sizeof(*src.iov));
+      fd = memfd_create(name, MFD_CLOEXEC);
+      if (!src.iov || fd < 0 || ftruncate(fd, (off_t)size) ||
+          (src.shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+             MAP_FAILED) {
+         err = errno ? errno : ENOMEM;
+         if (fd >= 0)
+            close(fd);
+         free(src.iov);
+         virgl_renderer_resource_unref(src.server);
+         vv_res_id_release(src.server);
+         return fail(c, CMD_RESOURCE_CREATE2, "shared memory of %llu bytes: %s",
+                     (unsigned long long)size, strerror(err));
+      }
+      src.iov->iov_base = src.shm;
+      src.iov->iov_len = size;
+   }
+   r = res_insert(c->res, &src, &err);
+   if (r && vv_map_set(c->map, f[0], src.server))
+      err = -ENOMEM;
+   if (!r || err) {
+      if (r) {
+         r->client = TOMB;
+         c->res->live--;
+      }
+      if (fd >= 0)
+         close(fd);
+      if (src.shm)
+         munmap(src.shm, size);
+      free(src.iov);
+      virgl_renderer_resource_unref(src.server);
+      vv_res_id_release(src.server);
+      return fail(c, CMD_RESOURCE_CREATE2, "out of memory");
+   }
+   virgl_renderer_ctx_attach_resource((int)c->ctx_id, (int)src.server);
+   log_event(c, VV_RES_CREATED, f[0]);
+   if (size) { /* from here on the entry is ours: close destroys it on failure */
+      rc = virgl_renderer_resource_attach_iov((int)src.server, r->iov, 1);
+      if (rc) {
+         close(fd);
+         return fail(c, CMD_RESOURCE_CREATE2,
+                     "virgl_renderer_resource_attach_iov failed (errno %d)",
+                     rc < 0 ? -rc : rc);
+      }
+      err = send_fd(c->fd, fd);
+      close(fd); /* the mapping keeps the memory; the client has its copy */
+      if (err == EAGAIN) /* a client waiting for this fd never fills the socket */
+         return fail(c, CMD_RESOURCE_CREATE2, "socket full while sending the shm fd");
+      if (err) {
+         c->err_errno = err;
+         return VV_FAST_SOCKERR;
+      }
+   }
+   return -1;
+}
+
+/* RESOURCE_UNREF of a resource owned here, unless a scanout observer must
+ * see its last frame first (then Python's). */
+static int do_unref(struct vv_conn *c, const uint8_t *p)
+{
+   struct vv_res *r = res_find(c->res, rd32(p));
+   if (!r || !r->owned ||
+       (c->notify_present && (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))))
+      return VV_FAST_SLOW;
+   virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
+   destroy_owned(c, r);
    return -1;
 }
 
@@ -582,6 +889,15 @@ int vv_conn_pump(struct vv_conn *c)
       long body;
       uint8_t *p;
 
+      if (c->parked && c->fence_completed >= c->fence_submitted) {
+         /* its fences retired while observers had to catch up first */
+         if (SYNC_NEEDED(c))
+            return VV_FAST_SYNC;
+         c->parked = 0;
+         if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
+            return VV_FAST_SOCKERR;
+         continue;
+      }
       if (c->parked) {
          /* A well-behaved client sends nothing until it gets the reply. */
          if (!c->eof) {
@@ -642,6 +958,8 @@ int vv_conn_pump(struct vv_conn *c)
       }
       if (handled >= BATCH_MESSAGES)
          return VV_FAST_YIELD;
+      if (cmd == CMD_RESOURCE_BUSY_WAIT && SYNC_NEEDED(c))
+         return VV_FAST_SYNC; /* observers know every resource before a reply */
       p += 8;
       /* consumed from here on, unless a check sends it to Python */
       c->in_pos += 8;
@@ -652,7 +970,11 @@ int vv_conn_pump(struct vv_conn *c)
          break;
       case CMD_TRANSFER_GET2:
       case CMD_TRANSFER_PUT2:
-         rc = do_transfer(c, cmd, p);
+      case CMD_RESOURCE_CREATE2:
+      case CMD_RESOURCE_UNREF:
+         rc = cmd == CMD_RESOURCE_CREATE2 ? do_create2(c, p)
+              : cmd == CMD_RESOURCE_UNREF ? do_unref(c, p)
+                                          : do_transfer(c, cmd, p);
          if (rc == VV_FAST_SLOW) { /* Python reports what is wrong with it */
             c->in_pos -= 8;
             c->slow_len = 8 + (size_t)body;
@@ -719,7 +1041,9 @@ static void poll_fences(void)
          if (!c || ev[i].fence_id <= c->fence_completed)
             continue;
          fences_retired(c, ev[i].fence_id);
-         if (c->parked && c->fence_completed >= c->fence_submitted) {
+         if (c->parked && c->fence_completed >= c->fence_submitted && SYNC_NEEDED(c)) {
+            status = VV_FAST_SYNC; /* Python catches up, then its pump answers */
+         } else if (c->parked && c->fence_completed >= c->fence_submitted) {
             c->parked = 0;
             if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
                status = VV_FAST_SOCKERR;

@@ -39,6 +39,7 @@
 #define VV_FAST_PAUSE 6     /* parked with too much input: stop watching the socket */
 #define VV_FAST_SOCKERR 7   /* recv/send failed: err_errno */
 #define VV_FAST_YIELD 8     /* handled a batch; input remains buffered: pump again soon */
+#define VV_FAST_SYNC 9      /* observers must take the resource events first (then pump) */
 
 struct vv_fence_rec {
    uint64_t fence_id;
@@ -56,6 +57,8 @@ struct vv_conn {
    int reader_paused;         /* the socket is not watched (see VV_FAST_PAUSE) */
    int parked;                /* answering a BUSY_WAIT when the fences retire */
    int py_mode;               /* Python is parsing this client's input */
+   uint32_t protocol_version; /* as negotiated (the C path creates resources below 3) */
+   size_t res_events;         /* resource events waiting for vv_conn_take_res_events */
    uint64_t fence_submitted;
    uint64_t fence_completed;
    uint64_t submits;
@@ -79,14 +82,42 @@ struct vv_conn {
    struct vv_res_table *res;
    struct vv_fence_rec *log;
    uint32_t log_size;
+   struct vv_ev *ev;
+   size_t ev_n, ev_cap;
 };
+
+struct vv_ev { uint32_t kind, client; };
 
 struct vv_ready { uint32_t token; int status; int fences; };
 
+/* What became of the resources the C path creates (RESOURCE_CREATE2 of
+ * protocol 0-2) and destroys (their RESOURCE_UNREF), for Python's mirror
+ * (Session.resources, the observers). A resource created and destroyed
+ * before Python looked is never reported. CREATED carries its shape; the C
+ * path owns its server id and shm until it is destroyed. */
+#define VV_RES_CREATED 1
+#define VV_RES_DESTROYED 2
+struct vv_res_event {
+   uint32_t kind, client, server, target, format, bind, width, height, depth, array_size,
+            last_level, nr_samples;
+   uint64_t shm_size;
+   void *shm;
+   double created;
+};
+int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max);
+/* Unref a resource the C path owns (a RESOURCE_UNREF it left to Python);
+ * -ENOENT if it is not one. */
+int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
+
+/* Process-global server resource ids (never 0; 0 from alloc: none free). */
+uint32_t vv_res_id_alloc(void);
+void vv_res_id_release(uint32_t id);
+
 /* A conn for a client socket; token is Python's key for it. NULL on ENOMEM. */
 struct vv_conn *vv_conn_new(int fd, vv_handle_map *map, uint32_t token);
-/* Detaches the conn from the server (no more fences routed, buffers freed).
- * The fence log stays readable until vv_conn_free. */
+/* Detaches the conn from the server (no more fences routed, buffers freed)
+ * and destroys the resources it owns. The fence log stays readable until
+ * vv_conn_free. */
 void vv_conn_close(struct vv_conn *c);
 void vv_conn_free(struct vv_conn *c);
 /* The client's context now exists: route its fences here. */

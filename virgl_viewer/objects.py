@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from virgl_viewer.errors import ProtocolError
-from virgl_viewer.virgl import SharedMemory
+from virgl_viewer.virgl import NativeShm, SharedMemory
 from virgl_viewer.vtest import protocol as P
 
 
@@ -32,9 +32,10 @@ class Resource:
     array_size: int
     last_level: int
     nr_samples: int
-    shm: SharedMemory | None = None
+    shm: SharedMemory | NativeShm | None = None
     blob: bool = False
     created: float = field(default_factory=time.monotonic)
+    native: bool = False  # created by the C path, which owns its id and shm
 
     def level_extent(self, level: int) -> tuple[int, int, int]:
         """(width, height, depth-or-layers) of a mip level, as transfers see it."""

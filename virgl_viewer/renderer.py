@@ -13,12 +13,16 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from virgl_viewer.virgl import GLContextProvider, Renderer
+from virgl_viewer.virgl import (
+    GLContextProvider,
+    Renderer,
+    new_resource_id,
+    release_resource_id,
+)
 from virgl_viewer.vtest.protocol import CAPSET_VENUS, CAPSET_VIRGL, CAPSET_VIRGL2
 
 log = logging.getLogger(__name__)
 
-MAX_ID = 0xFFFFFFFF
 
 
 class RenderHost:
@@ -27,8 +31,6 @@ class RenderHost:
         self.venus_enabled = venus
         self.renderer = Renderer(provider, thread_sync=True, venus=venus)
         self._ctx_ids = itertools.count(1)
-        self._next_res = 1
-        self._live_res: set[int] = set()
         self.caps_v1 = self.renderer.fill_caps(CAPSET_VIRGL, 1)
         self.caps_v2 = self.renderer.fill_caps(CAPSET_VIRGL2, 1)
         self._capsets: dict[tuple[int, int], bytes | None] = {}
@@ -40,17 +42,12 @@ class RenderHost:
         return next(self._ctx_ids)
 
     def new_resource_id(self) -> int:
-        """A free global resource handle (never 0)."""
-        rid = self._next_res
-        live = self._live_res
-        while rid in live or rid == 0:
-            rid = rid + 1 if rid < MAX_ID else 1
-        self._next_res = rid + 1 if rid < MAX_ID else 1
-        live.add(rid)
-        return rid
+        """A free global resource handle (never 0), from the pool the C path
+        takes its ids from too."""
+        return new_resource_id()
 
     def release_resource_id(self, rid: int) -> None:
-        self._live_res.discard(rid)
+        release_resource_id(rid)
 
     # ------------------------------------------------------------ caps
     def capset(self, capset_id: int, version: int) -> bytes | None:

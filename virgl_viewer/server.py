@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")
+RESOURCE_SYNC_S = 0.1  # how often observers catch up with the C path's resources
 
 
 class SocketInUseError(VirglViewerError):
@@ -159,6 +160,21 @@ class VtestServer:
         self.observers.append(ob)
         for s in self.sessions:
             s.fast.c.notify_present = 1
+        if len(self.observers) == 1:
+            self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
+
+    def _sync_resources(self) -> None:
+        """Observers learn of the resources the C path made within RESOURCE_SYNC_S
+        (it reports them in batches; one created and destroyed meanwhile never shows)."""
+        if self.closed:
+            return
+        for s in list(self.sessions):
+            if s.fast.c.res_events and not s.closed:
+                try:
+                    s.sync_resources()
+                except Exception:
+                    log.exception("resource sync failed for %s", s)
+        self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
 
     def _notify(self, name: str, *args: Any) -> None:
         for ob in self.observers:

@@ -18,6 +18,7 @@ command and reason.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from virgl_viewer.virgl import (
     FAST_PRESENT,
     FAST_SLOW,
     FAST_SOCKERR,
+    FAST_SYNC,
     FAST_YIELD,
     FastConn,
     HandleMap,
@@ -191,6 +193,8 @@ class Session(ResourceCommands, SyncCommands):
         if st in (FAST_NEED_DATA, FAST_PARKED):
             return False
         if st == FAST_PRESENT:
+            if self._c.res_events:
+                self.sync_resources()
             res = self.resources.get(int(self._c.present_handle))
             if res is not None:
                 self.server.presented(self, res)
@@ -204,6 +208,9 @@ class Session(ResourceCommands, SyncCommands):
         if st == FAST_YIELD:
             self.loop.call_soon(self.resume)
             return False
+        if st == FAST_SYNC:
+            self.sync_resources()
+            return not self._py_mode
         if st == FAST_ERROR:
             cmd, reason = self.fast.error()
             self.drop(codec.command_name(cmd), reason)
@@ -212,13 +219,33 @@ class Session(ResourceCommands, SyncCommands):
             self.loop.remove_reader(self.fd)
             return False
         if st == FAST_SOCKERR:
-            self.close(f"socket error: {os.strerror(int(self._c.err_errno))}")
+            err = int(self._c.err_errno)
+            self.close("disconnected" if err in (errno.EPIPE, errno.ECONNRESET)
+                       else f"socket error: {os.strerror(err)}")
             return False
         raise AssertionError(f"fast path status {st}")
+
+    def sync_resources(self) -> None:
+        """Bring ``resources`` (and the observers) up to date with the
+        resources the C path created and destroyed. Render thread."""
+        server = self.server
+        for e in self.fast.take_resource_events():
+            if e.created:
+                res = Resource(e.client, e.server, e.target, e.format, e.bind, e.width,
+                               e.height, e.depth, e.array_size, e.last_level, e.nr_samples,
+                               shm=e.shm, created=e.created_at, native=True)
+                self.resources[e.client] = res
+                server.resource_created(self, res)
+            else:
+                gone = self.resources.pop(e.client, None)
+                if gone is not None:
+                    server.resource_destroyed(self, gone)
 
     def _to_python(self, eof: bool) -> None:
         """The C path stopped at a message it does not take: the codec goes on
         with that message alone (C then reads again) or with all input."""
+        if self._c.res_events:
+            self.sync_resources()
         data = self.fast.take_input(0 if eof else int(self._c.slow_len))
         if data:
             self.conn.receive_data(data)
@@ -358,6 +385,8 @@ class Session(ResourceCommands, SyncCommands):
         if self.closed:
             return
         try:
+            if self._c.res_events:
+                self.sync_resources()  # the observers see every resource it has
             self.server.session_closing(self)
         except Exception:
             log.exception("session_closing observer failed for %s", self)
@@ -397,6 +426,9 @@ class Session(ResourceCommands, SyncCommands):
         self.server.session_closed(self)
 
     def _destroy_resource(self, res: Resource) -> None:
+        """Unref a resource Python created (the C path destroys its own)."""
+        if res.native:
+            return
         renderer = self.host.renderer
         try:
             renderer.resource_unref(res.server_handle)
@@ -439,6 +471,7 @@ class Session(ResourceCommands, SyncCommands):
     def _on_protocol_version(self, ev: P.ProtocolVersion) -> None:
         self._command = "PROTOCOL_VERSION"
         self.protocol_version = codec.negotiate_version(ev.version)
+        self._c.protocol_version = self.protocol_version
         self._send(self.conn.send(P.ProtocolVersionReply(self.protocol_version)))
 
     def _on_get_param(self, ev: P.GetParam) -> None:

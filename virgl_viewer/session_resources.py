@@ -146,9 +146,12 @@ class ResourceCommands:
         self._command = "RESOURCE_UNREF"
         res = self._resource("RESOURCE_UNREF", ev.handle)
         del self.resources[ev.handle]
+        self.server.resource_destroyed(self, res)  # a scanout copies its last frame
+        if res.native:
+            self.fast.destroy_resource(ev.handle)
+            return
         self.map.remove(ev.handle)
         self.fast.remove_resource(ev.handle)
-        self.server.resource_destroyed(self, res)
         self.host.renderer.switch_to(self.ctx_id)
         self._destroy_resource(res)
 

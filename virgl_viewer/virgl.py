@@ -15,6 +15,7 @@ Everything here must run on the render thread, except where noted.
 from __future__ import annotations
 
 import logging
+import errno
 import selectors
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -428,6 +429,7 @@ FAST_PARKED = lib.VV_FAST_PARKED
 FAST_PAUSE = lib.VV_FAST_PAUSE
 FAST_SOCKERR = lib.VV_FAST_SOCKERR
 FAST_YIELD = lib.VV_FAST_YIELD
+FAST_SYNC = lib.VV_FAST_SYNC
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +446,7 @@ class FastConn:
     session. ``c`` is the C struct: its public fields are read and set
     directly (counters, flags). Render thread only, except ``fences``."""
 
-    __slots__ = ("_fence_buf", "c")
+    __slots__ = ("_fence_buf", "_res_buf", "c")
 
     def __init__(self, fd: int, handle_map: HandleMap, token: int) -> None:
         c = lib.vv_conn_new(fd, handle_map._map, token)
@@ -452,6 +454,7 @@ class FastConn:
             raise MemoryError("vv_conn_new")
         self.c = ffi.gc(c, lib.vv_conn_free)
         self._fence_buf: Cdata | None = None
+        self._res_buf = ffi.new("struct vv_res_event[]", 64)
 
     def pump(self) -> int:
         return int(lib.vv_conn_pump(self.c))
@@ -513,8 +516,81 @@ class FastConn:
         return [FenceRecord(int(r.fence_id), r.created, r.retired or None)
                 for r in (buf[i] for i in range(n))]
 
+    def take_resource_events(self) -> list[ResourceEvent]:
+        """Resources the C path created or destroyed since the last call
+        (a resource created and destroyed meanwhile is not listed)."""
+        out: list[ResourceEvent] = []
+        buf = self._res_buf
+        while True:
+            n = lib.vv_conn_take_res_events(self.c, buf, 64)
+            for i in range(n):
+                e = buf[i]
+                if e.kind == lib.VV_RES_CREATED:
+                    out.append(ResourceEvent(
+                        True, e.client, e.server, e.target, e.format, e.bind, e.width,
+                        e.height, e.depth, e.array_size, e.last_level, e.nr_samples,
+                        NativeShm(e.shm, int(e.shm_size)) if e.shm_size else None, e.created))
+                else:
+                    out.append(ResourceEvent(False, int(e.client)))
+            if n < 64:
+                return out
+
+    def destroy_resource(self, client: int) -> None:
+        """Unref a resource the C path created (its unref came to Python)."""
+        rc = lib.vv_conn_destroy_resource(self.c, client)
+        if rc:
+            raise RendererError("vv_conn_destroy_resource", abs(rc))
+
     def close(self) -> None:
+        """Detach from the server and destroy the resources the C path owns."""
         lib.vv_conn_close(self.c)
+
+
+def new_resource_id() -> int:
+    """A free process-global server resource id (never 0); the C path takes
+    its ids from the same pool (vv_res_id_alloc)."""
+    rid = int(lib.vv_res_id_alloc())
+    if rid == 0:
+        raise RendererError("vv_res_id_alloc", errno.ENOSPC)
+    return rid
+
+
+def release_resource_id(rid: int) -> None:
+    lib.vv_res_id_release(rid)
+
+
+class NativeShm:
+    """The shm of a resource the C path created: it maps and unmaps it."""
+
+    __slots__ = ("ptr", "size")
+
+    def __init__(self, ptr: Cdata, size: int) -> None:
+        self.ptr = ptr
+        self.size = size
+
+    def view(self) -> memoryview:
+        return memoryview(ffi.buffer(self.ptr, self.size))
+
+    def release(self) -> None:
+        """Nothing to do: the C path unmaps it when it destroys the resource."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceEvent:
+    created: bool  # else destroyed
+    client: int
+    server: int = 0
+    target: int = 0
+    format: int = 0
+    bind: int = 0
+    width: int = 0
+    height: int = 0
+    depth: int = 0
+    array_size: int = 0
+    last_level: int = 0
+    nr_samples: int = 0
+    shm: NativeShm | None = None
+    created_at: float = 0.0
 
 
 class FastSelector(selectors.EpollSelector):
