@@ -14,8 +14,8 @@ Everything here must run on the render thread, except where noted.
 
 from __future__ import annotations
 
-import logging
 import errno
+import logging
 import selectors
 from collections.abc import Callable
 from dataclasses import dataclass
