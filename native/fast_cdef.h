@@ -45,7 +45,6 @@ struct vv_res_event {
    uint32_t kind, client, server, target, format, bind, width, height, depth, array_size,
             last_level, nr_samples;
    uint64_t shm_size;
-   void *shm;
    double created;
 };
 int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max);

@@ -689,7 +689,6 @@ int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max
          e->last_level = r->last_level;
          e->nr_samples = r->nr_samples;
          e->shm_size = r->shm_size;
-         e->shm = r->shm;
          e->created = r->created;
       }
       n++;

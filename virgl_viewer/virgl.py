@@ -529,7 +529,7 @@ class FastConn:
                     out.append(ResourceEvent(
                         True, e.client, e.server, e.target, e.format, e.bind, e.width,
                         e.height, e.depth, e.array_size, e.last_level, e.nr_samples,
-                        NativeShm(e.shm, int(e.shm_size)) if e.shm_size else None, e.created))
+                        NativeShm(int(e.shm_size)) if e.shm_size else None, e.created))
                 else:
                     out.append(ResourceEvent(False, int(e.client)))
             if n < 64:
@@ -560,16 +560,13 @@ def release_resource_id(rid: int) -> None:
 
 
 class NativeShm:
-    """The shm of a resource the C path created: it maps and unmaps it."""
+    """The shm of a resource the C path created: its size. The C path maps
+    and unmaps it (no view here: it may be gone with the resource)."""
 
-    __slots__ = ("ptr", "size")
+    __slots__ = ("size",)
 
-    def __init__(self, ptr: Cdata, size: int) -> None:
-        self.ptr = ptr
+    def __init__(self, size: int) -> None:
         self.size = size
-
-    def view(self) -> memoryview:
-        return memoryview(ffi.buffer(self.ptr, self.size))
 
     def release(self) -> None:
         """Nothing to do: the C path unmaps it when it destroys the resource."""
