@@ -115,9 +115,10 @@ def install_latency_hooks(rec: LatencyRecorder) -> None:
 
     presented, publish, paint = ScanoutManager.presented, Scanout._publish, ScanoutView.paintGL
 
-    def on_presented(self: Any, s: Any, r: Any) -> None:
-        rec.local.t0 = time.monotonic()
-        presented(self, s, r)
+    def on_presented(self: Any, s: Any, r: Any, count: int = 1,
+                     when: float | None = None) -> None:
+        rec.local.t0 = time.monotonic() if when is None else when
+        presented(self, s, r, count, when)
 
     def on_publish(self: Any, frame: Any) -> None:
         publish(self, frame)
@@ -273,9 +274,10 @@ def install_cost_hooks(rec: CostRecorder) -> None:
             mgr.renderer.force_ctx_0()
         rec.readback[name].append(((t1 - t0) * 1e6, (t2 - t1) * 1e6, (t2 - t0) * 1e6))
 
-    def on_presented(self: Any, s: Any, r: Any) -> None:
+    def on_presented(self: Any, s: Any, r: Any, count: int = 1,
+                     when: float | None = None) -> None:
         if (r.width, r.height) != rec.size:
-            presented(self, s, r)
+            presented(self, s, r, count, when)
             return
         steps: list[Any] = [lambda: handoff(self, s, r)]
         steps += [lambda n=name: readback(n, self, s, r) for name in UPLOADS]

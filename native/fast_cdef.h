@@ -16,6 +16,7 @@ struct vv_conn {
    int fd;
    uint32_t ctx_id;
    int notify_present;
+   double present_interval;
    int want_fence_cb;
    int py_out_busy;
    int reader_paused;
@@ -28,6 +29,7 @@ struct vv_conn {
    uint64_t submits;
    uint64_t bytes_submitted;
    uint32_t present_handle;
+   uint32_t present_count;
    size_t slow_len;
    int pending_status;
    uint32_t err_cmd;
@@ -49,6 +51,9 @@ struct vv_res_event {
 };
 int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max);
 int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
+uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client);
+uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
+                                       int *fresh);
 uint32_t vv_res_id_alloc(void);
 void vv_res_id_release(uint32_t id);
 

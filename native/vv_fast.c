@@ -58,6 +58,11 @@ struct vv_res {
    int owned;           /* C unrefs it and unmaps its shm */
    int py_known;        /* Python took its CREATED event */
    double created;
+   /* presents (display targets): see vv_conn_note_present */
+   double last_report;
+   double skipped_at;   /* the last present held back */
+   uint32_t skipped;
+   uint64_t skipped_submits;
    void *shm;
    struct iovec *iov;   /* virglrenderer keeps this pointer: allocated apart */
 };
@@ -834,6 +839,45 @@ static int do_unref(struct vv_conn *c, const uint8_t *p)
    return -1;
 }
 
+static uint32_t note_present(struct vv_conn *c, struct vv_res *r)
+{
+   double t = now_s();
+   uint32_t n;
+   if (c->present_interval > 0 && r->last_report > 0 &&
+       t - r->last_report < c->present_interval) {
+      r->skipped++;
+      r->skipped_submits = c->submits;
+      r->skipped_at = t;
+      return 0;
+   }
+   n = r->skipped + 1;
+   r->skipped = 0;
+   r->last_report = t;
+   return n;
+}
+
+uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client)
+{
+   struct vv_res *r = res_find(c->res, client);
+   return r ? note_present(c, r) : 1;
+}
+
+uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
+                                       int *fresh)
+{
+   struct vv_res *r = res_find(c->res, client);
+   uint32_t n;
+   if (!r || !r->skipped)
+      return 0;
+   n = r->skipped;
+   r->skipped = 0;
+   *last = r->skipped_at;
+   *fresh = r->skipped_submits == c->submits;
+   if (*fresh)
+      r->last_report = now_s();
+   return n;
+}
+
 /* -1: done; VV_FAST_SLOW: Python must handle it (nothing was done);
  * else a status to return. */
 static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
@@ -871,8 +915,12 @@ static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
                   rc < 0 ? -rc : rc);
    if (cmd == CMD_TRANSFER_GET2 && c->notify_present &&
        (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))) {
-      c->present_handle = handle;
-      return VV_FAST_PRESENT;
+      uint32_t n = note_present(c, r);
+      if (n) {
+         c->present_handle = handle;
+         c->present_count = n;
+         return VV_FAST_PRESENT;
+      }
    }
    return -1;
 }

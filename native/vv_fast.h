@@ -52,6 +52,8 @@ struct vv_conn {
    int fd;
    uint32_t ctx_id;           /* 0 until the virgl context exists */
    int notify_present;        /* return VV_FAST_PRESENT for display targets */
+   double present_interval;   /* report a display target's presents at most this often
+                                 (seconds; 0: every one), see vv_conn_note_present */
    int want_fence_cb;         /* list this conn for Python when fences retire */
    int py_out_busy;           /* Python has output queued: queue ours behind it */
    int reader_paused;         /* the socket is not watched (see VV_FAST_PAUSE) */
@@ -65,6 +67,7 @@ struct vv_conn {
    uint64_t bytes_submitted;
    /* --- results of the last pump --- */
    uint32_t present_handle;   /* client handle */
+   uint32_t present_count;    /* presents of it this report stands for (>= 1) */
    size_t slow_len;           /* VV_FAST_SLOW: the message alone is this long, or 0: all */
    int pending_status;        /* a pump in vv_fast_select stopped here (-1: none) */
    uint32_t err_cmd;
@@ -107,6 +110,20 @@ int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max
 /* Unref a resource the C path owns (a RESOURCE_UNREF it left to Python);
  * -ENOENT if it is not one. */
 int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
+
+/* Presents of display targets are rate-limited for Python: a guest may
+ * present far more often than any screen shows (glxgears: 1300/s), and each
+ * report costs Python a wakeup. vv_conn_note_present counts a present of
+ * `client` and returns how many presents to report now (this one and those
+ * skipped before it), or 0 if the last report is younger than
+ * present_interval. vv_conn_take_skipped_presents returns the number of
+ * presents held back since the last report and counts them as reported,
+ * with the time of the last one in *last (CLOCK_MONOTONIC seconds, as
+ * Python's time.monotonic) and in *fresh whether no SUBMIT_CMD came after
+ * it (the texture still holds what it presented). */
+uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client);
+uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
+                                       int *fresh);
 
 /* Process-global server resource ids (never 0; 0 from alloc: none free). */
 uint32_t vv_res_id_alloc(void);

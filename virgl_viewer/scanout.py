@@ -22,12 +22,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from virgl_viewer.server import ServerObserver
-from virgl_viewer.virgl import RESOURCE_FLAG_Y_0_TOP, GLPresenter, Renderer, ResourceInfo
+from virgl_viewer.virgl import (
+    PRESENT_REPORT_INTERVAL_S,
+    RESOURCE_FLAG_Y_0_TOP,
+    GLPresenter,
+    Renderer,
+    ResourceInfo,
+)
 from virgl_viewer.vtest.protocol import TARGET_2D
 
 if TYPE_CHECKING:
@@ -40,10 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RING_SIZE = 4
-# Presents are copied for the screen at most this often (a 120 Hz screen);
-# the ones in between are counted, and the last one is copied after the
-# interval if the guest has drawn nothing since.
-MIN_COPY_INTERVAL_S = 1.0 / 120
+# Presents are copied for the screen at most this often (a 120 Hz screen): the
+# session reports them no more often (the C path counts the ones in between),
+# and the last one held back is copied after the interval if the guest has
+# submitted nothing since.
+MIN_COPY_INTERVAL_S = PRESENT_REPORT_INTERVAL_S
 ORPHAN_GRACE_S = 1.0
 CLIENT_GONE_FREE_S = 10.0
 
@@ -92,8 +100,10 @@ class Scanout:
     _last_copy: float = 0.0
     _last_present: float = 0.0
     _catch_up_pending: bool = False
-    _submits_at_present: int = 0
-    _present_times: list[float] = field(default_factory=list, repr=False)
+    _last_report: float = 0.0  # the session's last report of a present
+    # (time, presents) of each report: presents in the last second give the FPS
+    _present_times: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=1024), repr=False)
 
     @property
     def key(self) -> str:
@@ -108,7 +118,7 @@ class Scanout:
         """Presents in the last second."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            return float(sum(1 for t in self._present_times if now - t <= 1.0))
+            return float(sum(n for t, n in self._present_times if now - t <= 1.0))
 
     # ------------------------------------------------------------ UI side
     def take_latest(self) -> Frame | None:
@@ -146,15 +156,12 @@ class Scanout:
             self.dropped += 1
             return None
 
-    def _note_present(self, when: float) -> None:
-        """The guest presented (copied for the screen or not): FPS counts it."""
+    def _note_present(self, when: float, count: int = 1) -> None:
+        """The guest presented ``count`` times (the last one now): FPS counts them."""
         with self._lock:
-            self.presents += 1
+            self.presents += count
             self._last_present = when
-            times = self._present_times
-            times.append(when)
-            if len(times) > 1024:
-                del times[:512]
+            self._present_times.append((when, count))
 
     def _publish(self, frame: Frame) -> None:
         with self._lock:
@@ -208,38 +215,48 @@ class ScanoutManager(ServerObserver):
         self._next_id = 1
 
     # ------------------------------------------------------------ observer hooks
-    def presented(self, s: Session, r: Resource) -> None:
+    def presented(self, s: Session, r: Resource, count: int = 1,
+                  when: float | None = None) -> None:
         sc = self._by_resource.get(r.server_handle)
         if sc is None:
             sc = self._adopt_or_create(s, r)
         now = time.monotonic()
-        sc._note_present(now)
-        sc._submits_at_present = s.submits
-        if now - sc._last_copy < MIN_COPY_INTERVAL_S and r.server_handle == sc.resource_handle:
-            # No screen shows more than this: copy later if nothing newer comes.
-            if not sc._catch_up_pending:
-                sc._catch_up_pending = True
-                self.loop.call_later(MIN_COPY_INTERVAL_S, self._catch_up, sc, s, r)
-            return
+        sc._note_present(now if when is None else when, count)
+        sc._last_report = now
         self._present(sc, s, r)
+        # the session holds back presents for MIN_COPY_INTERVAL_S after this
+        # report: look then whether the last of them still waits to be shown
+        if not sc._catch_up_pending:
+            sc._catch_up_pending = True
+            self.loop.call_later(MIN_COPY_INTERVAL_S, self._catch_up, sc, s, r)
 
     def _catch_up(self, sc: Scanout, s: Session, r: Resource) -> None:
-        """The last present was skipped by the rate limit: copy it now if the
-        guest has drawn nothing since (else the texture holds a newer, maybe
+        """Copy the last present the rate limit held back, if the guest has
+        submitted nothing since (else the texture holds a newer, maybe
         half-drawn frame, and the guest's next present brings it)."""
+        left = sc._last_report + MIN_COPY_INTERVAL_S - time.monotonic()
+        if left > 0:  # reported again meanwhile: its hold-back time runs later
+            self.loop.call_later(left, self._catch_up, sc, s, r)
+            return
         sc._catch_up_pending = False
         if (sc.alive and not s.closed and sc.id in self.scanouts
-                and sc.resource_handle == r.server_handle
-                and sc._last_present > sc._last_copy and s.submits == sc._submits_at_present):
-            self._present(sc, s, r)
+                and sc.resource_handle == r.server_handle):
+            n, when, fresh = s.fast.take_skipped_presents(r.client_handle)
+            if n and fresh:
+                self.presented(s, r, n, when)
+            elif n:
+                sc._note_present(when, n)
 
     def _catch_up_before_losing(self, s: Session, r: Resource) -> None:
         """``r`` (a display target of ``s``) is about to go: copy its last
-        present first if the rate limit skipped it."""
+        present first if the rate limit held it back."""
         sc = self._by_resource.get(r.server_handle)
-        if (sc is not None and sc._last_present > sc._last_copy
-                and s.submits == sc._submits_at_present):
-            self._present(sc, s, r)
+        if sc is not None and not s.closed:
+            n, when, fresh = s.fast.take_skipped_presents(r.client_handle)
+            if n:
+                sc._note_present(when, n)
+            if fresh:
+                self._present(sc, s, r)
 
     def session_closing(self, s: Session) -> None:
         for sc in self._per_session.get(id(s), []):

@@ -52,7 +52,9 @@ class ServerObserver:
     def session_closed(self, s: Session) -> None: ...
     def resource_created(self, s: Session, r: Resource) -> None: ...
     def resource_destroyed(self, s: Session, r: Resource) -> None: ...
-    def presented(self, s: Session, r: Resource) -> None: ...
+    def presented(self, s: Session, r: Resource, count: int) -> None:
+        """``count`` presents of display target ``r``: the last one now, the others
+        skipped by the rate limit since the last report (PRESENT_REPORT_INTERVAL_S)."""
     def sync_changed(self, s: Session) -> None: ...
 
 
@@ -202,9 +204,9 @@ class VtestServer:
         if self.observers:
             self._notify("resource_destroyed", s, r)
 
-    def presented(self, s: Session, r: Resource) -> None:
+    def presented(self, s: Session, r: Resource, count: int = 1) -> None:
         if self.observers:
-            self._notify("presented", s, r)
+            self._notify("presented", s, r, count)
 
     def sync_changed(self, s: Session) -> None:
         if self.observers:

@@ -41,6 +41,7 @@ from virgl_viewer.virgl import (
     FAST_SOCKERR,
     FAST_SYNC,
     FAST_YIELD,
+    PRESENT_REPORT_INTERVAL_S,
     FastConn,
     HandleMap,
 )
@@ -79,6 +80,7 @@ class Session(ResourceCommands, SyncCommands):
         self.fast = FastConn(self.fd, self.map, token)
         self._c = self.fast.c
         self._c.notify_present = 1 if server.observers else 0
+        self._c.present_interval = PRESENT_REPORT_INTERVAL_S
         self._py_mode = False  # the codec holds input the C path gave back
         self.resources: dict[int, Resource] = {}
         self.syncs: dict[int, Sync] = {}
@@ -197,7 +199,7 @@ class Session(ResourceCommands, SyncCommands):
                 self.sync_resources()
             res = self.resources.get(int(self._c.present_handle))
             if res is not None:
-                self.server.presented(self, res)
+                self.server.presented(self, res, int(self._c.present_count))
             return True
         if st in (FAST_SLOW, FAST_EOF):
             if st == FAST_EOF and self._c.parked:

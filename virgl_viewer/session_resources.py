@@ -179,6 +179,13 @@ class ResourceCommands:
             raise ClientError(f"offset {ev.offset} outside the {shm.size}-byte shm of "
                               f"resource {res.client_handle}", cmd)
 
+    def _presented(self: Session, res: Resource) -> None:
+        """A present on the Python path: reported under the C path's rate limit."""
+        if self._c.notify_present:
+            n = self.fast.note_present(res.client_handle)
+            if n:
+                self.server.presented(self, res, n)
+
     def _on_transfer_get2(self: Session, ev: P.TransferGet2) -> None:
         cmd = self._command = "TRANSFER_GET2"
         res = self._resource(cmd, ev.handle)
@@ -187,7 +194,7 @@ class ResourceCommands:
         self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
                                          ev.offset)
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
-            self.server.presented(self, res)
+            self._presented(res)
 
     def _on_transfer_put2(self: Session, ev: P.TransferPut2) -> None:
         cmd = self._command = "TRANSFER_PUT2"
@@ -210,7 +217,7 @@ class ResourceCommands:
                                              ev.stride, ev.layer_stride, box, 0, data)
         self._send(bytes(data))
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
-            self.server.presented(self, res)
+            self._presented(res)
 
     def _on_transfer_put(self: Session, ev: P.TransferPut) -> None:
         cmd = self._command = "TRANSFER_PUT"

@@ -71,7 +71,7 @@ class SnapshotWriter(ServerObserver):
         self._scanouts: dict[int, list[Resource | None]] = {}  # id(session) -> slots
         self._sessions: dict[int, Session] = {}
 
-    def presented(self, s: Session, r: Resource) -> None:
+    def presented(self, s: Session, r: Resource, count: int = 1) -> None:
         slots = self._scanouts.setdefault(id(s), [])
         if r in slots:
             return

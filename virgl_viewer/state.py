@@ -141,8 +141,8 @@ class StateRegistry(ServerObserver):
     def resource_destroyed(self, s: Session, r: Resource) -> None:
         self._put((_RES_DEL, s, r))
 
-    def presented(self, s: Session, r: Resource) -> None:
-        self._put((_PRESENT, s, r))
+    def presented(self, s: Session, r: Resource, count: int = 1) -> None:
+        self._put((_PRESENT, s, r, count))
 
     def sync_changed(self, s: Session) -> None:
         self._put((_SYNC, s))
@@ -163,7 +163,7 @@ class StateRegistry(ServerObserver):
             code = ev[0]
             c = self._client(ev[1], now)
             if code == _PRESENT:
-                c.presents += 1
+                c.presents += ev[3]
                 self._presented(c, ev[2], dr)
             elif code == _RES_NEW:
                 self._res_new(c, ev[2], ev[3], dr)

@@ -420,6 +420,10 @@ class GLPresenter:
 
 
 # Statuses of FastConn.pump (vv_fast.h)
+# A display target's presents are reported to Python (observers) at most this often,
+# the ones in between are counted (a 120 Hz screen shows no more)
+PRESENT_REPORT_INTERVAL_S = 1.0 / 120
+
 FAST_NEED_DATA = lib.VV_FAST_NEED_DATA
 FAST_SLOW = lib.VV_FAST_SLOW
 FAST_EOF = lib.VV_FAST_EOF
@@ -534,6 +538,19 @@ class FastConn:
                     out.append(ResourceEvent(False, int(e.client)))
             if n < 64:
                 return out
+
+    def note_present(self, client: int) -> int:
+        """Count a present of display target ``client`` (Python path): the number
+        of presents to report now, 0 while the rate limit holds it back."""
+        return int(lib.vv_conn_note_present(self.c, client))
+
+    def take_skipped_presents(self, client: int) -> tuple[int, float, bool]:
+        """Presents of ``client`` the rate limit held back (they count as reported
+        now), the time of the last one (time.monotonic) and whether the guest has
+        submitted nothing since it (its texture still holds that frame)."""
+        last, fresh = ffi.new("double *"), ffi.new("int *")
+        n = int(lib.vv_conn_take_skipped_presents(self.c, client, last, fresh))
+        return (n, float(last[0]), bool(fresh[0])) if n else (0, 0.0, False)
 
     def destroy_resource(self, client: int) -> None:
         """Unref a resource the C path created (its unref came to Python)."""
