@@ -1,4 +1,4 @@
-"""ScanoutView: a QOpenGLWidget that draws one scanout from its shared texture.
+"""ScanoutView: a GL surface widget (ui.gl_surface) that draws one scanout from its shared texture.
 
 Why here: drawing happens in paintGL only, from the ring frame the render
 thread handed over (see virgl_viewer.scanout): lease the newest frame,
@@ -17,11 +17,11 @@ from enum import Enum
 from OpenGL import GL
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
-from PySide6.QtOpenGLWidgets import QOpenGLWidget
 from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.formats import format_info
 from virgl_viewer.scanout import Frame, Scanout
+from virgl_viewer.ui.gl_surface import GLSurfaceWidget
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,11 @@ def draw_frame(prog: _Program, frame: Frame, rect: tuple[int, int, int, int],
         else sync
 
 
-class ScanoutView(QOpenGLWidget):
+class ScanoutView(GLSurfaceWidget):
     """Draws one scanout, scaled by a ScaleMode, centred on a dark background."""
 
-    def __init__(self, scanout: Scanout, parent: object = None) -> None:
-        super().__init__(parent)  # type: ignore[arg-type]
+    def __init__(self, scanout: Scanout, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.scanout = scanout
         self.mode = ScaleMode.FIT
         self._prog: _Program | None = None
@@ -230,7 +230,7 @@ class ScanoutView(QOpenGLWidget):
             self._paint_overlay("client disconnected")
 
     def _paint_overlay(self, text: str) -> None:
-        p = QPainter(self)
+        p = QPainter(self.paint_device())
         p.setPen(QColor(255, 255, 255))
         f = QFont()
         f.setPointSize(14)

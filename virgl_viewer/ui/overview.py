@@ -13,18 +13,19 @@ import time
 from OpenGL import GL
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen
-from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.scanout import Scanout
+from virgl_viewer.ui.gl_surface import GLSurfaceWidget
 from virgl_viewer.ui.gl_view import _Program, draw_frame, repaint_delay_ms
 
 GAP = 32  # guest pixels between auto-placed scanouts
 OVERVIEW_MAX_FPS = 15.0
 
 
-class OverviewWidget(QOpenGLWidget):
-    def __init__(self, parent: object = None) -> None:
-        super().__init__(parent)  # type: ignore[arg-type]
+class OverviewWidget(GLSurfaceWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.scanouts: dict[int, Scanout] = {}
         self.positions: dict[int, QPoint] = {}
         self._prog: _Program | None = None
@@ -117,7 +118,7 @@ class OverviewWidget(QOpenGLWidget):
                                    dim=1.0 if sc.alive else 0.45)
             finally:
                 sc.drawn(frame, fence)
-        p = QPainter(self)
+        p = QPainter(self.paint_device())
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         f = QFont()
         f.setPointSize(9)

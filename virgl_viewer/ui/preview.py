@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 from OpenGL import GL
 from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtOpenGLWidgets import QOpenGLWidget
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from virgl_viewer.state import ResourceInfo
+from virgl_viewer.ui.gl_surface import GLSurfaceWidget
 from virgl_viewer.ui.gl_view import ScaleMode, _Program, draw_frame, fit_rect
 from virgl_viewer.vtest import protocol as P
 
@@ -50,7 +50,7 @@ class TexturePreviews(Protocol):
     def close(self, source: TextureSource) -> None: ...
 
 
-class PreviewView(QOpenGLWidget):
+class PreviewView(GLSurfaceWidget):
     """Draws a TextureSource fitted into the widget, or a line of text."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -95,7 +95,7 @@ class PreviewView(QOpenGLWidget):
             src.drawn(frame, fence)
 
     def _text(self, text: str) -> None:
-        p = QPainter(self)
+        p = QPainter(self.paint_device())
         p.setPen(QColor(170, 170, 175))
         p.drawText(QRectF(8, 0, self.width() - 16, self.height()),
                    Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
