@@ -8,7 +8,6 @@
 #define VV_FAST_PAUSE 6
 #define VV_FAST_SOCKERR 7
 #define VV_FAST_YIELD 8
-#define VV_FAST_SYNC 9
 
 struct vv_fence_rec { uint64_t fence_id; double created; double retired; };
 

@@ -167,9 +167,6 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
 }
 
 static void destroy_owned(struct vv_conn *c, struct vv_res *r);
-/* Observers must see the resources the C path made before the client gets
- * a reply that would let it look (a BUSY_WAIT answer). */
-#define SYNC_NEEDED(c) ((c)->notify_present && (c)->ev_n)
 
 /* ------------------------------------------------------------ server resource ids */
 /* virglrenderer's resource ids are process-global; both the C path and the
@@ -937,9 +934,6 @@ int vv_conn_pump(struct vv_conn *c)
       uint8_t *p;
 
       if (c->parked && c->fence_completed >= c->fence_submitted) {
-         /* its fences retired while observers had to catch up first */
-         if (SYNC_NEEDED(c))
-            return VV_FAST_SYNC;
          c->parked = 0;
          if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
             return VV_FAST_SOCKERR;
@@ -1005,8 +999,6 @@ int vv_conn_pump(struct vv_conn *c)
       }
       if (handled >= BATCH_MESSAGES)
          return VV_FAST_YIELD;
-      if (cmd == CMD_RESOURCE_BUSY_WAIT && SYNC_NEEDED(c))
-         return VV_FAST_SYNC; /* observers know every resource before a reply */
       p += 8;
       /* consumed from here on, unless a check sends it to Python */
       c->in_pos += 8;
@@ -1088,9 +1080,7 @@ static void poll_fences(void)
          if (!c || ev[i].fence_id <= c->fence_completed)
             continue;
          fences_retired(c, ev[i].fence_id);
-         if (c->parked && c->fence_completed >= c->fence_submitted && SYNC_NEEDED(c)) {
-            status = VV_FAST_SYNC; /* Python catches up, then its pump answers */
-         } else if (c->parked && c->fence_completed >= c->fence_submitted) {
+         if (c->parked && c->fence_completed >= c->fence_submitted) {
             c->parked = 0;
             if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
                status = VV_FAST_SOCKERR;

@@ -39,7 +39,6 @@
 #define VV_FAST_PAUSE 6     /* parked with too much input: stop watching the socket */
 #define VV_FAST_SOCKERR 7   /* recv/send failed: err_errno */
 #define VV_FAST_YIELD 8     /* handled a batch; input remains buffered: pump again soon */
-#define VV_FAST_SYNC 9      /* observers must take the resource events first (then pump) */
 
 struct vv_fence_rec {
    uint64_t fence_id;

@@ -170,13 +170,17 @@ class VtestServer:
         (it reports them in batches; one created and destroyed meanwhile never shows)."""
         if self.closed:
             return
+        self.sync_resources()
+        self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
+
+    def sync_resources(self) -> None:
+        """Bring the observers up to date with every session's resources now."""
         for s in list(self.sessions):
             if s.fast.c.res_events and not s.closed:
                 try:
                     s.sync_resources()
                 except Exception:
                     log.exception("resource sync failed for %s", s)
-        self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
 
     def _notify(self, name: str, *args: Any) -> None:
         for ob in self.observers:

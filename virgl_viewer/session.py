@@ -39,7 +39,6 @@ from virgl_viewer.virgl import (
     FAST_PRESENT,
     FAST_SLOW,
     FAST_SOCKERR,
-    FAST_SYNC,
     FAST_YIELD,
     PRESENT_REPORT_INTERVAL_S,
     FastConn,
@@ -195,9 +194,11 @@ class Session(ResourceCommands, SyncCommands):
         if st in (FAST_NEED_DATA, FAST_PARKED):
             return False
         if st == FAST_PRESENT:
-            if self._c.res_events:
+            handle = int(self._c.present_handle)
+            res = self.resources.get(handle)
+            if res is None and self._c.res_events:  # made by the C path since the last sync
                 self.sync_resources()
-            res = self.resources.get(int(self._c.present_handle))
+                res = self.resources.get(handle)
             if res is not None:
                 self.server.presented(self, res, int(self._c.present_count))
             return True
@@ -210,9 +211,6 @@ class Session(ResourceCommands, SyncCommands):
         if st == FAST_YIELD:
             self.loop.call_soon(self.resume)
             return False
-        if st == FAST_SYNC:
-            self.sync_resources()
-            return not self._py_mode
         if st == FAST_ERROR:
             cmd, reason = self.fast.error()
             self.drop(codec.command_name(cmd), reason)

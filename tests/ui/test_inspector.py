@@ -65,13 +65,15 @@ def cells(w: Inspector, table: str, row: int) -> dict[str, str]:
     return {c.title: proxy.index(row, i).data() for i, c in enumerate(model.columns)}
 
 
-def roundtrip(g: VtestClient) -> None:
-    """Wait until the server has handled everything sent before (BUSY_WAIT answers)."""
+def roundtrip(g: VtestClient, srv: Any) -> None:
+    """Wait until the server has handled everything sent before (BUSY_WAIT answers) and
+    its observers know every resource (the render thread's 100 ms sync, done now)."""
     g.busy_wait(0)
+    srv.call(srv.server.sync_resources)
 
 
 def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
-                                   guest: VtestClient) -> None:
+                                   guest: VtestClient, virgl_server: Any) -> None:
     models = {"clients": ClientTableModel(), "resources": ResourceTableModel(),
               "fences": FenceTableModel()}
     proxies = {}
@@ -91,11 +93,12 @@ def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
                                  data_size=(16 + i) * 64) for i in range(6)]
     guest.submit(CommandBuffer().to_bytes())
     guest.busy_wait(0, wait=True)
+    virgl_server.call(virgl_server.server.sync_resources)
     pull()
     assert [m.rowCount() for m in models.values()] == [1, 6, 1]
     for i in (0, 2, 3, 5):  # removals in several runs
         guest.resource_unref(res[i])
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     pull()
     assert [r.width for r in models["resources"].records()] == [17, 20]
     proxies["resources"].set_filter(text="17×16")
@@ -104,12 +107,12 @@ def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
     assert proxies["resources"].rowCount() == 0
 
 
-def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestClient) -> None:
+def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestClient, virgl_server: Any) -> None:
     assert inspector.timer.interval() == TICK_MS <= 150  # visible: a change shows in a tick
     tex = guest.resource_create(P.TARGET_2D, B8G8R8X8, DT_BIND, 300, 200,
                                 data_size=300 * 200 * 4)
     buf = guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 4096)
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     inspector.tick()  # the next tick is enough
     (client,) = rows(inspector, "clients")
     assert (client.name, client.pid, client.protocol_version, client.resources) == (
@@ -127,7 +130,7 @@ def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestCli
     assert by_handle[buf.handle].backing == "none" and by_handle[buf.handle].kind == "buffer"
 
     guest.resource_unref(tex)
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     qtbot.waitUntil(lambda: [r.client_handle for r in rows(inspector, "resources")]
                     == [buf.handle], timeout=2000)  # the timer alone gets there
 
@@ -169,8 +172,8 @@ def test_filters(inspector: Inspector, virgl_server: Any, guest: VtestClient) ->
     guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 256)
     with VtestClient.connect(virgl_server.path, "other-guest", 2) as other:
         other.resource_create(P.TARGET_BUFFER, R8, P.BIND_INDEX_BUFFER, 128)
-        roundtrip(other)
-        roundtrip(guest)
+        roundtrip(other, virgl_server)
+        roundtrip(guest, virgl_server)
         inspector.tick()
         assert len(rows(inspector, "resources")) == 3
         combo = inspector.client_combo
@@ -196,9 +199,9 @@ def _starts_with() -> Any:
 
 
 def test_disconnect_client_closes_its_socket(qtbot: Any, inspector: Inspector,
-                                              guest: VtestClient) -> None:
+                                              guest: VtestClient, virgl_server: Any) -> None:
     guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 256)
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     inspector.tick()
     view = inspector.views["clients"]
     view.setCurrentIndex(inspector.proxies["clients"].index(0, 0))
@@ -214,10 +217,10 @@ def test_disconnect_client_closes_its_socket(qtbot: Any, inspector: Inspector,
 
 
 def test_show_resource_selects_it_through_filters(inspector: Inspector,
-                                                  guest: VtestClient) -> None:
+                                                  guest: VtestClient, virgl_server: Any) -> None:
     res = [guest.resource_create(P.TARGET_2D, B8G8R8X8, DT_BIND, 32, 32 + i,
                                  data_size=32 * 64 * 4) for i in range(3)]
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     inspector.filter_edit.setText("nothing matches this")
     assert inspector.show_resource(os.getpid(), res[1].handle)
     assert inspector.current_table() == "resources"
@@ -231,7 +234,7 @@ def test_show_resource_selects_it_through_filters(inspector: Inspector,
 
 
 def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
-                                    guest: VtestClient) -> None:
+                                    guest: VtestClient, virgl_server: Any) -> None:
     calls: list[tuple[str, int]] = []
 
     class Source:
@@ -257,7 +260,7 @@ def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
     w.show()
     a = guest.resource_create(P.TARGET_2D, 67, P.BIND_SAMPLER_VIEW, 8, 8)
     b = guest.resource_create(P.TARGET_2D, 67, P.BIND_SAMPLER_VIEW, 8, 4)
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     assert w.show_resource(os.getpid(), a.handle)
     sa = w.selected_record().server_handle
     assert calls[0] == ("open", sa) and w.preview.source is not None
@@ -266,10 +269,10 @@ def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
     assert ("close", 0) in calls and calls[-1][0] in ("open", "refresh")
 
 
-def test_exports(tmp_path: Any, inspector: Inspector, guest: VtestClient) -> None:
+def test_exports(tmp_path: Any, inspector: Inspector, guest: VtestClient, virgl_server: Any) -> None:
     guest.resource_create(P.TARGET_2D, B8G8R8X8, DT_BIND, 40, 30, data_size=40 * 30 * 4)
     guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 100)
-    roundtrip(guest)
+    roundtrip(guest, virgl_server)
     inspector.tick()
     inspector.tabs.setCurrentIndex(1)
     inspector.kind_combo.setCurrentIndex(inspector.kind_combo.findData("buffer"))

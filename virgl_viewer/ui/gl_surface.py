@@ -17,7 +17,11 @@ back (a test/screenshot helper, as QOpenGLWidget's).
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
+
+import shiboken6
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QOffscreenSurface, QOpenGLContext, QPaintDevice, QSurfaceFormat
@@ -28,6 +32,21 @@ from PySide6.QtOpenGL import (
     QOpenGLWindow,
 )
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+
+_LIVE: weakref.WeakSet[GLSurfaceWidget] = weakref.WeakSet()
+_hooked = False
+
+
+def _drop_containers() -> None:
+    """At interpreter exit, before PySide destroys the QApplication: delete the window
+    containers of widgets still alive (a top-level widget the application never
+    deleted, e.g. one a test left), while the GUI exists. QApplication's destructor
+    would destroy them after their embedded windows and crash."""
+    for w in list(_LIVE):
+        c = getattr(w, "_container", None)
+        if c is not None and shiboken6.isValid(c):
+            shiboken6.delete(c)
 
 
 class _Surface(QOpenGLWindow):
@@ -62,6 +81,11 @@ class GLSurfaceWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._container)
+        global _hooked
+        if not _hooked:  # atexit runs last-registered first: before PySide's cleanup
+            atexit.register(_drop_containers)
+            _hooked = True
+        _LIVE.add(self)
         self._target: QPaintDevice | None = None
         # the context of a widget drawn before its window was ever exposed (grabbed
         # while off screen): its own, in the same share group, until the surface's exists
