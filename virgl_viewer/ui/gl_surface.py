@@ -17,14 +17,17 @@ back (a test/screenshot helper, as QOpenGLWidget's).
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from typing import Any
 
-import shiboken6
-
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QOffscreenSurface, QOpenGLContext, QPaintDevice, QSurfaceFormat
+from PySide6.QtGui import (
+    QImage,
+    QOffscreenSurface,
+    QOpenGLContext,
+    QPaintDevice,
+    QSurfaceFormat,
+    QWindow,
+)
 from PySide6.QtOpenGL import (
     QOpenGLFramebufferObject,
     QOpenGLFramebufferObjectFormat,
@@ -34,27 +37,12 @@ from PySide6.QtOpenGL import (
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 
-_LIVE: weakref.WeakSet[GLSurfaceWidget] = weakref.WeakSet()
-_hooked = False
-
-
-def _drop_containers() -> None:
-    """At interpreter exit, before PySide destroys the QApplication: delete the window
-    containers of widgets still alive (a top-level widget the application never
-    deleted, e.g. one a test left), while the GUI exists. QApplication's destructor
-    would destroy them after their embedded windows and crash."""
-    for w in list(_LIVE):
-        c = getattr(w, "_container", None)
-        if c is not None and shiboken6.isValid(c):
-            shiboken6.delete(c)
-
-
 class _Surface(QOpenGLWindow):
     """The native GL window; every call goes to its owner widget."""
 
-    def __init__(self, owner: GLSurfaceWidget) -> None:
+    def __init__(self, owner: GLSurfaceWidget, parent: QWindow) -> None:
         share = QOpenGLContext.globalShareContext()
-        super().__init__(share, QOpenGLWindow.UpdateBehavior.NoPartialUpdate)
+        super().__init__(share, QOpenGLWindow.UpdateBehavior.NoPartialUpdate, parent)
         self.owner = owner
         # input goes to the widget underneath (the owner): no focus, shortcuts and
         # mouse handling stay in the widget world
@@ -73,7 +61,12 @@ class GLSurfaceWidget(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.surface = _Surface(self)
+        # The container owns the window (it deletes it), which PySide cannot know: made
+        # without a parent, the window would be Python's, deleted under the container
+        # when Python collects it (a crash once the top-level widget goes). Made as the
+        # child of a never-shown anchor it is C++'s; the container then reparents it.
+        self._anchor = QWindow()
+        self.surface = _Surface(self, self._anchor)
         self.surface.frameSwapped.connect(self.frameSwapped)
         self._container = QWidget.createWindowContainer(self.surface, self)
         self._container.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -81,11 +74,6 @@ class GLSurfaceWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._container)
-        global _hooked
-        if not _hooked:  # atexit runs last-registered first: before PySide's cleanup
-            atexit.register(_drop_containers)
-            _hooked = True
-        _LIVE.add(self)
         self._target: QPaintDevice | None = None
         # the context of a widget drawn before its window was ever exposed (grabbed
         # while off screen): its own, in the same share group, until the surface's exists
