@@ -1,0 +1,71 @@
+"""``python -m virgl_viewer`` (the GUI) as users run it: scanout windows opened by a guest,
+then SIGTERM or SIGINT, with the guest still presenting or gone. The app must exit with
+status 0, remove its socket and print no crash: its GL windows are embedded native
+windows whose teardown at exit once segfaulted after every test here had passed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return bool(pred())
+
+
+@pytest.mark.parametrize(("sig", "guest_left"), [(signal.SIGTERM, False),
+                                                  (signal.SIGTERM, True),
+                                                  (signal.SIGINT, False)])
+def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) -> None:
+    assert os.environ.get("DISPLAY"), "run under xvfb-run (make test does)"
+    with tempfile.TemporaryDirectory(prefix="vv-app-") as d:
+        sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")
+        env = dict(os.environ, XDG_CONFIG_HOME=d)  # the layout settings stay private
+        with open(log_path, "wb") as out:
+            app = subprocess.Popen([sys.executable, "-m", "virgl_viewer", "--socket", sock,
+                                    "--log-level", "info"], stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        log = lambda: log_path.read_text(errors="replace")  # noqa: E731
+        guest = None
+        try:
+            assert wait_for(lambda: "serving vtest on" in log() or app.poll() is not None,
+                            60), log()
+            frames = ["--frames", "20"] if guest_left else []
+            guest = subprocess.Popen(
+                [sys.executable, "-m", "virgl_viewer.guest.cli", "--socket", sock, "--name",
+                 "exit-guest", "--scanouts", "2", "--size", "320x240,200x150", "--fps", "30",
+                 "--pattern", "bars", *frames],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            # both scanouts reached the GUI (a window and an overview tile each)
+            assert wait_for(lambda: log().count(": exit-guest") >= 1
+                            and log().count("scanout 2 (resource") >= 1, 60), log()
+            if guest_left:
+                assert guest.wait(60) == 0
+                time.sleep(0.5)  # its windows show "disconnected"
+            else:
+                time.sleep(1.0)  # frames keep coming
+            app.send_signal(sig)
+            assert app.wait(30) == 0, f"exit status {app.returncode}\n{log()}"
+        finally:
+            for p in (app, guest):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+        text = log()
+        for bad in ("Traceback", "Segmentation fault", "Fatal Python error", "Aborted"):
+            assert bad not in text, text
+        assert not os.path.lexists(sock)
