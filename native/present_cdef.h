@@ -7,3 +7,10 @@ void *vv_gl_copy_and_fence(uint32_t src, uint32_t src_target, uint32_t dst, int 
                            int height);
 void vv_gl_wait_sync(void *sync);
 void vv_gl_delete_sync(void *sync);
+/* The UI's draw of one frame (one call instead of ~25 from Python): wait on the
+ * frame's copy fence in this context, draw texture `tex` as a quad at NDC rect
+ * x0,y0-x1,y1 with the viewer's program, then fence the draw (returned) and flush. */
+void *vv_gl_draw_frame(uint32_t prog, int32_t u_rect, int32_t u_flip, int32_t u_ignore_alpha,
+                       int32_t u_dim, int32_t u_tex, uint32_t vao, uint32_t sampler,
+                       uint32_t tex, void *wait, float x0, float y0, float x1, float y1,
+                       int flip, int ignore_alpha, float dim);

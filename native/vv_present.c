@@ -74,3 +74,32 @@ void vv_gl_delete_sync(void *sync)
    if (sync)
       glDeleteSync((GLsync)sync);
 }
+
+void *vv_gl_draw_frame(uint32_t prog, int32_t u_rect, int32_t u_flip, int32_t u_ignore_alpha,
+                       int32_t u_dim, int32_t u_tex, uint32_t vao, uint32_t sampler,
+                       uint32_t tex, void *wait, float x0, float y0, float x1, float y1,
+                       int flip, int ignore_alpha, float dim)
+{
+   GLsync fence;
+   if (wait)
+      glWaitSync((GLsync)wait, 0, GL_TIMEOUT_IGNORED);
+   glUseProgram(prog);
+   glUniform4f(u_rect, x0, y0, x1, y1);
+   glUniform1i(u_flip, flip);
+   glUniform1i(u_ignore_alpha, ignore_alpha);
+   glUniform1f(u_dim, dim);
+   glUniform1i(u_tex, 0);
+   glActiveTexture(GL_TEXTURE0);
+   glBindTexture(GL_TEXTURE_2D, tex);
+   glBindSampler(0, sampler);
+   glBindVertexArray(vao);
+   glDisable(GL_BLEND);
+   glDrawArrays(GL_TRIANGLE_STRIP, 0, 4);
+   glBindVertexArray(0);
+   glBindSampler(0, 0);
+   glBindTexture(GL_TEXTURE_2D, 0);
+   glUseProgram(0);
+   fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+   glFlush();
+   return (void *)fence;
+}

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from virgl_viewer.server import ServerObserver
 from virgl_viewer.virgl import (
-    PRESENT_REPORT_INTERVAL_S,
     RESOURCE_FLAG_Y_0_TOP,
     GLPresenter,
     Renderer,
@@ -47,11 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RING_SIZE = 4
-# Presents are copied for the screen at most this often (a 120 Hz screen): the
-# session reports them no more often (the C path counts the ones in between),
-# and the last one held back is copied after the interval if the guest has
-# submitted nothing since.
-MIN_COPY_INTERVAL_S = PRESENT_REPORT_INTERVAL_S
 ORPHAN_GRACE_S = 1.0
 CLIENT_GONE_FREE_S = 10.0
 
@@ -85,7 +79,7 @@ class Scanout:
     height: int = 0
     virgl_format: int = 0
     frames: int = 0  # frames copied for the screen
-    presents: int = 0  # presents by the guest (>= frames: see MIN_COPY_INTERVAL_S)
+    presents: int = 0  # presents by the guest (>= frames: see ScanoutManager.presented)
     alive: bool = True  # False once the client has gone
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _textures: list[int] = field(default_factory=list, repr=False)
@@ -224,23 +218,26 @@ class ScanoutManager(ServerObserver):
         sc._note_present(now if when is None else when, count)
         sc._last_report = now
         self._present(sc, s, r)
-        # the session holds back presents for MIN_COPY_INTERVAL_S after this
-        # report: look then whether the last of them still waits to be shown
+        # Presents are copied for the screen at most once per refresh of the fastest
+        # screen: the session reports them no more often (the C path counts the ones
+        # in between, see VtestServer.set_present_interval). Look one interval after
+        # this report whether the last one held back still waits to be shown.
         if not sc._catch_up_pending:
             sc._catch_up_pending = True
-            self.loop.call_later(MIN_COPY_INTERVAL_S, self._catch_up, sc, s, r)
+            self.loop.call_later(s.present_interval, self._catch_up, sc, s, r)
 
     def _catch_up(self, sc: Scanout, s: Session, r: Resource) -> None:
         """Copy the last present the rate limit held back, if the guest has
         submitted nothing since (else the texture holds a newer, maybe
         half-drawn frame, and the guest's next present brings it)."""
-        left = sc._last_report + MIN_COPY_INTERVAL_S - time.monotonic()
+        live = (sc.alive and not s.closed and sc.id in self.scanouts
+                and sc.resource_handle == r.server_handle)
+        left = sc._last_report + s.present_interval - time.monotonic() if live else 0.0
         if left > 0:  # reported again meanwhile: its hold-back time runs later
             self.loop.call_later(left, self._catch_up, sc, s, r)
             return
         sc._catch_up_pending = False
-        if (sc.alive and not s.closed and sc.id in self.scanouts
-                and sc.resource_handle == r.server_handle):
+        if live:
             n, when, fresh = s.fast.take_skipped_presents(r.client_handle)
             if n and fresh:
                 self.presented(s, r, n, when)

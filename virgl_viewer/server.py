@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from virgl_viewer.errors import RendererError, VirglViewerError
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.session import Session
-from virgl_viewer.virgl import FastPoller, FastSelector
+from virgl_viewer.virgl import PRESENT_REPORT_INTERVAL_S, FastPoller, FastSelector
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
@@ -54,7 +54,7 @@ class ServerObserver:
     def resource_destroyed(self, s: Session, r: Resource) -> None: ...
     def presented(self, s: Session, r: Resource, count: int) -> None:
         """``count`` presents of display target ``r``: the last one now, the others
-        skipped by the rate limit since the last report (PRESENT_REPORT_INTERVAL_S)."""
+        skipped by the rate limit since the last report (``present_interval``)."""
     def sync_changed(self, s: Session) -> None: ...
 
 
@@ -119,6 +119,8 @@ class VtestServer:
         loop.add_reader(self.listener.fileno(), self._on_accept)
         loop.add_reader(host.renderer.poll_fd, self._on_poll)
         self.closed = False
+        # a display target's presents reach the observers at most this often
+        self.present_interval = PRESENT_REPORT_INTERVAL_S
         log.info("serving vtest on %s", path)
 
     # ------------------------------------------------------------ events
@@ -164,6 +166,13 @@ class VtestServer:
             s.fast.c.notify_present = 1
         if len(self.observers) == 1:
             self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
+
+    def set_present_interval(self, seconds: float) -> None:
+        """Report each display target's presents at most every ``seconds`` (render
+        thread); the GUI sets one refresh of its fastest screen: no screen shows more."""
+        self.present_interval = seconds
+        for s in self.sessions:
+            s.fast.c.present_interval = seconds
 
     def _sync_resources(self) -> None:
         """Observers learn of the resources the C path made within RESOURCE_SYNC_S

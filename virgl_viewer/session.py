@@ -40,7 +40,6 @@ from virgl_viewer.virgl import (
     FAST_SLOW,
     FAST_SOCKERR,
     FAST_YIELD,
-    PRESENT_REPORT_INTERVAL_S,
     FastConn,
     HandleMap,
 )
@@ -79,7 +78,7 @@ class Session(ResourceCommands, SyncCommands):
         self.fast = FastConn(self.fd, self.map, token)
         self._c = self.fast.c
         self._c.notify_present = 1 if server.observers else 0
-        self._c.present_interval = PRESENT_REPORT_INTERVAL_S
+        self._c.present_interval = server.present_interval
         self._py_mode = False  # the codec holds input the C path gave back
         self.resources: dict[int, Resource] = {}
         self.syncs: dict[int, Sync] = {}
@@ -142,6 +141,11 @@ class Session(ResourceCommands, SyncCommands):
     @property
     def bytes_submitted(self) -> int:
         return int(self._c.bytes_submitted)
+
+    @property
+    def present_interval(self) -> float:
+        """Presents of a display target are reported at most this often (seconds)."""
+        return float(self._c.present_interval)
 
     # ------------------------------------------------------------ input
     def _on_readable(self) -> None:

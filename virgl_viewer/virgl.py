@@ -419,6 +419,18 @@ class GLPresenter:
         return int(ffi.cast("uintptr_t", fence))
 
 
+def gl_draw_frame(prog: int, uniforms: tuple[int, int, int, int, int], vao: int, sampler: int,
+                  tex: int, wait_fence: int, rect: tuple[float, float, float, float],
+                  flip: bool, ignore_alpha: bool, dim: float) -> int:
+    """Draw texture ``tex`` as a quad (vv_gl_draw_frame) in the current context; returns
+    the GLsync fencing the draw, as an int. ``uniforms``: the locations of u_rect, u_flip,
+    u_ignore_alpha, u_dim and u_tex; ``rect``: x0, y0, x1, y1 in NDC."""
+    fence = lib.vv_gl_draw_frame(prog, *uniforms, vao, sampler, tex,
+                                 ffi.cast("void *", wait_fence), *rect, 1 if flip else 0,
+                                 1 if ignore_alpha else 0, dim)
+    return int(ffi.cast("uintptr_t", fence))
+
+
 # Statuses of FastConn.pump (vv_fast.h)
 # A display target's presents are reported to Python (observers) at most this often,
 # the ones in between are counted (a 120 Hz screen shows no more)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QMainWindow
 
 from virgl_viewer.scanout import Scanout
@@ -68,6 +69,13 @@ class _Previews:
             self.service.close(source)
 
 
+def present_interval() -> float:
+    """One refresh of the fastest screen (30-240 Hz): no window shows guest frames more
+    often, so scanouts are copied for the screen no more often either."""
+    rates = [s.refreshRate() for s in QGuiApplication.screens() if s.refreshRate() > 0]
+    return 1.0 / min(240.0, max(30.0, max(rates, default=60.0)))
+
+
 class ViewerController(QObject):
     def __init__(self, path: str, allowed_uids: Iterable[int] = ()) -> None:
         super().__init__()
@@ -101,8 +109,10 @@ class ViewerController(QObject):
             return p, p.close
 
         rt = RenderThread(self.path, factory, allowed_uids=self.allowed_uids)
+        interval = present_interval()
 
         def ready(server: Any) -> None:  # render thread
+            server.set_present_interval(interval)
             host = server.host
             ctx = host.provider.create_context(4, 5, True)
             self.manager = ScanoutManager(server.loop, GLPresenter(host.provider.egl_display,

@@ -9,7 +9,6 @@ however fast the guest presents.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from enum import Enum
@@ -22,13 +21,12 @@ from PySide6.QtWidgets import QWidget
 from virgl_viewer.formats import format_info
 from virgl_viewer.scanout import Frame, Scanout
 from virgl_viewer.ui.gl_surface import GLSurfaceWidget
+from virgl_viewer.virgl import gl_draw_frame
 
 log = logging.getLogger(__name__)
 
 GL_TEXTURE_SRGB_DECODE_EXT = 0x8A48
 GL_SKIP_DECODE_EXT = 0x8A4A
-# PyOpenGL 3.1's GL.GL_TIMEOUT_IGNORED has the wrong value; the spec's is all ones.
-TIMEOUT_IGNORED = 0xFFFFFFFFFFFFFFFF
 
 VERTEX_SHADER = """#version 330 core
 uniform vec4 u_rect;      // x0, y0, x1, y1 in NDC
@@ -112,6 +110,7 @@ class _Program:
         self.u_ignore_alpha = GL.glGetUniformLocation(self.prog, "u_ignore_alpha")
         self.u_dim = GL.glGetUniformLocation(self.prog, "u_dim")
         self.u_tex = GL.glGetUniformLocation(self.prog, "u_tex")
+        self.uniforms = (self.u_rect, self.u_flip, self.u_ignore_alpha, self.u_dim, self.u_tex)
         # Sampler objects: the ring textures' own parameters are never touched.
         self.samplers = {}
         for name, filt in (("nearest", GL.GL_NEAREST), ("linear", GL.GL_LINEAR)):
@@ -132,33 +131,15 @@ def draw_frame(prog: _Program, frame: Frame, rect: tuple[int, int, int, int],
     current framebuffer; returns a GLsync fencing the draw (as an int).
     Alpha is written as stored (1 for X formats) unless ``opaque``."""
     x, y, w, h = rect
-    if frame.fence:
-        GL.glWaitSync(ctypes.c_void_p(frame.fence), 0, TIMEOUT_IGNORED)
-    x0 = 2.0 * x / view_w - 1.0
-    x1 = 2.0 * (x + w) / view_w - 1.0
-    y0 = 1.0 - 2.0 * (y + h) / view_h
-    y1 = 1.0 - 2.0 * y / view_h
+    ndc = (2.0 * x / view_w - 1.0, 1.0 - 2.0 * (y + h) / view_h,
+           2.0 * (x + w) / view_w - 1.0, 1.0 - 2.0 * y / view_h)
     info = format_info(frame.virgl_format)
-    GL.glUseProgram(prog.prog)
-    GL.glUniform4f(prog.u_rect, x0, y0, x1, y1)
-    GL.glUniform1i(prog.u_flip, 1 if frame.y_0_top else 0)
-    GL.glUniform1i(prog.u_ignore_alpha, 0 if (info and info.has_alpha and not opaque) else 1)
-    GL.glUniform1f(prog.u_dim, dim)
-    GL.glUniform1i(prog.u_tex, 0)
-    GL.glActiveTexture(GL.GL_TEXTURE0)
-    GL.glBindTexture(GL.GL_TEXTURE_2D, frame.texture)
-    GL.glBindSampler(0, prog.samplers["nearest" if nearest else "linear"])
-    GL.glBindVertexArray(prog.vao)
-    GL.glDisable(GL.GL_BLEND)
-    GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
-    GL.glBindVertexArray(0)
-    GL.glBindSampler(0, 0)
-    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-    GL.glUseProgram(0)
-    sync = GL.glFenceSync(GL.GL_SYNC_GPU_COMMANDS_COMPLETE, 0)
-    GL.glFlush()
-    return int(ctypes.cast(sync, ctypes.c_void_p).value or 0) if not isinstance(sync, int) \
-        else sync
+    # one native call (vv_gl_draw_frame): every PyOpenGL call costs microseconds of
+    # Python, and this runs per paint of every view
+    return gl_draw_frame(prog.prog, prog.uniforms, prog.vao,
+                         prog.samplers["nearest" if nearest else "linear"], frame.texture,
+                         frame.fence, ndc, frame.y_0_top,
+                         not (info and info.has_alpha and not opaque), dim)
 
 
 class ScanoutView(GLSurfaceWidget):
