@@ -15,7 +15,7 @@ import pytest
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import CommandBuffer
 from virgl_viewer.state import StateRegistry, TableDelta
-from virgl_viewer.ui.inspector import TICK_MS, Inspector
+from virgl_viewer.ui.inspector import TABLES, TICK_MS, Inspector
 from virgl_viewer.ui.models import (
     ClientTableModel,
     FenceTableModel,
@@ -55,12 +55,15 @@ def guest(virgl_server: Any) -> Iterator[VtestClient]:
 
 
 def rows(w: Inspector, table: str) -> list[Any]:
-    """The records of a table as shown: filtered and sorted."""
+    """The records of a table as shown (its tab brought to the front, as a user looks
+    at it: only the current tab's table follows the registry): filtered and sorted."""
+    w.tabs.setCurrentIndex(TABLES.index(table))
     proxy = w.proxies[table]
     return [proxy.record_at(i) for i in range(proxy.rowCount())]
 
 
 def cells(w: Inspector, table: str, row: int) -> dict[str, str]:
+    w.tabs.setCurrentIndex(TABLES.index(table))
     proxy, model = w.proxies[table], w.models[table]
     return {c.title: proxy.index(row, i).data() for i, c in enumerate(model.columns)}
 
@@ -285,3 +288,27 @@ def test_exports(tmp_path: Any, inspector: Inspector, guest: VtestClient, virgl_
     doc = json.loads((tmp_path / "all.json").read_text())
     assert sorted(r["width"] for r in doc["resources"]) == [40, 100]  # unfiltered
     assert doc["clients"][0]["name"] == "inspector-guest"
+
+
+def test_a_table_behind_another_tab_catches_up_when_shown(inspector: Inspector,
+                                                          guest: VtestClient,
+                                                          virgl_server: Any) -> None:
+    """Only the current tab's table follows each tick; another one is brought up to date
+    when its tab comes to the front, keeping its selected row."""
+    first = guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 64)
+    roundtrip(guest, virgl_server)
+    inspector.tick()
+    assert [r.client_handle for r in rows(inspector, "resources")] == [first.handle]
+    assert inspector.select("resources", rows(inspector, "resources")[0].key)
+    inspector.tabs.setCurrentIndex(TABLES.index("clients"))
+    more = [guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 128 + i)
+            for i in range(3)]
+    roundtrip(guest, virgl_server)
+    inspector.tick()
+    (client,) = rows(inspector, "clients")
+    assert client.resources == 4  # the current table followed
+    inspector.tabs.setCurrentIndex(TABLES.index("resources"))
+    assert sorted(r.client_handle for r in inspector.models["resources"].records()) == \
+        sorted([first.handle, *(r.handle for r in more)])
+    rec = inspector.selected_record()
+    assert rec is not None and rec.client_handle == first.handle

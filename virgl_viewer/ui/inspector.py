@@ -100,6 +100,9 @@ class Inspector(QWidget):
         self.views: dict[str, QTableView] = {}
         self._selected: tuple[str, int] | None = None
         self._stale = True  # the tables lag the registry (hidden so far)
+        # tables behind tabs not shown: they lag too, and catch up when shown (glxgears
+        # alone retires ~1400 fences a second, a table nobody looks at need not follow)
+        self._stale_tables: set[str] = set()
         self._last_slow = float("-inf")
         self._build()
         self.timer = QTimer(self)
@@ -197,7 +200,9 @@ class Inspector(QWidget):
     def tick(self, force: bool = False) -> None:
         """Pull the registry and apply what changed (the timer calls this). While the
         panel is hidden only the registry is pulled; the tables catch up with one reset
-        when it shows again (or when ``force`` is set)."""
+        when it shows again (or when ``force`` is set). Likewise only the table of the
+        current tab follows (all with ``force``); another catches up when its tab is
+        shown."""
         delta = self.registry.pull()
         if not (force or self.isVisible()):
             self._stale = True
@@ -205,14 +210,19 @@ class Inspector(QWidget):
         now = delta.time
         for model in self.models.values():
             model.now = now
-        if self._stale:
+        if self._stale or (force and self._stale_tables):
             self._reload()
         else:
             parts: dict[str, TableDelta[Any]] = {
                 "clients": delta.clients, "resources": delta.resources, "fences": delta.fences}
+            current = self.current_table()
             for name, part in parts.items():
-                if part:
+                if not part or name in self._stale_tables:
+                    continue
+                if name == current or force:
                     self.models[name].apply(part)
+                else:
+                    self._stale_tables.add(name)
             if delta.clients:
                 self._update_client_combo(delta.clients)
             if self._selected is not None:
@@ -235,6 +245,7 @@ class Inspector(QWidget):
                                     range(1, self.client_combo.count())) if k not in keys)
         self._update_client_combo(TableDelta(added=snap.clients, removed=gone))
         self._stale = False
+        self._stale_tables.clear()
         if selected is not None and self.select(*selected):
             return
         self._selected = None
@@ -302,8 +313,23 @@ class Inspector(QWidget):
         for proxy in self.proxies.values():
             proxy.set_filter(text=text)
 
+    def _catch_up_table(self, table: str) -> None:
+        """Bring a table that lagged behind its tab up to date (its current row kept)."""
+        if table not in self._stale_tables or self._stale:
+            return
+        self._stale_tables.discard(table)
+        view, proxy = self.views[table], self.proxies[table]
+        index = view.currentIndex()
+        current = proxy.record_at(index.row()) if index.isValid() else None
+        snap = self.registry.snapshot()
+        recs = dict(zip(TABLES, (snap.clients, snap.resources, snap.fences), strict=True))
+        self.models[table].set_records(recs[table])
+        if current is not None:
+            self.select(table, current.key)
+
     def _tab_changed(self, _index: int) -> None:
         table = self.current_table()
+        self._catch_up_table(table)
         combo = self.kind_combo
         combo.blockSignals(True)
         combo.clear()
@@ -396,6 +422,7 @@ class Inspector(QWidget):
         """Write the rows of ``table`` (default: the current one) as shown: filtered,
         sorted, formatted. Returns the number of rows."""
         table = table or self.current_table()
+        self._catch_up_table(table)
         proxy, model = self.proxies[table], self.models[table]
         with open(path, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
