@@ -935,7 +935,9 @@ int vv_conn_pump(struct vv_conn *c)
 
       if (c->parked && c->fence_completed >= c->fence_submitted) {
          c->parked = 0;
-         if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
+         if (c->park_xfer) /* the readback waited: it comes next */
+            c->park_xfer = 0;
+         else if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
             return VV_FAST_SOCKERR;
          continue;
       }
@@ -1008,6 +1010,19 @@ int vv_conn_pump(struct vv_conn *c)
          rc = do_submit(c, p, (uint32_t)(body / 4));
          break;
       case CMD_TRANSFER_GET2:
+         if (c->fence_completed < c->fence_submitted && nconns > 1 &&
+             c->protocol_version < 3) {
+            /* A readback waits for this client's rendering: done here it would
+             * block the render thread, and every other client with it, until
+             * llvmpipe finished. Wait for the client's fences instead (the
+             * fence poll resumes it) and serve the others meanwhile. Protocol
+             * 0-2 only: their every submit is fenced (BUSY_WAIT's own rule). */
+            c->in_pos -= 8;
+            c->parked = 1;
+            c->park_xfer = 1;
+            continue;
+         }
+         /* fall through */
       case CMD_TRANSFER_PUT2:
       case CMD_RESOURCE_CREATE2:
       case CMD_RESOURCE_UNREF:
@@ -1081,8 +1096,9 @@ static void poll_fences(void)
             continue;
          fences_retired(c, ev[i].fence_id);
          if (c->parked && c->fence_completed >= c->fence_submitted) {
-            c->parked = 0;
-            if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
+            int xfer = c->park_xfer; /* no reply then: its readback is next */
+            c->parked = c->park_xfer = 0;
+            if (!xfer && (c->err_errno = busy_wait_reply(c, 0)) != 0)
                status = VV_FAST_SOCKERR;
             else if (!c->want_fence_cb && !c->reader_paused && !c->py_mode)
                status = vv_conn_pump(c);

@@ -80,6 +80,7 @@ struct vv_conn {
    size_t out_len, out_cap;
    int eof;
    int closed;
+   int park_xfer;             /* parked before a TRANSFER_GET2 (not a BUSY_WAIT) */
    uint32_t token;
    struct vv_res_table *res;
    struct vv_fence_rec *log;
