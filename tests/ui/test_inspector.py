@@ -110,7 +110,8 @@ def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
     assert proxies["resources"].rowCount() == 0
 
 
-def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestClient, virgl_server: Any) -> None:
+def test_rows_follow_the_guest(qtbot: Any, inspector: Inspector, guest: VtestClient,
+                               virgl_server: Any) -> None:
     assert inspector.timer.interval() == TICK_MS <= 150  # visible: a change shows in a tick
     tex = guest.resource_create(P.TARGET_2D, B8G8R8X8, DT_BIND, 300, 200,
                                 data_size=300 * 200 * 4)
@@ -272,7 +273,8 @@ def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
     assert ("close", 0) in calls and calls[-1][0] in ("open", "refresh")
 
 
-def test_exports(tmp_path: Any, inspector: Inspector, guest: VtestClient, virgl_server: Any) -> None:
+def test_exports(tmp_path: Any, inspector: Inspector, guest: VtestClient,
+                 virgl_server: Any) -> None:
     guest.resource_create(P.TARGET_2D, B8G8R8X8, DT_BIND, 40, 30, data_size=40 * 30 * 4)
     guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 100)
     roundtrip(guest, virgl_server)
