@@ -14,6 +14,7 @@ import pytest
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import CommandBuffer
+from virgl_viewer.server import RESOURCE_SYNC_S
 from virgl_viewer.state import StateRegistry, TableDelta
 from virgl_viewer.ui.inspector import TABLES, TICK_MS, Inspector
 from virgl_viewer.ui.models import (
@@ -314,3 +315,22 @@ def test_a_table_behind_another_tab_catches_up_when_shown(inspector: Inspector,
         sorted([first.handle, *(r.handle for r in more)])
     rec = inspector.selected_record()
     assert rec is not None and rec.client_handle == first.handle
+
+
+def test_resources_and_fences_reach_the_tables_by_the_timers_alone(
+        qtbot: Any, inspector: Inspector, guest: VtestClient) -> None:
+    """No sync point: the render thread's resource sync (every RESOURCE_SYNC_S) and the
+    inspector's tick (TICK_MS) bring a new resource, its unref and new fences to the
+    tables; together they fit the 250 ms a change may take to show."""
+    assert RESOURCE_SYNC_S * 1000 + TICK_MS <= 250 - 20  # 20 ms for the work itself
+    inspector.tabs.setCurrentIndex(TABLES.index("resources"))
+    res = guest.resource_create(P.TARGET_BUFFER, R8, P.BIND_VERTEX_BUFFER, 4096)
+    handles = lambda: [r.client_handle for r in inspector.models["resources"].records()]  # noqa: E731
+    qtbot.waitUntil(lambda: handles() == [res.handle], timeout=2000)
+    guest.resource_unref(res)
+    qtbot.waitUntil(lambda: handles() == [], timeout=2000)
+    inspector.tabs.setCurrentIndex(TABLES.index("fences"))
+    guest.submit(CommandBuffer().to_bytes())
+    qtbot.waitUntil(lambda: len(inspector.models["fences"].records()) == 1
+                    and inspector.models["fences"].records()[0].signalled is not None,
+                    timeout=2000)
