@@ -271,23 +271,35 @@ class StateRegistry(ServerObserver):
         elif from_id > s.fence_submitted:
             return
         for r in s.fast.fences(from_id):
+            if (r.fence_id > c.last_fid and r.retired is not None and not c.pending
+                    and r.fence_id > c.done_fid):
+                # new and already retired (the usual case between two pulls): one record
+                self._fence_new(c, r.fence_id, r.created, d, r.retired)
+                continue
             if r.fence_id > c.last_fid:
                 self._fence_new(c, r.fence_id, r.created, d)
             if r.retired is not None and r.fence_id > c.done_fid:
                 self._fence_done(c, r.fence_id, r.retired, d)
 
-    def _fence_new(self, c: _Client, fid: int, t: float, d: _Builder[FenceInfo]) -> None:
+    def _fence_new(self, c: _Client, fid: int, t: float, d: _Builder[FenceInfo],
+                   retired: float | None = None) -> None:
+        """A new fence; ``retired``: it has retired too (no older fence is pending)."""
         if fid <= c.last_fid:
             return
         c.last_fid = fid
         s = c.session
         key = self._next_key
         self._next_key += 1
-        rec = FenceInfo(key, "fence", c.key, c.name, s.pid, s.ctx_id, fid, t, None,
+        rec = FenceInfo(key, "fence", c.key, c.name, s.pid, s.ctx_id, fid, t, retired,
                         fid - c.done_fid)
         self._fence_recs[key] = rec
         c.fence_keys.append(key)
-        c.pending.append(key)
+        if retired is None:
+            c.pending.append(key)
+        else:
+            c.done_fid = fid
+            c.hist_counts[latency_bucket((retired - t) * 1e3)] += 1
+            c.sync_dirty = True  # may have signalled timeline syncs
         d.add(rec)
         if len(c.fence_keys) > self.fence_history:
             self._evict_fence(c, d)
