@@ -922,6 +922,16 @@ static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
    return -1;
 }
 
+/* The fences a parked client waited for retired: answer its BUSY_WAIT, or
+ * nothing if it was parked before a readback (that message comes next).
+ * 0 or an errno. */
+static int unpark(struct vv_conn *c)
+{
+   int xfer = c->park_xfer;
+   c->parked = c->park_xfer = 0;
+   return xfer ? 0 : busy_wait_reply(c, 0);
+}
+
 int vv_conn_pump(struct vv_conn *c)
 {
    int handled = 0, rc;
@@ -934,10 +944,7 @@ int vv_conn_pump(struct vv_conn *c)
       uint8_t *p;
 
       if (c->parked && c->fence_completed >= c->fence_submitted) {
-         c->parked = 0;
-         if (c->park_xfer) /* the readback waited: it comes next */
-            c->park_xfer = 0;
-         else if ((c->err_errno = busy_wait_reply(c, 0)) != 0)
+         if ((c->err_errno = unpark(c)) != 0)
             return VV_FAST_SOCKERR;
          continue;
       }
@@ -1096,9 +1103,7 @@ static void poll_fences(void)
             continue;
          fences_retired(c, ev[i].fence_id);
          if (c->parked && c->fence_completed >= c->fence_submitted) {
-            int xfer = c->park_xfer; /* no reply then: its readback is next */
-            c->parked = c->park_xfer = 0;
-            if (!xfer && (c->err_errno = busy_wait_reply(c, 0)) != 0)
+            if ((c->err_errno = unpark(c)) != 0)
                status = VV_FAST_SOCKERR;
             else if (!c->want_fence_cb && !c->reader_paused && !c->py_mode)
                status = vv_conn_pump(c);
