@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
     from virgl_viewer.server import VtestServer
     from virgl_viewer.session import Session
-    from virgl_viewer.virgl import SharedMemory
+    from virgl_viewer.virgl import NativeShm, SharedMemory
 
 QUEUE_MAX = 1 << 16  # events between two pulls before a resync (~30 s of glxgears)
 FENCE_HISTORY = 1000  # fences kept per client
@@ -224,7 +224,7 @@ class StateRegistry(ServerObserver):
             self._next_key += 1
         return c
 
-    def _res_new(self, c: _Client, r: Resource, shm: SharedMemory | None,
+    def _res_new(self, c: _Client, r: Resource, shm: SharedMemory | NativeShm | None,
                  d: _Builder[ResourceInfo]) -> None:
         if id(r) in c.res or c.closed_at is not None:
             return  # already known through a resync, or arrived after the close
