@@ -344,8 +344,9 @@ class MapMachine(RuleBasedStateMachine):
     def bulk_set(self, start, n):
         for key in range(start, start + n):
             if key not in self.model:
-                assert lib.vv_map_set(self.m, key, key ^ 0x5A5A) == 0
-                self.model[key] = key ^ 0x5A5A
+                server = (key ^ 0x5A5A) or 0x5A5A  # never 0: not a server handle
+                assert lib.vv_map_set(self.m, key, server) == 0
+                self.model[key] = server
 
     @rule(data=st.data())
     def bulk_remove(self, data):
