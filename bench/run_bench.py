@@ -13,6 +13,9 @@ per-server medians over the rounds and ours/upstream ratios. Benches:
   sync       the same with glmark2-sync-scenes.txt (not run unless asked for)
   glxgears   one glxgears over 10 s: FPS
   glxgears2  two glxgears at once over 10 s: combined FPS
+  gears2sep  diagnostic: the same two glxgears, each on a server process of its own (a
+             second server of the same kind is started for the second client), to tell
+             the cost of serving both clients from one process from the per-client cost
   connect    raw client, connect -> caps reply: ms (median of 20 samples a round)
   desktop    glmark2 desktop scene (blur, as in glmark2-scenes.txt) for 10 s: the
              steady-state FPS, i.e. without the first frame (timed by an nframes=1 run),
@@ -54,7 +57,8 @@ from vtest_probe import ProbeError, connect_samples  # noqa: E402
 SCENES_DIR = Path(os.environ.get("VV_BENCH_SCENES",
                                  Path(__file__).resolve().parents[2] / "shared" / "bench"))
 DESKTOP = "desktop:blur-radius=5:effect=blur:passes=1:separable=true:windows=4"
-DEFAULT_BENCHES = ("glmark2", "transfer", "glxgears", "glxgears2", "connect", "desktop")
+DEFAULT_BENCHES = ("glmark2", "transfer", "glxgears", "glxgears2", "gears2sep", "connect",
+                   "desktop")
 GEARS_SECONDS = 10  # glxgears reports every 5 s: two reports
 CONNECT_SAMPLES = 20
 
@@ -103,8 +107,10 @@ def glmark2_file(name: str) -> Callable[[Ctx], dict[str, float]]:
     return run
 
 
-def gears_fps(ctx: Ctx, count: int) -> dict[str, float]:
-    clients = [BackgroundClient(glxgears_argv(i * 340, 0), ctx.env(), ctx.workdir,
+def gears_fps(ctx: Ctx, count: int, envs: list[dict[str, str]] | None = None
+              ) -> dict[str, float]:
+    envs = envs or [ctx.env()] * count
+    clients = [BackgroundClient(glxgears_argv(i * 340, 0), envs[i], ctx.workdir,
                                 f"gears-{ctx.server.kind}-{i}") for i in range(count)]
     try:
         for c in clients:
@@ -118,6 +124,18 @@ def gears_fps(ctx: Ctx, count: int) -> dict[str, float]:
     if count == 1:
         return {"fps": fps[0]}
     return {"fps": sum(fps), **{f"fps_client{i}": f for i, f in enumerate(fps)}}
+
+
+def gears_two_processes(ctx: Ctx) -> dict[str, float]:
+    """Two glxgears, the second on its own server process of the same kind."""
+    kind = ctx.server.kind
+    second = Server(kind, ctx.workdir / f"{kind}-second.sock",
+                    ctx.server.log_path.with_name(f"{kind}-second-server.log"))
+    second.start()
+    try:
+        return gears_fps(ctx, 2, [ctx.env(), mesa_env(second.socket_path, ctx.display)])
+    finally:
+        second.stop(check=False)
 
 
 def connect(ctx: Ctx) -> dict[str, float]:
@@ -144,6 +162,7 @@ BENCHES: dict[str, Bench] = {
     "sync": Bench("score", "", True, glmark2_file("glmark2-sync-scenes.txt")),
     "glxgears": Bench("fps", "FPS", True, lambda ctx: gears_fps(ctx, 1)),
     "glxgears2": Bench("fps", "FPS", True, lambda ctx: gears_fps(ctx, 2)),
+    "gears2sep": Bench("fps", "FPS", True, gears_two_processes),
     "connect": Bench("ms", "ms", False, connect),
     "desktop": Bench("steady_fps", "FPS", True, desktop),
 }
