@@ -289,6 +289,11 @@ def headlines(results: Results) -> list[str]:
     if m is not None and p is not None and r:
         out.append(f"latency present -> drawn: median {m:.1f} ms, p95 {p:.1f} ms; one refresh "
                    f"{r:.1f} ms (median = {m / r:.2f} refreshes)")
+    for name in ("glmark2", "glxgears"):
+        shown = med(name, "viewer", "viewer_shown_fps")
+        if shown is not None:
+            out.append(f"{name}: its scanout window showed {shown:.1f} new frames a second"
+                       + (f" (the screen refreshes {1000 / r:.0f} times a second)" if r else ""))
     s, b, q = (med("present", "viewer", k) for k in ("shared_us", "readback_us",
                                                       "readback_bgra_us"))
     if s and b is not None and q is not None:

@@ -849,7 +849,14 @@ static uint32_t note_present(struct vv_conn *c, struct vv_res *r)
    }
    n = r->skipped + 1;
    r->skipped = 0;
-   r->last_report = t;
+   /* Keep the reports on a grid of the interval while presents come often:
+    * measured from the late report instead, each interval would grow by the
+    * guest's frame time (60 Hz would become 54 for a 300 FPS guest). */
+   if (c->present_interval > 0 && r->last_report > 0 &&
+       t - r->last_report < 2 * c->present_interval)
+      r->last_report += c->present_interval;
+   else
+      r->last_report = t;
    return n;
 }
 

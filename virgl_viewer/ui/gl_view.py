@@ -54,14 +54,17 @@ void main() {
 """
 
 
-def repaint_delay_ms(widget: QWidget, last_paint: float, max_fps: float = 1000.0) -> int:
-    """Milliseconds until ``widget`` may paint again: at most one paint per
-    screen refresh (and ``max_fps``), none of the wait when the last paint
-    is older."""
+def repaint_delay_ms(widget: QWidget, last: float, max_fps: float = 1000.0) -> int:
+    """Milliseconds until ``widget`` may ask for its next paint: at most one
+    per screen refresh (and ``max_fps``) after ``last``, none of the wait when
+    ``last`` is older. A view at the screen's refresh passes the time of its
+    last request (``update()``), not of its last paint: Qt delivers a paint
+    some milliseconds after the request, and timing from the paint adds that
+    to every interval (44 paints a second on a 60 Hz screen)."""
     screen = widget.screen()
     rate = screen.refreshRate() if screen is not None else 60.0
     interval = 1.0 / max(1.0, min(rate, max_fps))
-    left = interval - (time.monotonic() - last_paint)
+    left = interval - (time.monotonic() - last)
     return max(0, int(left * 1000.0))
 
 
@@ -152,6 +155,7 @@ class ScanoutView(GLSurfaceWidget):
         self._prog: _Program | None = None
         self._dirty = True
         self._last_paint = 0.0
+        self._last_request = 0.0  # when _tick last asked for a paint
         self.painted_seq = 0  # seq of the frame drawn by the last paint
         self.paints = 0
         self._timer = QTimer(self)
@@ -165,10 +169,11 @@ class ScanoutView(GLSurfaceWidget):
         if not self._dirty:
             self._dirty = True
             if not self._timer.isActive():
-                self._timer.start(repaint_delay_ms(self, self._last_paint))
+                self._timer.start(repaint_delay_ms(self, self._last_request))
 
     def _tick(self) -> None:
         self._timer.stop()
+        self._last_request = time.monotonic()
         self.update()
 
     def set_mode(self, mode: ScaleMode) -> None:
