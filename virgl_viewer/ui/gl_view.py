@@ -154,7 +154,6 @@ class ScanoutView(GLSurfaceWidget):
         self.mode = ScaleMode.FIT
         self._prog: _Program | None = None
         self._dirty = True
-        self._last_paint = 0.0
         self._last_request = 0.0  # when _tick last asked for a paint
         self.painted_seq = 0  # seq of the frame drawn by the last paint
         self.paints = 0
@@ -192,7 +191,6 @@ class ScanoutView(GLSurfaceWidget):
 
     def paintGL(self) -> None:  # noqa: N802
         self._dirty = False
-        self._last_paint = time.monotonic()
         dpr = self.devicePixelRatioF() or 1.0
         vw, vh = round(self.width() * dpr), round(self.height() * dpr)
         GL.glViewport(0, 0, vw, vh)
