@@ -8,12 +8,12 @@ import re
 
 import pytest
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QFont, QFontMetrics, QPainter
 from PySide6.QtTest import QTest
 
 from virgl_viewer.guest.patterns import BAR_COLORS
 from virgl_viewer.ui import overview as overview_module
-from virgl_viewer.ui.overview import GAP, OverviewWidget
+from virgl_viewer.ui.overview import GAP, OverviewWidget, tile_label
 
 pytestmark = pytest.mark.usefixtures("isolated_settings")
 
@@ -84,15 +84,14 @@ def test_overview_tiles_labels_and_dragging(virgl_viewer, guests, pix, monkeypat
     assert max(gap[:3]) < 40, f"the gap between tiles is not background: {gap}"
 
     # each tile has a label with client, number, size and a live FPS figure; a
-    # label never spills past its tile, so a narrow one gives way in the middle
+    # label never spills past its tile, so a narrow one drops the size (see
+    # test_tile_label_keeps_number_and_rate)
     def labelled() -> None:
         ov.update()
         for name, size in (("left", "320×240"), ("right", "200×150")):
-            full = f"{name} #1  {size}  "
             fps = [int(m.group(2)) for t in LABELS
                    if (m := re.fullmatch(r"(.*?)(\d+) fps", t))
-                   and (m.group(1) == full or ("…" in m.group(1)
-                                               and full.startswith(m.group(1).split("…")[0])))]
+                   and m.group(1) in (f"{name} #1  {size}  ", f"{name} #1  ")]
             assert fps and max(fps) > 0, f"no FPS label for {name}: {LABELS[-4:]}"
 
     virgl_viewer.qtbot.waitUntil(labelled, timeout=5000)
@@ -152,3 +151,25 @@ def test_pressing_outside_tiles_drags_nothing(virgl_viewer, guests) -> None:
                        outside + QPoint(50, 50))
     assert ov.positions[win.scanout.id] == before
     assert QSettings().value("layout/lonely/1") is None
+
+
+def test_tile_label_keeps_number_and_rate(qapp) -> None:
+    """A narrow tile's label gives up the size, then the client's name; the
+    scanout number and the frame rate (or that it is gone) always show."""
+    f = QFont()
+    f.setPointSize(9)
+    fm = QFontMetrics(f)
+    full = "glmark2-es2 #2  1920×1080  57 fps"
+    assert tile_label(fm, fm.horizontalAdvance(full), "glmark2-es2", 2, "1920×1080", 57.2,
+                      True) == full
+    no_size = "glmark2-es2 #2  57 fps"
+    assert tile_label(fm, fm.horizontalAdvance(full) - 1, "glmark2-es2", 2, "1920×1080",
+                      57.2, True) == no_size
+    narrow = tile_label(fm, fm.horizontalAdvance(no_size) - 1, "glmark2-es2", 2,
+                        "1920×1080", 57.2, True)
+    assert narrow.endswith("… #2  57 fps") and narrow.startswith("glmark"), narrow
+    assert fm.horizontalAdvance(narrow) <= fm.horizontalAdvance(no_size) - 1
+    tiny = tile_label(fm, 10, "glmark2-es2", 2, "1920×1080", 57.2, True)
+    assert tiny == "… #2  57 fps", tiny
+    gone = tile_label(fm, 400, "guest", 3, "200×150", 0.0, False)
+    assert gone == "guest #3  200×150  disconnected"

@@ -12,7 +12,7 @@ import time
 
 from OpenGL import GL
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.scanout import Scanout
@@ -21,6 +21,21 @@ from virgl_viewer.ui.gl_view import _Program, draw_frame, repaint_delay_ms
 
 GAP = 32  # guest pixels between auto-placed scanouts
 OVERVIEW_MAX_FPS = 15.0
+
+
+def tile_label(metrics: QFontMetrics, width: int, name: str, number: int, size: str,
+               fps: float, alive: bool) -> str:
+    """A tile's label, ``name #N  WxH  F fps``, fitted to ``width`` pixels: a
+    narrow tile drops the size first, then shortens the client's name; which
+    scanout it is (``#N``) and its frame rate stay."""
+    tail = f"{fps:.0f} fps" if alive else "disconnected"
+    full = f"{name} #{number}  {size}  {tail}"
+    if metrics.horizontalAdvance(full) <= width:
+        return full
+    rest = f" #{number}  {tail}"
+    room = width - metrics.horizontalAdvance(rest)
+    short = metrics.elidedText(name, Qt.TextElideMode.ElideRight, max(room, 0))
+    return (short or "…") + rest
 
 
 class OverviewWidget(GLSurfaceWidget):
@@ -127,14 +142,10 @@ class OverviewWidget(GLSurfaceWidget):
             r = self.tile_rect(sid)
             p.setPen(QPen(QColor(90, 160, 255) if sc.alive else QColor(120, 120, 120), 1.5))
             p.drawRect(r)
-            label = f"{sc.client_name} #{sc.number}  {sc.width}×{sc.height}  {sc.fps():.0f} fps"
-            if not sc.alive:
-                label += "  (disconnected)"
-            # as wide as the tile (labels of neighbours never overlap); the
-            # middle gives way first, the frame rate at the end stays
+            # as wide as the tile (labels of neighbours never overlap)
             tr = QRectF(r.x(), r.y() - 18, max(r.width(), 120.0), 16)
-            label = p.fontMetrics().elidedText(label, Qt.TextElideMode.ElideMiddle,
-                                               int(tr.width()) - 8)
+            label = tile_label(p.fontMetrics(), int(tr.width()) - 8, sc.client_name,
+                               sc.number, f"{sc.width}×{sc.height}", sc.fps(), sc.alive)
             p.fillRect(tr, QColor(0, 0, 0, 160))
             p.setPen(QColor(230, 230, 230))
             p.drawText(tr.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, label)
