@@ -30,8 +30,8 @@ class RecordingPainter(QPainter):
 
 def label_rect(tile: QRectF) -> QRectF:
     """Where the overview draws a tile's label (a translucent box above the tile, at least
-    220 px wide: it can lie over a neighbouring tile)."""
-    return QRectF(tile.x(), tile.y() - 18, max(tile.width(), 220), 16)
+    120 px wide: it can lie over a neighbouring tile)."""
+    return QRectF(tile.x(), tile.y() - 18, max(tile.width(), 120), 16)
 
 
 def assert_bars_in(pix, data: bytes, width: int,  # type: ignore[no-untyped-def]

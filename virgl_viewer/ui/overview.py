@@ -142,7 +142,8 @@ class OverviewWidget(GLSurfaceWidget):
             r = self.tile_rect(sid)
             p.setPen(QPen(QColor(90, 160, 255) if sc.alive else QColor(120, 120, 120), 1.5))
             p.drawRect(r)
-            # as wide as the tile (labels of neighbours never overlap)
+            # as wide as the tile, but at least 120 px: a label above a narrow tile
+            # may lie over its right-hand neighbour's (tile_label keeps it short)
             tr = QRectF(r.x(), r.y() - 18, max(r.width(), 120.0), 16)
             label = tile_label(p.fontMetrics(), int(tr.width()) - 8, sc.client_name,
                                sc.number, f"{sc.width}×{sc.height}", sc.fps(), sc.alive)
