@@ -174,3 +174,45 @@ def test_top_row_on_top_and_y_0_top_frames_flipped(virgl_viewer, guests, pix) ->
     # a texture flagged Y_0_TOP (first row at texture row 0 being the top) is drawn flipped
     _, _, flipped = pix.draw_rgba(win.view, lambda f: dataclasses.replace(f, y_0_top=True))
     pix.assert_equal(flipped, pix.flip_rows(expected, w, h), w, h, "Y_0_TOP")
+
+
+def test_one_to_one_paints_are_blits_with_the_same_pixels(virgl_viewer, guests, pix,
+                                                           monkeypatch) -> None:
+    """A window showing its frame unscaled blits it (llvmpipe copies rows instead of
+    shading each pixel); what it shows is what the drawn quad shows, both orientations."""
+    w, h = 120, 90
+    guests.start(virgl_viewer.path, "--size", f"{w}x{h}", "--fps", "30", "--pattern",
+                 "gradient", name="blitted")
+    (win,) = virgl_viewer.wait_scanouts(1)
+    view = win.view
+    view.set_mode(ScaleMode.ONE_TO_ONE)
+    expected = expected_image("gradient", w, h, 0, 0)
+
+    def shown() -> bytes:
+        img = virgl_viewer.grab_window(win)
+        x, y, _, _ = fit_rect(ScaleMode.ONE_TO_ONE, w, h, img.width(), img.height())
+        return pix.crop(pix.rgba(img), img.width(), x, y, w, h)
+
+    blits = view.blits
+    pix.assert_equal(shown(), expected, w, h, "1:1 blit")
+    assert view.blits > blits, "a 1:1 paint did not take the blit"
+    # a Y_0_TOP texture (row 0 is the top): the blit must not reverse the rows
+    take = view.scanout.take_latest
+
+    def flagged():  # type: ignore[no-untyped-def]
+        f = take()
+        return None if f is None else dataclasses.replace(f, y_0_top=True)
+
+    monkeypatch.setattr(view.scanout, "take_latest", flagged)
+    blits = view.blits
+    pix.assert_equal(shown(), pix.flip_rows(expected, w, h), w, h, "Y_0_TOP 1:1 blit")
+    assert view.blits > blits
+    monkeypatch.undo()
+    # scaled (integer x2 would be a draw): no blit
+    view.set_mode(ScaleMode.FIT)
+    virgl_viewer.qtbot.waitUntil(lambda: view.width() >= w, timeout=5000)
+    win.resize(win.width() + 200, win.height() + 200)
+    virgl_viewer.qtbot.waitUntil(lambda: view.width() >= w + 100, timeout=5000)
+    blits = view.blits
+    virgl_viewer.grab_window(win)
+    assert view.blits == blits, "a scaled paint took the blit"
