@@ -5,8 +5,8 @@ thread handed over (see virgl_viewer.scanout): lease the newest frame,
 glWaitSync on its copy fence, draw, fence the draw and hand the lease back.
 No readback, no CPU copy. A frame shown 1:1 is blitted (llvmpipe copies its
 rows, where a quad shades every pixel: about 0.11 ms against 0.9 ms at
-800x600); a scaled one is drawn as a quad. The view repaints at most once per screen refresh
-however fast the guest presents.
+800x600); a scaled one is drawn as a quad. The view repaints at most once per
+screen refresh however fast the guest presents.
 """
 
 from __future__ import annotations
@@ -242,11 +242,14 @@ class ScanoutView(GLSurfaceWidget):
     def _blit(self, frame: Frame, rect: tuple[int, int, int, int], vh: int) -> int:
         """Draw a 1:1 frame as a framebuffer blit: llvmpipe copies rows where a quad
         would shade each pixel (vv_gl_blit_frame)."""
-        # framebuffer objects are not shared: one per context this view draws in
-        key = int(shiboken6.getCppPointer(QOpenGLContext.currentContext())[0])
+        # framebuffer objects are not shared: one per context this view draws in,
+        # forgotten with the context (its address may come back for a new one)
+        ctx = QOpenGLContext.currentContext()
+        key = int(shiboken6.getCppPointer(ctx)[0])
         fbos = self._read_fbos
         if key not in fbos:
             fbos[key] = int(GL.glGenFramebuffers(1))
+            ctx.aboutToBeDestroyed.connect(lambda: fbos.pop(key, None))
         cur = int(GL.glGetIntegerv(GL.GL_READ_FRAMEBUFFER_BINDING))
         x, y, w, h = rect
         return gl_blit_frame(fbos[key], cur, frame.texture, frame.fence, w, h, x, vh - (y + h),
