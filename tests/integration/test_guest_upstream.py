@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.procs import stop_process
 
 from virgl_viewer.errors import RemoteProtocolError
 from virgl_viewer.guest import BatchSpec, VtestClient
@@ -55,12 +56,7 @@ def _start(multi_clients: bool) -> Iterator[str]:
                 probe.close()
         yield path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

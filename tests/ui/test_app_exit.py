@@ -14,17 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
 
 
 @pytest.mark.parametrize(("sig", "guest_left"), [(signal.SIGTERM, False),

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procs import stop_process, wait_for
 from support.screen import Box, grab_root
 from support.xvfb import Xvfb
 
@@ -54,15 +55,6 @@ c.ViewerController.start = started
 from virgl_viewer.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return bool(pred())
 
 
 def test_device_pixel_ratio_2_shows_one_guest_pixel_per_device_pixel() -> None:
@@ -109,12 +101,6 @@ def test_device_pixel_ratio_2_shows_one_guest_pixel_per_device_pixel() -> None:
                             f"want {tuple(want[i:i + 3])}")
         finally:
             for p in (app, guest):
-                if p is not None and p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(20)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                stop_process(p, 20)
         for bad_text in ("Traceback", "Segmentation fault", "Fatal Python error"):
             assert bad_text not in log(), log()
