@@ -16,8 +16,7 @@ void *vv_gl_draw_frame(uint32_t prog, int32_t u_rect, int32_t u_flip, int32_t u_
                        int flip, int ignore_alpha, float dim);
 /* The UI's 1:1 draw of one frame as a framebuffer blit (llvmpipe copies rows
  * instead of shading every pixel): wait on the frame's copy fence, blit texture
- * `tex` (w x h, through `read_fbo`, a framebuffer of this context) to the bound
- * draw framebuffer at x,y (GL window coordinates, bottom-left), rows reversed
- * unless `y_0_top`; restore `restore_read_fbo`, fence the blit (returned), flush. */
-void *vv_gl_blit_frame(uint32_t read_fbo, uint32_t restore_read_fbo, uint32_t tex,
-                       void *wait, int w, int h, int x, int y, int y_0_top);
+ * `tex` (w x h, through a read framebuffer made for the call) to the bound draw
+ * framebuffer at x,y (GL window coordinates, bottom-left), rows reversed unless
+ * `y_0_top`; the read binding is restored; fence the blit (returned), flush. */
+void *vv_gl_blit_frame(uint32_t tex, void *wait, int w, int h, int x, int y, int y_0_top);

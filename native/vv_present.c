@@ -104,20 +104,24 @@ void *vv_gl_draw_frame(uint32_t prog, int32_t u_rect, int32_t u_flip, int32_t u_
    return (void *)fence;
 }
 
-void *vv_gl_blit_frame(uint32_t read_fbo, uint32_t restore_read_fbo, uint32_t tex,
-                       void *wait, int w, int h, int x, int y, int y_0_top)
+void *vv_gl_blit_frame(uint32_t tex, void *wait, int w, int h, int x, int y, int y_0_top)
 {
    GLsync fence;
+   GLint bound = 0;
+   GLuint fbo = 0;
    if (wait)
       glWaitSync((GLsync)wait, 0, GL_TIMEOUT_IGNORED);
-   glBindFramebuffer(GL_READ_FRAMEBUFFER, read_fbo);
+   /* framebuffer objects are per context: one for this call (cheap to make) */
+   glGetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &bound);
+   glGenFramebuffers(1, &fbo);
+   glBindFramebuffer(GL_READ_FRAMEBUFFER, fbo);
    glFramebufferTexture2D(GL_READ_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, tex, 0);
    if (y_0_top)
       glBlitFramebuffer(0, 0, w, h, x, y, x + w, y + h, GL_COLOR_BUFFER_BIT, GL_NEAREST);
    else
       glBlitFramebuffer(0, 0, w, h, x, y + h, x + w, y, GL_COLOR_BUFFER_BIT, GL_NEAREST);
-   glFramebufferTexture2D(GL_READ_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, 0, 0);
-   glBindFramebuffer(GL_READ_FRAMEBUFFER, restore_read_fbo);
+   glBindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)bound);
+   glDeleteFramebuffers(1, &fbo);
    fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
    glFlush();
    return (void *)fence;

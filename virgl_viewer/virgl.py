@@ -419,12 +419,11 @@ class GLPresenter:
         return int(ffi.cast("uintptr_t", fence))
 
 
-def gl_blit_frame(read_fbo: int, restore_read_fbo: int, tex: int, wait_fence: int,
-                  width: int, height: int, x: int, y: int, y_0_top: bool) -> int:
+def gl_blit_frame(tex: int, wait_fence: int, width: int, height: int, x: int, y: int,
+                  y_0_top: bool) -> int:
     """Blit texture ``tex`` 1:1 to the bound draw framebuffer at x, y (GL window
-    coordinates) through ``read_fbo`` (vv_gl_blit_frame); returns the GLsync fencing it."""
-    fence = lib.vv_gl_blit_frame(read_fbo, restore_read_fbo, tex,
-                                 ffi.cast("void *", wait_fence), width, height, x, y,
+    coordinates) (vv_gl_blit_frame); returns the GLsync fencing it, as an int."""
+    fence = lib.vv_gl_blit_frame(tex, ffi.cast("void *", wait_fence), width, height, x, y,
                                  1 if y_0_top else 0)
     return int(ffi.cast("uintptr_t", fence))
 

@@ -15,10 +15,9 @@ import logging
 import time
 from enum import Enum
 
-import shiboken6
 from OpenGL import GL
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QImage, QOpenGLContext, QPainter
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.formats import format_info
@@ -156,7 +155,6 @@ class ScanoutView(GLSurfaceWidget):
         self.scanout = scanout
         self.mode = ScaleMode.FIT
         self._prog: _Program | None = None
-        self._read_fbos: dict[int, int] = {}
         self._dirty = True
         self._last_request = 0.0  # when _tick last asked for a paint
         self.painted_seq = 0  # seq of the frame drawn by the last paint
@@ -209,7 +207,7 @@ class ScanoutView(GLSurfaceWidget):
             one_to_one = (rect[2], rect[3]) == (frame.width, frame.height)
             nearest = self.mode is not ScaleMode.FIT or one_to_one
             alive = self.scanout.alive
-            if (rect[0], rect[1], rect[2], rect[3]) != (0, 0, vw, vh):
+            if rect != (0, 0, vw, vh):
                 self._clear()  # the background around the image
             if one_to_one and alive and self._blit_keeps_alpha(frame):
                 fence = self._blit(frame, rect, vh)
@@ -242,18 +240,8 @@ class ScanoutView(GLSurfaceWidget):
     def _blit(self, frame: Frame, rect: tuple[int, int, int, int], vh: int) -> int:
         """Draw a 1:1 frame as a framebuffer blit: llvmpipe copies rows where a quad
         would shade each pixel (vv_gl_blit_frame)."""
-        # framebuffer objects are not shared: one per context this view draws in,
-        # forgotten with the context (its address may come back for a new one)
-        ctx = QOpenGLContext.currentContext()
-        key = int(shiboken6.getCppPointer(ctx)[0])
-        fbos = self._read_fbos
-        if key not in fbos:
-            fbos[key] = int(GL.glGenFramebuffers(1))
-            ctx.aboutToBeDestroyed.connect(lambda: fbos.pop(key, None))
-        cur = int(GL.glGetIntegerv(GL.GL_READ_FRAMEBUFFER_BINDING))
         x, y, w, h = rect
-        return gl_blit_frame(fbos[key], cur, frame.texture, frame.fence, w, h, x, vh - (y + h),
-                             frame.y_0_top)
+        return gl_blit_frame(frame.texture, frame.fence, w, h, x, vh - (y + h), frame.y_0_top)
 
     def _paint_overlay(self, text: str) -> None:
         p = QPainter(self.paint_device())
