@@ -163,6 +163,10 @@ def start_viewer(path: str, inspector: str = "default") -> tuple[Any, Any]:
     controller = ViewerController(path)
     controller.start()
     controller.main_window.show()
+    from virgl_viewer.__main__ import build_parser
+    from virgl_viewer.ui.app import lower_gui_priority
+
+    lower_gui_priority(build_parser().get_default("gui_nice"))
     gc.disable()  # as run_gui: Qt objects are collected on the GUI thread, on a timer
     collector = QTimer(app)
     collector.timeout.connect(gc.collect)

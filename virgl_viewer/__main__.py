@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", metavar="PATH",
                    help="headless: keep a JSON snapshot of clients, resources and fences "
                         "at PATH (replaced atomically, at most every 250 ms)")
+    p.add_argument("--gui-nice", type=int, default=10, metavar="N",
+                   help="GUI: run the GUI thread N nice levels below the render thread, "
+                        "so that on a CPU-only host the guests' work comes before "
+                        "showing it (0: the same priority; default %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default %(default)s")
     return p

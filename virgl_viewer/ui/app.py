@@ -86,6 +86,33 @@ def tune_interpreter() -> None:
     OpenGL.ERROR_CHECKING = os.environ.get("VV_GL_ERROR_CHECKING", "0") == "1"
 
 
+def lower_gui_priority(levels: int) -> None:
+    """Run the calling (GUI) thread ``levels`` nice levels lower.
+
+    Why: with llvmpipe every guest's frames and every paint of ours share the host's
+    CPUs. A guest's frame is a chain of hand-offs (client, render thread, rasterizer
+    threads, back to the client), and each hand-off waits for a free CPU: when the GUI
+    thread holds one, the guest's chain waits, and the guest slows although the cores
+    are not saturated. At a lower priority the scheduler hands the CPU to the chain's
+    threads as they wake; the GUI still gets the time left over, which on two cores
+    running glmark2 is plenty for 60 paints a second (see the README's "How it is
+    built"). Only this thread: call it after the render thread and llvmpipe's threads
+    exist (a thread created later by this one inherits the lower priority, which suits
+    the GUI's helpers). Linux nice values are per thread; elsewhere nothing happens."""
+    if levels <= 0 or not hasattr(os, "setpriority"):
+        return
+    import threading
+
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + levels))
+    except OSError as exc:
+        log.warning("cannot lower the GUI thread's priority: %s", exc)
+        return
+    log.info("GUI thread at nice %d (render thread %d)", min(19, now + levels), now)
+
+
 def run_gui(args: argparse.Namespace) -> int:
     err = choose_platform(os.environ)  # type: ignore[arg-type]
     if err:
@@ -133,6 +160,7 @@ def run_gui(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.quit)
     controller.main_window.show()
+    lower_gui_priority(args.gui_nice)
     try:
         with loop:
             loop.run_until_complete(controller.closed.wait())
