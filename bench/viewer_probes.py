@@ -9,20 +9,23 @@ points our test guest (``virgl-guest``, a subprocess) at it and instruments the 
 wrapping methods; nothing in virgl_viewer is edited. Results go to ``--out`` as JSON
 (``metrics``: numbers; ``samples``: raw values), read by viewer_bench.py.
 
-latency: a guest presents at ``--fps``. The render thread's ``ScanoutManager.presented``
-is entered right after the guest's TRANSFER_GET2 (the present) was served: that is t0;
-``Scanout._publish`` notes which frame seq that present became (a copy deferred by a rate
-limit is dated by the scanout's ``_last_present``). ``ScanoutView.paintGL``
-is wrapped: when it drew a new seq, glFinish, then t1 ("drawn"); the widget's
-``frameSwapped`` right after gives t2 ("swapped": the window's buffer swap returned).
-Latency = t1 - t0 (and t2 - t0) per frame shown, after a warm-up. Frames replaced before
-they were shown are counted, not timed.
+latency: a guest presents at ``--fps``. Every frame in a scanout's ring carries the time
+of the present it was copied for (``Frame.presented_at``: the C path's clock reading when
+the guest's TRANSFER_GET2 was served; a present the rate limit held back is dated by its
+own time): that is t0, read when ``Scanout.take_latest`` hands the frame to a view.
+``ScanoutView.paintGL`` is wrapped: when it drew a new seq, glFinish, then t1 ("drawn");
+the widget's ``frameSwapped`` right after gives t2 ("swapped": the window's buffer swap
+returned). Latency = t1 - t0 (and t2 - t0) per frame shown, after a warm-up. Frames
+replaced before they were shown are counted (the scanouts' ``frames``), not timed.
 
-present: a guest presents ``--size`` frames as fast as it can. On the render thread,
-``GLPresenter.copy`` (the shared-texture path: GPU copy into the ring + fence) is timed
-as called and until its fence signalled (glClientWaitSync); ``handoff_us`` is the whole
-``ScanoutManager.presented`` (context switches, ring bookkeeping, the copy, the signal to
-the GUI) without that wait, for the presents it copied. Around every present the probe
+present: a guest presents ``--size`` frames as fast as it can. The probe keeps every
+present on the Python path (``ScanoutManager._attach`` does nothing, so the C fast path
+never copies one itself; its copy is the same ``vv_ring_copy``) so that each can be
+timed. On the render thread, ``FrameRing.copy`` (the shared-texture path: GPU copy into
+the ring + fence + publish) is timed as called and until the copy finished (glFinish);
+``handoff_us`` is the whole ``ScanoutManager.presented`` (context switches, ring
+bookkeeping, the copy, the signal to the GUI) without that wait, for the presents it
+copied. Around every present the probe
 also does what a readback viewer would do, timed the same way: virgl transfer_read of the
 display target into a CPU buffer, glTexSubImage2D of it into a texture and glFinish, in
 two variants (UPLOADS: bytes as stored, or as BGRA like a QImage RGB32, which Mesa
@@ -110,22 +113,16 @@ class LatencyRecorder:
 def install_latency_hooks(rec: LatencyRecorder) -> None:
     from OpenGL import GL
 
-    from virgl_viewer.scanout import Scanout, ScanoutManager
+    from virgl_viewer.scanout import Scanout
     from virgl_viewer.ui.gl_view import ScanoutView
 
-    presented, publish, paint = ScanoutManager.presented, Scanout._publish, ScanoutView.paintGL
+    take, paint = Scanout.take_latest, ScanoutView.paintGL
 
-    def on_presented(self: Any, s: Any, r: Any, count: int = 1,
-                     when: float | None = None) -> None:
-        rec.local.t0 = time.monotonic() if when is None else when
-        presented(self, s, r, count, when)
-
-    def on_publish(self: Any, frame: Any) -> None:
-        publish(self, frame)
-        # a rate-limited copy publishes the scanout's last present later: its time is
-        # _last_present where the scanout keeps it, else that of the present being served
-        t0 = getattr(self, "_last_present", 0.0) or getattr(rec.local, "t0", frame.presented_at)
-        rec.presented_at[(self.id, frame.seq)] = t0
+    def on_take(self: Any) -> Any:
+        frame = take(self)
+        if frame is not None:
+            rec.presented_at.setdefault((self.id, frame.seq), frame.presented_at)
+        return frame
 
     def on_swapped(view: Any) -> None:
         key = getattr(view, "_vv_pending", None)
@@ -145,8 +142,7 @@ def install_latency_hooks(rec: LatencyRecorder) -> None:
             rec.drawn_at[key] = time.monotonic()
             self._vv_pending = key
 
-    ScanoutManager.presented = on_presented  # type: ignore[method-assign]
-    Scanout._publish = on_publish  # type: ignore[method-assign]
+    Scanout.take_latest = on_take  # type: ignore[method-assign]
     ScanoutView.paintGL = on_paint  # type: ignore[method-assign]
 
 
@@ -159,8 +155,12 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     guest = start_guest(args.socket, args.size, args.fps, 0, "latency-guest",
                         args.out.with_suffix(".guest.log"))
     start = time.monotonic()
+    copied = lambda: sum(sc.frames for sc in controller.scanouts.values())  # noqa: E731
     try:
-        pump(WARMUP_S + args.seconds, until=lambda: guest.poll() is not None)
+        pump(WARMUP_S, until=lambda: guest.poll() is not None)
+        first = copied()
+        pump(args.seconds, until=lambda: guest.poll() is not None)
+        frames = copied() - first
     finally:
         rc = stop_guest(guest)
         shutdown(controller)
@@ -181,8 +181,8 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             "median_ms": med, "p95_ms": pct(drawn, 0.95), "max_ms": max(drawn),
             "swap_median_ms": statistics.median(swapped) if swapped else float("nan"),
             "swap_p95_ms": pct(swapped, 0.95), "refresh_ms": refresh_ms,
-            "median_per_refresh": med / refresh_ms, "presents": float(len(keys)),
-            "shown_pct": 100.0 * len(drawn) / len(keys)},
+            "median_per_refresh": med / refresh_ms, "presents": float(frames),
+            "shown_pct": 100.0 * len(drawn) / max(1, frames)},
         "samples": {"drawn_ms": drawn, "swapped_ms": swapped},
     }
 
@@ -198,6 +198,7 @@ class CostRecorder:
     handoff: list[float] = field(default_factory=list)  # whole presented() hook (µs)
     presents: int = 0
     waited: float = 0.0  # the probe's own fence wait inside the last copy (s)
+    ring_size: dict[int, tuple[int, int]] = field(default_factory=dict)
     textures: dict[str, int] = field(default_factory=dict)
 
 
@@ -214,25 +215,29 @@ def _gl() -> Any:
 
 def install_cost_hooks(rec: CostRecorder) -> None:
     from virgl_viewer.scanout import ScanoutManager
-    from virgl_viewer.virgl import GLPresenter
+    from virgl_viewer.virgl import FrameRing
 
     gl = _gl()
-    copy, presented = GLPresenter.copy, ScanoutManager.presented
+    copy, presented = FrameRing.copy, ScanoutManager.presented
+    configure_ring = FrameRing.configure
     w, h = rec.size
     buf = bytearray(w * h * 4)  # one buffer for every present, as a viewer would keep
     pixels = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
 
-    def timed_copy(self: Any, src: int, dst: int, width: int, height: int) -> int:
+    def timed_copy(self: Any, src: int) -> bool:
         t0 = time.perf_counter()
-        fence = copy(self, src, dst, width, height)
+        copied = copy(self, src)
         t1 = time.perf_counter()
-        if fence:  # glClientWaitSync, SYNC_FLUSH_COMMANDS_BIT, 2 s
-            gl.glClientWaitSync(fence, 1, 2_000_000_000)
+        gl.glFinish()  # the presenter context is current: the copy is done after this
         t2 = time.perf_counter()
         rec.waited = t2 - t1
-        if (width, height) == rec.size:
+        if copied and rec.ring_size.get(id(self)) == rec.size:
             rec.shared.append(((t1 - t0) * 1e6, (t2 - t0) * 1e6))
-        return fence
+        return copied
+
+    def configure(self: Any, width: int, height: int, *rest: Any) -> bool:
+        rec.ring_size[id(self)] = (width, height)
+        return bool(configure_ring(self, width, height, *rest))
 
     def handoff(mgr: Any, s: Any, r: Any) -> None:
         rec.waited = -1.0
@@ -286,8 +291,10 @@ def install_cost_hooks(rec: CostRecorder) -> None:
         for step in steps[k:] + steps[:k]:
             step()
 
-    GLPresenter.copy = timed_copy  # type: ignore[method-assign]
+    FrameRing.copy = timed_copy  # type: ignore[method-assign]
+    FrameRing.configure = configure  # type: ignore[method-assign]
     ScanoutManager.presented = on_presented  # type: ignore[method-assign]
+    ScanoutManager._attach = staticmethod(lambda *a: None)  # type: ignore[method-assign]
 
 
 def run_present(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,14 +20,14 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "fast_cdef.h"]
-SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_fast.c"]
+CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h"]
+SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
 ffibuilder.set_source(
     "virgl_viewer._native",
-    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n#include "vv_present.h"\n#include "vv_fast.h"\n',
+    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n#include "vv_present.h"\n#include "vv_ring.h"\n#include "vv_fast.h"\n',
     sources=[_rel(HERE / s) for s in SOURCES],
     include_dirs=[str(HERE), "/usr/include/virgl"],
     libraries=["virglrenderer", "EGL", "OpenGL"],

@@ -27,6 +27,7 @@ struct vv_conn {
    uint64_t fence_completed;
    uint64_t submits;
    uint64_t bytes_submitted;
+   uint64_t presents;
    uint32_t present_handle;
    uint32_t present_count;
    size_t slow_len;
@@ -51,6 +52,7 @@ struct vv_res_event {
 int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max);
 int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
 uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client);
+int vv_conn_attach_ring(struct vv_conn *c, uint32_t client, struct vv_ring *ring);
 uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
                                        int *fresh);
 uint32_t vv_res_id_alloc(void);

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "vv_fast.h"
 #include "vv_glue.h"
+#include "vv_ring.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,6 +64,8 @@ struct vv_res {
    double skipped_at;   /* the last present held back */
    uint32_t skipped;
    uint64_t skipped_submits;
+   double last_present_at;
+   struct vv_ring *ring; /* its scanout's ring: presents are copied here, in C */
    void *shm;
    struct iovec *iov;   /* virglrenderer keeps this pointer: allocated apart */
 };
@@ -141,6 +144,7 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
       t->used++;
    t->live++;
    *r = *src;
+   r->ring = NULL;
    *err = 0;
    return r;
 }
@@ -840,6 +844,7 @@ static uint32_t note_present(struct vv_conn *c, struct vv_res *r)
 {
    double t = now_s();
    uint32_t n;
+   r->last_present_at = t;
    if (c->present_interval > 0 && r->last_report > 0 &&
        t - r->last_report < c->present_interval) {
       r->skipped++;
@@ -863,7 +868,69 @@ static uint32_t note_present(struct vv_conn *c, struct vv_res *r)
 uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client)
 {
    struct vv_res *r = res_find(c->res, client);
+   c->presents++;
    return r ? note_present(c, r) : 1;
+}
+
+int vv_conn_attach_ring(struct vv_conn *c, uint32_t client, struct vv_ring *ring)
+{
+   struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
+   int k;
+   for (k = 0; k < c->n_ringed; k++)
+      if (c->ringed[k] == client)
+         break;
+   if (!ring) {
+      if (r)
+         r->ring = NULL;
+      if (k < c->n_ringed)
+         c->ringed[k] = c->ringed[--c->n_ringed];
+      return 0;
+   }
+   if (!r)
+      return -ENOENT;
+   if (k == c->n_ringed) {
+      if (c->n_ringed == VV_MAX_RINGED)
+         return -ENOSPC; /* its presents stay Python's */
+      c->ringed[c->n_ringed++] = client;
+   }
+   r->ring = ring;
+   return 0;
+}
+
+/* A present the rate limit held back, still unshown one interval after the last
+ * report: shown now if the guest sent nothing since (the target still holds it),
+ * else only counted (its next present brings a newer frame). */
+static void catch_up(struct vv_conn *c, double now, double *next)
+{
+   int k;
+   for (k = 0; k < c->n_ringed; k++) {
+      struct vv_res *r = res_find(c->res, c->ringed[k]);
+      double due;
+      if (!r || !r->ring || !r->skipped)
+         continue;
+      due = r->last_report + c->present_interval;
+      if (due > now) {
+         if (*next == 0 || due < *next)
+            *next = due;
+         continue;
+      }
+      if (r->skipped_submits != c->submits ||
+          !vv_ring_present(r->ring, r->server, r->skipped_at, r->skipped))
+         vv_ring_note_present(r->ring, r->skipped_at, r->skipped);
+      r->skipped = 0;
+      r->last_report = now;
+   }
+}
+
+/* Runs the catch-ups due; the next one's time, 0 if none. */
+static double catch_ups(void)
+{
+   double now = now_s(), next = 0;
+   size_t i;
+   for (i = 0; i < nconns; i++)
+      if (conns[i]->n_ringed && !conns[i]->closed)
+         catch_up(conns[i], now, &next);
+   return next;
 }
 
 uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
@@ -919,7 +986,11 @@ static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
                   rc < 0 ? -rc : rc);
    if (cmd == CMD_TRANSFER_GET2 && c->notify_present &&
        (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))) {
-      uint32_t n = note_present(c, r);
+      uint32_t n;
+      c->presents++;
+      n = note_present(c, r);
+      if (n && r->ring && vv_ring_present(r->ring, r->server, r->last_present_at, n))
+         return -1; /* shown without Python */
       if (n) {
          c->present_handle = handle;
          c->present_count = n;
@@ -1157,11 +1228,19 @@ int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event 
    if (max > 64)
       max = 64;
    for (;;) {
-      int tmo, n, i;
+      int tmo, n, i, own = 0;
+      double cu = catch_ups();
       if (timeout_s < 0)
          tmo = -1;
       else
          tmo = (int)(remaining_ms(deadline) + 0.999);
+      if (cu > 0) {
+         int t2 = (int)(remaining_ms(cu) + 0.999);
+         if (tmo < 0 || t2 < tmo) {
+            tmo = t2;
+            own = 1; /* a catch-up's wake-up, not Python's */
+         }
+      }
       n = epoll_wait(epfd, evs, max, tmo);
       if (n < 0) {
          if (errno == EINTR)
@@ -1190,7 +1269,7 @@ int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event 
             nout++;
          }
       }
-      if (nout || n == 0 || (timeout_s >= 0 && remaining_ms(deadline) <= 0))
+      if (nout || (n == 0 && !own) || (timeout_s >= 0 && remaining_ms(deadline) <= 0))
          return nout;
    }
 }

@@ -39,6 +39,9 @@
 #define VV_FAST_PAUSE 6     /* parked with too much input: stop watching the socket */
 #define VV_FAST_SOCKERR 7   /* recv/send failed: err_errno */
 #define VV_FAST_YIELD 8     /* handled a batch; input remains buffered: pump again soon */
+#define VV_MAX_RINGED 16    /* display targets of one client copied in C (more: Python) */
+
+struct vv_ring;
 
 struct vv_fence_rec {
    uint64_t fence_id;
@@ -64,6 +67,7 @@ struct vv_conn {
    uint64_t fence_completed;
    uint64_t submits;
    uint64_t bytes_submitted;
+   uint64_t presents;         /* of display targets, while notify_present */
    /* --- results of the last pump --- */
    uint32_t present_handle;   /* client handle */
    uint32_t present_count;    /* presents of it this report stands for (>= 1) */
@@ -87,6 +91,8 @@ struct vv_conn {
    uint32_t log_size;
    struct vv_ev *ev;
    size_t ev_n, ev_cap;
+   uint32_t ringed[VV_MAX_RINGED]; /* resources with a ring (vv_conn_attach_ring) */
+   int n_ringed;
 };
 
 struct vv_ev { uint32_t kind, client; };
@@ -122,6 +128,10 @@ int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client);
  * Python's time.monotonic) and in *fresh whether no SUBMIT_CMD came after
  * it (the texture still holds what it presented). */
 uint32_t vv_conn_note_present(struct vv_conn *c, uint32_t client);
+/* Presents of display target `client` are copied into `ring` here, without Python
+ * (NULL: no longer); -ENOENT: no such resource, -ENOSPC: too many rings. The ring
+ * must outlive the attachment: detach before freeing it. */
+int vv_conn_attach_ring(struct vv_conn *c, uint32_t client, struct vv_ring *ring);
 uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, double *last,
                                        int *fresh);
 

@@ -20,9 +20,7 @@ window) takes over the scanout of the one it replaced.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +28,8 @@ from typing import TYPE_CHECKING
 from virgl_viewer.server import ServerObserver
 from virgl_viewer.virgl import (
     RESOURCE_FLAG_Y_0_TOP,
+    FastConn,
+    FrameRing,
     GLPresenter,
     Renderer,
     ResourceInfo,
@@ -67,7 +67,8 @@ class Frame:
 
 @dataclass(eq=False)
 class Scanout:
-    """A client's scanout; shared by the render thread and the UI."""
+    """A client's scanout; shared by the render thread and the UI. Its frames live in
+    a FrameRing (native/vv_ring.c) made on the render thread at the first present."""
 
     id: int
     client_name: str
@@ -78,26 +79,13 @@ class Scanout:
     width: int = 0
     height: int = 0
     virgl_format: int = 0
-    frames: int = 0  # frames copied for the screen
-    presents: int = 0  # presents by the guest (>= frames: see ScanoutManager.presented)
     alive: bool = True  # False once the client has gone
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _textures: list[int] = field(default_factory=list, repr=False)
-    _tex_key: tuple[int, int, int] = (0, 0, 0)
-    _copy_fences: dict[int, int] = field(default_factory=dict, repr=False)
-    _latest: Frame | None = None
-    _shown: Frame | None = None
-    _ui_fences: dict[int, list[int]] = field(default_factory=dict, repr=False)
-    _leases: dict[int, int] = field(default_factory=dict, repr=False)
-    dropped: int = 0  # presents skipped because every ring entry was busy
+    _ring: FrameRing | None = field(default=None, repr=False)
+    # the session's C path and the display target whose presents it copies into _ring
+    _attached: tuple[FastConn, int] | None = field(default=None, repr=False)
     _orphaned_at: float | None = None
-    _last_copy: float = 0.0
-    _last_present: float = 0.0
     _catch_up_pending: bool = False
-    _last_report: float = 0.0  # the session's last report of a present
-    # (time, presents) of each report: presents in the last second give the FPS
-    _present_times: deque[tuple[float, int]] = field(
-        default_factory=lambda: deque(maxlen=1024), repr=False)
+    _last_report: float = 0.0  # the session's last report of a present to Python
 
     @property
     def key(self) -> str:
@@ -108,59 +96,55 @@ class Scanout:
     def title(self) -> str:
         return f"{self.client_name} — scanout {self.number} — {self.width}×{self.height}"
 
+    def _stats(self) -> tuple[int, int, int, float, float]:
+        ring = self._ring
+        return ring.stats() if ring is not None else (0, 0, 0, 0.0, 0.0)
+
+    @property
+    def presents(self) -> int:
+        """Presents by the guest (>= frames: see ScanoutManager.presented)."""
+        return self._stats()[0]
+
+    @property
+    def frames(self) -> int:
+        """Frames copied for the screen."""
+        return self._stats()[1]
+
+    @property
+    def dropped(self) -> int:
+        """Presents skipped because every ring entry was busy."""
+        return self._stats()[2]
+
+    @property
+    def _last_present(self) -> float:
+        return self._stats()[3]
+
+    @property
+    def _last_copy(self) -> float:
+        return self._stats()[4]
+
     def fps(self, now: float | None = None) -> float:
         """Presents in the last second."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return float(sum(n for t, n in self._present_times if now - t <= 1.0))
+        ring = self._ring
+        if ring is None:
+            return 0.0
+        return ring.fps(time.monotonic() if now is None else now)
 
     # ------------------------------------------------------------ UI side
     def take_latest(self) -> Frame | None:
         """Lease the frame to draw now: the newest complete one (None before
         the first present). Every leased frame must be given back with
         ``drawn``. Never blocks on the render thread."""
-        with self._lock:
-            if self._latest is not None:
-                self._shown, self._latest = self._latest, None
-            f = self._shown
-            if f is not None:
-                self._leases[f.index] = self._leases.get(f.index, 0) + 1
-            return f
+        ring = self._ring
+        got = ring.take_latest() if ring is not None else None
+        return Frame(*got) if got is not None else None
 
     def drawn(self, frame: Frame, ui_fence: int = 0) -> None:
         """End the lease of ``frame``; ``ui_fence`` (a GLsync of the UI's
         context, 0 if nothing was drawn) fences the draw that sampled it."""
-        with self._lock:
-            n = self._leases.get(frame.index, 0) - 1
-            if n > 0:
-                self._leases[frame.index] = n
-            else:
-                self._leases.pop(frame.index, None)
-            if ui_fence:
-                self._ui_fences.setdefault(frame.index, []).append(ui_fence)
-
-    # ------------------------------------------------------------ render side
-    def _acquire(self) -> tuple[int, list[int]] | None:
-        with self._lock:
-            busy = {f.index for f in (self._latest, self._shown) if f is not None}
-            busy.update(self._leases)
-            for i in range(RING_SIZE):
-                if i not in busy:
-                    return i, self._ui_fences.pop(i, [])
-            self.dropped += 1
-            return None
-
-    def _note_present(self, when: float, count: int = 1) -> None:
-        """The guest presented ``count`` times (the last one now): FPS counts them."""
-        with self._lock:
-            self.presents += count
-            self._last_present = when
-            self._present_times.append((when, count))
-
-    def _publish(self, frame: Frame) -> None:
-        with self._lock:
-            self._latest = frame
-            self.frames = frame.seq
+        ring = self._ring
+        if ring is not None:
+            ring.drawn(frame.index, ui_fence)
 
 
 class TexturePreviewService:
@@ -193,16 +177,26 @@ class ScanoutManager(ServerObserver):
     """Render-thread side: turns presents into ring frames.
 
     ``on_change(event, scanout)`` is called on the render thread with
-    ``"added"``, ``"frame"``, ``"changed"`` (size, format or resource),
-    ``"client-gone"`` or ``"removed"``; the UI forwards it to its thread.
+    ``"added"``, ``"changed"`` (size, format or resource), ``"client-gone"`` or
+    ``"removed"``; the UI forwards it to its thread. New frames are not events: each
+    one written into a scanout's ring (by the C fast path, or here) adds 1 to the
+    eventfd ``notify_fd`` (if >= 0), which the UI watches; ``Scanout.frames`` tells
+    which scanouts have one.
+
+    After the first present of a display target has gone through here (the scanout
+    made or adopted, its ring made for the target's size and format), the target is
+    attached to the ring (FastConn.attach_ring): the C path copies its presents from
+    then on, and holds back and catches up the ones in between screen refreshes itself.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, presenter: GLPresenter,
-                 renderer: Renderer, on_change: Callable[[str, Scanout], None]) -> None:
+                 renderer: Renderer, on_change: Callable[[str, Scanout], None],
+                 notify_fd: int = -1) -> None:
         self.loop = loop
         self.gl = presenter
         self.renderer = renderer
         self.on_change = on_change
+        self.notify_fd = notify_fd
         self.scanouts: dict[int, Scanout] = {}
         self._by_resource: dict[int, Scanout] = {}
         self._per_session: dict[int, list[Scanout]] = {}
@@ -215,7 +209,9 @@ class ScanoutManager(ServerObserver):
         if sc is None:
             sc = self._adopt_or_create(s, r)
         now = time.monotonic()
-        sc._note_present(now if when is None else when, count)
+        if sc._ring is None:
+            sc._ring = FrameRing(self.gl, self.notify_fd)
+        sc._ring.note_present(now if when is None else when, count)
         sc._last_report = now
         self._present(sc, s, r)
         # Presents are copied for the screen at most once per refresh of the fastest
@@ -241,8 +237,8 @@ class ScanoutManager(ServerObserver):
             n, when, fresh = s.fast.take_skipped_presents(r.client_handle)
             if n and fresh:
                 self.presented(s, r, n, when)
-            elif n:
-                sc._note_present(when, n)
+            elif n and sc._ring is not None:
+                sc._ring.note_present(when, n)
 
     def _catch_up_before_losing(self, s: Session, r: Resource) -> None:
         """``r`` (a display target of ``s``) is about to go: copy its last
@@ -250,8 +246,8 @@ class ScanoutManager(ServerObserver):
         sc = self._by_resource.get(r.server_handle)
         if sc is not None and not s.closed:
             n, when, fresh = s.fast.take_skipped_presents(r.client_handle)
-            if n:
-                sc._note_present(when, n)
+            if n and sc._ring is not None:
+                sc._ring.note_present(when, n)
             if fresh:
                 self._present(sc, s, r)
 
@@ -264,12 +260,31 @@ class ScanoutManager(ServerObserver):
 
     def _present(self, sc: Scanout, s: Session, r: Resource) -> None:
         info = self.renderer.resource_info(r.server_handle)
-        changed = (info.width, info.height, info.virgl_format, r.server_handle) != (
-            sc.width, sc.height, sc.virgl_format, sc.resource_handle)
-        if not self._copy(sc, info):
+        if (info.width, info.height, info.virgl_format, r.server_handle) != (
+                sc.width, sc.height, sc.virgl_format, sc.resource_handle):
+            # before the copy: the UI learns of the new size (and sizes the window)
+            # before the frame's eventfd note can make it paint one
+            sc.width, sc.height, sc.virgl_format = info.width, info.height, info.virgl_format
+            sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
+            self.on_change("changed", sc)
+        if self._copy(sc, info):
+            self._attach(sc, s.fast, r.client_handle)
+
+    @staticmethod
+    def _attach(sc: Scanout, fast: FastConn, client: int) -> None:
+        """From now on the C path copies the presents of ``client`` into ``sc``'s ring."""
+        if sc._attached == (fast, client):
             return
-        sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
-        self.on_change("changed" if changed else "frame", sc)
+        ScanoutManager._detach(sc)
+        if fast.attach_ring(client, sc._ring):
+            sc._attached = (fast, client)
+
+    @staticmethod
+    def _detach(sc: Scanout) -> None:
+        if sc._attached is not None:
+            fast, client = sc._attached
+            sc._attached = None
+            fast.attach_ring(client, None)
 
     def _copy(self, sc: Scanout, info: ResourceInfo) -> bool:
         """Copy the texture of ``info`` into a free ring entry of ``sc`` and
@@ -277,34 +292,15 @@ class ScanoutManager(ServerObserver):
         gl = self.gl
         gl.make_current()
         try:
-            fmt = gl.internal_format(info.tex_id)
-            key = (info.width, info.height, fmt)
-            if sc._tex_key != key:
-                self._free_gl(sc)
-                sc._textures = [gl.create_texture(fmt, info.width, info.height)
-                                for _ in range(RING_SIZE)]
-                sc._tex_key = key
-                with sc._lock:
-                    sc._latest = sc._shown = None
-                    sc._leases.clear()
-            got = sc._acquire()
-            if got is None:
+            if sc._ring is None:
+                sc._ring = FrameRing(gl, self.notify_fd if sc.id > 0 else -1)
+            sc._ring.configure(info.width, info.height, gl.internal_format(info.tex_id),
+                               info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP))
+            if not sc._ring.copy(info.tex_id):
                 return False
-            index, waits = got
-            for w in waits:
-                gl.wait(w)
-            old = sc._copy_fences.pop(index, 0)
-            if old:
-                gl.delete_sync(old)
-            fence = gl.copy(info.tex_id, sc._textures[index], info.width, info.height)
-            sc._copy_fences[index] = fence
         finally:
             self.renderer.force_ctx_0()
         sc.width, sc.height, sc.virgl_format = info.width, info.height, info.virgl_format
-        sc._last_copy = time.monotonic()
-        sc._publish(Frame(index, sc._textures[index], fence, info.width, info.height,
-                          info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP),
-                          sc.frames + 1, time.monotonic()))
         return True
 
     # ------------------------------------------------------------ texture previews
@@ -333,11 +329,14 @@ class ScanoutManager(ServerObserver):
         sc = self._by_resource.pop(r.server_handle, None)
         if sc is None:
             return
+        if sc._attached == (s.fast, r.client_handle):
+            self._detach(sc)
         sc._orphaned_at = time.monotonic()
         self.loop.call_later(ORPHAN_GRACE_S, self._reap_orphan, sc)
 
     def session_closed(self, s: Session) -> None:
         for sc in self._per_session.pop(id(s), []):
+            sc._attached = None  # the session's C path is gone, and its resources
             sc.alive = False
             self._by_resource.pop(sc.resource_handle, None)
             self.on_change("client-gone", sc)
@@ -383,19 +382,11 @@ class ScanoutManager(ServerObserver):
             self.renderer.force_ctx_0()
 
     def _free_gl(self, sc: Scanout) -> None:
-        gl = self.gl
-        for f in sc._copy_fences.values():
-            gl.delete_sync(f)
-        sc._copy_fences.clear()
-        with sc._lock:
-            fences = [f for lst in sc._ui_fences.values() for f in lst]
-            sc._ui_fences.clear()
-        for f in fences:
-            gl.delete_sync(f)
-        for t in sc._textures:
-            gl.delete_texture(t)
-        sc._textures = []
-        sc._tex_key = (0, 0, 0)
+        """Render thread, presenter current: the ring's textures and syncs go (its
+        memory goes with the last reference to it, the UI may still hold one)."""
+        self._detach(sc)
+        if sc._ring is not None:
+            sc._ring.release_gl()
 
     def close(self) -> None:
         for sc in list(self.scanouts.values()):

@@ -139,6 +139,11 @@ class Session(ResourceCommands, SyncCommands):
         return int(self._c.submits)
 
     @property
+    def presents(self) -> int:
+        """Presents of display targets (counted in C while the server is observed)."""
+        return int(self._c.presents)
+
+    @property
     def bytes_submitted(self) -> int:
         return int(self._c.bytes_submitted)
 

@@ -163,7 +163,6 @@ class StateRegistry(ServerObserver):
             code = ev[0]
             c = self._client(ev[1], now)
             if code == _PRESENT:
-                c.presents += ev[3]
                 self._presented(c, ev[2], dr)
             elif code == _RES_NEW:
                 self._res_new(c, ev[2], ev[3], dr)
@@ -384,6 +383,7 @@ class StateRegistry(ServerObserver):
                                 or recs[c.fence_keys[0]].created < horizon):
             self._evict_fence(c, df)
         s = c.session
+        c.presents = s.presents  # the C path counts them: most never reach Python
         if c.closed_at is not None:
             if now - c.closed_at > self.closed_keep_s:
                 self._expire(c, dc, df)

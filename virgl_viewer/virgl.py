@@ -419,6 +419,60 @@ class GLPresenter:
         return int(ffi.cast("uintptr_t", fence))
 
 
+class FrameRing:
+    """A scanout's ring of frames (native/vv_ring.c), shared by the render thread
+    (configure, copy, present: the presenter's context current) and the UI
+    (take_latest, drawn). Every publish writes to ``notify_fd`` (an eventfd, or -1).
+    The C fast path copies a display target's presents into the ring it is attached
+    to (FastConn.attach_ring) without Python."""
+
+    def __init__(self, presenter: GLPresenter, notify_fd: int = -1) -> None:
+        ring = lib.vv_ring_new(presenter._dpy, presenter._ctx, notify_fd)
+        if ring == ffi.NULL:
+            raise MemoryError("vv_ring_new")
+        self.c = ffi.gc(ring, lib.vv_ring_destroy)
+        self._frame = ffi.new("struct vv_ring_frame *")
+        self._stats = ffi.new("struct vv_ring_stats *")
+
+    def configure(self, width: int, height: int, internal_format: int, virgl_format: int,
+                  y_0_top: bool) -> bool:
+        """(Re)make the textures for this size and format; True if it did (every
+        frame is gone)."""
+        return bool(lib.vv_ring_configure(self.c, width, height, internal_format,
+                                          virgl_format, 1 if y_0_top else 0))
+
+    def copy(self, src_tex: int) -> bool:
+        """Copy ``src_tex`` into a free entry and publish it; False: all busy (dropped)."""
+        return bool(lib.vv_ring_copy(self.c, src_tex, GLPresenter.GL_TEXTURE_2D))
+
+    def note_present(self, when: float, count: int = 1) -> None:
+        lib.vv_ring_note_present(self.c, when, count)
+
+    def release_gl(self) -> None:
+        lib.vv_ring_release_gl(self.c)
+
+    def take_latest(self) -> tuple[int, int, int, int, int, int, bool, int, float] | None:
+        """UI: lease the newest frame: (index, texture, fence, width, height, virgl
+        format, y_0_top, seq, published at), None before the first."""
+        f = self._frame
+        if not lib.vv_ring_take_latest(self.c, f):
+            return None
+        return (f.index, f.texture, int(f.fence), f.width, f.height, f.virgl_format,
+                bool(f.y_0_top), int(f.seq), f.time)
+
+    def drawn(self, index: int, ui_fence: int) -> None:
+        lib.vv_ring_drawn(self.c, index, ffi.cast("void *", ui_fence))
+
+    def stats(self) -> tuple[int, int, int, float, float]:
+        """(presents, frames, dropped, last present, last copy)."""
+        s = self._stats
+        lib.vv_ring_stats(self.c, s)
+        return int(s.presents), int(s.frames), int(s.dropped), s.last_present, s.last_copy
+
+    def fps(self, now: float) -> float:
+        return float(lib.vv_ring_fps(self.c, now))
+
+
 def gl_blit_frame(tex: int, wait_fence: int, width: int, height: int, x: int, y: int,
                   y_0_top: bool) -> int:
     """Blit texture ``tex`` 1:1 to the bound draw framebuffer at x, y (GL window
@@ -563,6 +617,18 @@ class FastConn:
         """Count a present of display target ``client`` (Python path): the number
         of presents to report now, 0 while the rate limit holds it back."""
         return int(lib.vv_conn_note_present(self.c, client))
+
+    def attach_ring(self, client: int, ring: FrameRing | None) -> bool:
+        """Copy the presents of display target ``client`` into ``ring`` in C from now
+        on (None: no longer); False if the C path keeps them for Python (no such
+        resource, or too many rings)."""
+        return lib.vv_conn_attach_ring(self.c, client,
+                                       ring.c if ring is not None else ffi.NULL) == 0
+
+    @property
+    def presents(self) -> int:
+        """Presents of display targets so far (while observed), reported or not."""
+        return int(self.c.presents)
 
     def take_skipped_presents(self, client: int) -> tuple[int, float, bool]:
         """Presents of ``client`` the rate limit held back (they count as reported

@@ -60,7 +60,7 @@ def test_server_tests_pass_under_asan_ubsan(tmp_path: Path) -> None:
     ffi.set_source(
         "virgl_viewer._native",
         "".join(f'#include "{h}"\n' for h in ("vv_glue.h", "vv_rewrite.h", "vv_present.h",
-                                               "vv_fast.h")),
+                                               "vv_ring.h", "vv_fast.h")),
         sources=[str(NATIVE / s) for s in b.SOURCES],
         include_dirs=[str(NATIVE), "/usr/include/virgl"],
         libraries=["virglrenderer", "EGL", "OpenGL"],

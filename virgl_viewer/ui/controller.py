@@ -1,17 +1,21 @@
 """ViewerController: wires the render thread's scanouts to Qt windows.
 
 The render thread reports scanout events through ``ScanoutBridge`` (a Qt
-signal emitted on the render thread, delivered queued on the GUI thread).
+signal emitted on the render thread, delivered queued on the GUI thread), and new
+frames through an eventfd (most are written by the C fast path, which never reaches
+Python; see ScanoutManager).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSocketNotifier, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QMainWindow
 
@@ -93,6 +97,13 @@ class ViewerController(QObject):
         self.main_window = MainWindow(self)
         self.open_windows = True  # a window per new scanout
         self._shelf: list[int] | None = None  # next free x, row top, row height
+        # New frames (written into rings by the render thread, mostly from C) add to
+        # this eventfd; the GUI thread wakes on it and looks which scanouts have one.
+        self._frames_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._frames_seen: dict[int, int] = {}
+        self._frames_notifier = QSocketNotifier(self._frames_fd, QSocketNotifier.Type.Read,
+                                                self)
+        self._frames_notifier.activated.connect(self._on_frames)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -117,7 +128,8 @@ class ViewerController(QObject):
             ctx = host.provider.create_context(4, 5, True)
             self.manager = ScanoutManager(server.loop, GLPresenter(host.provider.egl_display,
                                                                    ctx),
-                                          host.renderer, self.bridge.event.emit)
+                                          host.renderer, self.bridge.event.emit,
+                                          self._frames_fd)
             server.add_observer(self.manager)
             self.registry.attach(server)
             self.previews.service = TexturePreviewService(self.manager, server, rt.call)
@@ -144,6 +156,26 @@ class ViewerController(QObject):
         if self.render is not None:
             self.render.stop()
             self.render = None
+        if self._frames_fd >= 0:
+            self._frames_notifier.setEnabled(False)
+            os.close(self._frames_fd)
+            self._frames_fd = -1
+
+    def _on_frames(self) -> None:
+        """GUI thread: the render thread wrote new frames; tell the views of each
+        scanout that got one since the last look."""
+        with contextlib.suppress(OSError):  # BlockingIOError: another look took it
+            os.eventfd_read(self._frames_fd)
+        seen = self._frames_seen
+        ov = self.main_window.overview
+        for sid, sc in self.scanouts.items():
+            n = sc.frames
+            if seen.get(sid) != n:
+                seen[sid] = n
+                ov.frame_ready()
+                win = self.windows.get(sid)
+                if win is not None and win.sized_to_guest:  # else on_changed paints
+                    win.on_frame()
 
     # ------------------------------------------------------------ scanout events (GUI thread)
     def _on_event(self, kind: str, sc: Scanout) -> None:
@@ -160,11 +192,7 @@ class ViewerController(QObject):
                 w.show()
             return
         win = self.windows.get(sc.id)
-        if kind == "frame":
-            ov.frame_ready()
-            if win is not None:
-                win.on_frame()
-        elif kind == "changed":
+        if kind == "changed":
             ov.frame_ready()
             if win is not None:
                 win.on_changed()
@@ -174,6 +202,7 @@ class ViewerController(QObject):
                 win.on_client_gone()
         elif kind == "removed":
             self.scanouts.pop(sc.id, None)
+            self._frames_seen.pop(sc.id, None)
             ov.remove(sc)
             if win is not None:
                 win.close()

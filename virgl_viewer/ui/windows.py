@@ -118,6 +118,12 @@ class ScanoutWindow(QMainWindow):
         suffix = "" if sc.alive else " (disconnected)"
         self.setWindowTitle(sc.title + suffix)
 
+    @property
+    def sized_to_guest(self) -> bool:
+        """The window took the guest's size (its first "changed" event): frames may
+        paint now without showing a first one at the wrong size."""
+        return self._sized_to_guest
+
     def fit_window_to_guest(self) -> None:
         self.resize(self.size() - self.view.size() + self.view.sizeHint())
 
