@@ -918,7 +918,7 @@ static void catch_up(struct vv_conn *c, double now, double *next)
           !vv_ring_present(r->ring, r->server, r->skipped_at, r->skipped))
          vv_ring_note_present(r->ring, r->skipped_at, r->skipped);
       r->skipped = 0;
-      r->last_report = now;
+      /* last_report stays: a present coming now is still due for the screen */
    }
 }
 

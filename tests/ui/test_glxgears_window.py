@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+
+from virgl_viewer.ui.controller import present_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM = ROOT / "build" / "vtest_redirect.so"
@@ -57,6 +60,15 @@ def test_glxgears_gets_a_window_that_animates(virgl_viewer) -> None:  # type: ig
         # what the window shows (fit mode) has the gears too
         shown = virgl_viewer.grab_window(win)
         assert min(colour_counts(shown).values()) > 20
+        # glxgears presents far faster than the screen refreshes: the window still gets
+        # a new frame about every refresh (the C path's rate limit and catch-up)
+        sc = win.scanout
+        presents, frames, t0 = sc.presents, sc.frames, time.monotonic()
+        virgl_viewer.qtbot.wait(2000)
+        refreshes = (time.monotonic() - t0) / present_interval()
+        presents, frames = sc.presents - presents, sc.frames - frames
+        assert presents > 2 * refreshes, f"glxgears: {presents} presents in 2 s"
+        assert frames >= 0.5 * refreshes, f"{frames} frames for {refreshes:.0f} refreshes"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -64,3 +64,4 @@ def test_presents_after_the_first_are_shown_without_python(virgl_viewer, guests,
     pix.assert_equal(pix.rgba(virgl_viewer.grab(win)),
                      expected_image("counter", W, H, FRAMES + 1, 0), W, H, "last frame")
     g.proc.send_signal(signal.SIGTERM)
+
