@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from support.procs import wait_for
+from support.procs import start_guest_cli, start_serving, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,21 +26,14 @@ def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) ->
     with tempfile.TemporaryDirectory(prefix="vv-app-") as d:
         sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")
         env = dict(os.environ, XDG_CONFIG_HOME=d)  # the layout settings stay private
-        with open(log_path, "wb") as out:
-            app = subprocess.Popen([sys.executable, "-m", "virgl_viewer", "--socket", sock,
-                                    "--log-level", "info"], stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        log = lambda: log_path.read_text(errors="replace")  # noqa: E731
+        app, log = start_serving([sys.executable, "-m", "virgl_viewer", "--socket", sock,
+                                  "--log-level", "info"], log_path, env)
         guest = None
         try:
-            assert wait_for(lambda: "serving vtest on" in log() or app.poll() is not None,
-                            60), log()
             frames = ["--frames", "20"] if guest_left else []
-            guest = subprocess.Popen(
-                [sys.executable, "-m", "virgl_viewer.guest.cli", "--socket", sock, "--name",
-                 "exit-guest", "--scanouts", "2", "--size", "320x240,200x150", "--fps", "30",
-                 "--pattern", "bars", *frames],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            guest = start_guest_cli(sock, "exit-guest", [
+                "--scanouts", "2", "--size", "320x240,200x150", "--fps", "30",
+                "--pattern", "bars", *frames], env)
             # both scanouts reached the GUI (a window and an overview tile each)
             assert wait_for(lambda: log().count(": exit-guest") >= 1
                             and log().count("scanout 2 (resource") >= 1, 60), log()

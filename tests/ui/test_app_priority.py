@@ -6,13 +6,12 @@ is built"). Read from /proc while a guest is being shown, as ``top -H`` would sh
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from support.procs import stop_process, wait_for
+from support.procs import start_guest_cli, start_serving, stop_process, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,20 +38,12 @@ def test_only_the_gui_thread_runs_at_a_lower_priority(levels: int | None) -> Non
         sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")
         env = dict(os.environ, XDG_CONFIG_HOME=d)
         opt = [] if levels is None else ["--gui-nice", str(levels)]
-        with open(log_path, "wb") as out:
-            app = subprocess.Popen([sys.executable, "-m", "virgl_viewer", "--socket", sock,
-                                    "--log-level", "info", *opt], stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        log = lambda: log_path.read_text(errors="replace")  # noqa: E731
+        app, log = start_serving([sys.executable, "-m", "virgl_viewer", "--socket", sock,
+                                  "--log-level", "info", *opt], log_path, env)
         guest = None
         try:
-            assert wait_for(lambda: "serving vtest on" in log() or app.poll() is not None,
-                            60), log()
-            guest = subprocess.Popen(
-                [sys.executable, "-m", "virgl_viewer.guest.cli", "--socket", sock, "--name",
-                 "nice-guest", "--scanouts", "1", "--size", "320x240", "--fps", "30",
-                 "--pattern", "bars"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            guest = start_guest_cli(sock, "nice-guest", ["--size", "320x240", "--fps", "30",
+                                                         "--pattern", "bars"], env)
             assert wait_for(lambda: "scanout 1 (resource" in log(), 60), log()
             want = min(19, base + (10 if levels is None else levels))
             # the GUI lowers itself after showing its main window: wait for that

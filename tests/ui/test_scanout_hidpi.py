@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from support.procs import stop_process, wait_for
+from support.procs import start_guest_cli, start_serving, stop_process, wait_for
 from support.screen import Box, grab_root
 from support.xvfb import Xvfb
 
@@ -65,19 +64,12 @@ def test_device_pixel_ratio_2_shows_one_guest_pixel_per_device_pixel() -> None:
         env = dict(os.environ, DISPLAY=xvfb.display, XDG_CONFIG_HOME=d,
                    QT_SCALE_FACTOR="2")
         env.pop("QT_SCREEN_SCALE_FACTORS", None)
-        with open(log_path, "wb") as out:
-            app = subprocess.Popen([sys.executable, "-c", HARNESS, "--socket", sock],
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env)
-        log = lambda: log_path.read_text(errors="replace")  # noqa: E731
+        app, log = start_serving([sys.executable, "-c", HARNESS, "--socket", sock],
+                                 log_path, env)
         guest = None
         try:
-            assert wait_for(lambda: "serving vtest on" in log() or app.poll() is not None,
-                            60), log()
-            guest = subprocess.Popen(
-                [sys.executable, "-m", "virgl_viewer.guest.cli", "--socket", sock, "--name",
-                 "hidpi", "--size", f"{w}x{h}", "--fps", "30", "--pattern", "gradient"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            guest = start_guest_cli(sock, "hidpi", ["--size", f"{w}x{h}", "--fps", "30",
+                                                    "--pattern", "gradient"], env)
 
             def view() -> dict[str, float] | None:
                 lines = [ln for ln in log().splitlines() if ln.startswith("VIEW ")]
