@@ -10,7 +10,9 @@ entry when it paints (a lease), waits on its fence in its own context
 waits on that (again on the GPU) before it reuses the texture, and never
 reuses a leased one. Four textures: shown, newest, leased, being written; the
 guest is never throttled, an unshown frame is simply replaced by a newer one
-(or, if every entry is busy, the present is skipped and counted).
+(or, if every entry is busy, the present is skipped and counted). The ring is
+C (native/vv_ring.c): after a display target's first present has come through
+here, the C fast path copies its presents itself.
 
 A scanout belongs to a client; its number is the order in which the client
 first presented it. A display target re-created by the guest (a resized
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RING_SIZE = 4
 ORPHAN_GRACE_S = 1.0
 CLIENT_GONE_FREE_S = 10.0
 
