@@ -3,7 +3,8 @@
 vv_fast.c parses what hostile clients send and owns their resources' memory,
 so the binding is rebuilt here with -fsanitize=address,undefined and the
 server tests that feed it (well-formed traffic, every hostile-input case,
-client churn, the C/Python hand-offs) run against that build in a child
+client churn, the C/Python hand-offs, and the scanout ring of native/vv_ring.c)
+run against that build in a child
 pytest: any out-of-bounds access or undefined behaviour in the C path ends
 the child with the sanitizer's report. Leak checking is off: CPython itself
 does not free everything at exit; fd and memory return is asserted by the
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
 CC = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 SERVER_TESTS = ["test_server_fast_path.py", "test_server_basic.py", "test_server_bad_input.py",
-                "test_server_isolation.py", "test_server_churn.py"]
+                "test_server_isolation.py", "test_server_churn.py", "test_frame_ring.py"]
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
