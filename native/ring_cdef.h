@@ -46,4 +46,3 @@ int vv_ring_take_latest(struct vv_ring *r, struct vv_ring_frame *out);
 void vv_ring_drawn(struct vv_ring *r, int index, void *ui_fence);
 void vv_ring_stats(struct vv_ring *r, struct vv_ring_stats *out);
 double vv_ring_fps(struct vv_ring *r, double now);
-uint32_t vv_ring_texture(struct vv_ring *r, int index);

@@ -273,8 +273,3 @@ double vv_ring_fps(struct vv_ring *r, double now)
    pthread_mutex_unlock(&r->mu);
    return n;
 }
-
-uint32_t vv_ring_texture(struct vv_ring *r, int index)
-{
-   return index >= 0 && index < VV_RING_N ? r->tex[index] : 0;
-}

@@ -210,9 +210,7 @@ class ScanoutManager(ServerObserver):
         if sc is None:
             sc = self._adopt_or_create(s, r)
         now = time.monotonic()
-        if sc._ring is None:
-            sc._ring = FrameRing(self.gl, self.notify_fd)
-        sc._ring.note_present(now if when is None else when, count)
+        self._ring(sc).note_present(now if when is None else when, count)
         sc._last_report = now
         self._present(sc, s, r)
         # Presents are copied for the screen at most once per refresh of the fastest
@@ -271,6 +269,13 @@ class ScanoutManager(ServerObserver):
         if self._copy(sc, info):
             self._attach(sc, s.fast, r.client_handle)
 
+    def _ring(self, sc: Scanout) -> FrameRing:
+        """``sc``'s ring, made at its first use (render thread). A preview's (negative
+        id) does not notify the UI: previews repaint on a timer."""
+        if sc._ring is None:
+            sc._ring = FrameRing(self.gl, self.notify_fd if sc.id > 0 else -1)
+        return sc._ring
+
     @staticmethod
     def _attach(sc: Scanout, fast: FastConn, client: int) -> None:
         """From now on the C path copies the presents of ``client`` into ``sc``'s ring."""
@@ -293,11 +298,10 @@ class ScanoutManager(ServerObserver):
         gl = self.gl
         gl.make_current()
         try:
-            if sc._ring is None:
-                sc._ring = FrameRing(gl, self.notify_fd if sc.id > 0 else -1)
-            sc._ring.configure(info.width, info.height, gl.internal_format(info.tex_id),
-                               info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP))
-            if not sc._ring.copy(info.tex_id):
+            ring = self._ring(sc)
+            ring.configure(info.width, info.height, gl.internal_format(info.tex_id),
+                           info.virgl_format, bool(info.flags & RESOURCE_FLAG_Y_0_TOP))
+            if not ring.copy(info.tex_id):
                 return False
         finally:
             self.renderer.force_ctx_0()

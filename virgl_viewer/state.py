@@ -142,7 +142,7 @@ class StateRegistry(ServerObserver):
         self._put((_RES_DEL, s, r))
 
     def presented(self, s: Session, r: Resource, count: int = 1) -> None:
-        self._put((_PRESENT, s, r, count))
+        self._put((_PRESENT, s, r))  # counted in C (Session.presents): marks a scanout
 
     def sync_changed(self, s: Session) -> None:
         self._put((_SYNC, s))

@@ -405,18 +405,6 @@ class GLPresenter:
     def create_texture(self, internal_format: int, width: int, height: int) -> int:
         return int(lib.vv_gl_create_texture(internal_format, width, height))
 
-    def delete_texture(self, tex: int) -> None:
-        lib.vv_gl_delete_texture(tex)
-
-    def wait(self, sync: int) -> None:
-        lib.vv_gl_wait_sync(ffi.cast("void *", sync))
-
-    def delete_sync(self, sync: int) -> None:
-        lib.vv_gl_delete_sync(ffi.cast("void *", sync))
-
-    def copy(self, src: int, dst: int, width: int, height: int) -> int:
-        fence = lib.vv_gl_copy_and_fence(src, self.GL_TEXTURE_2D, dst, width, height)
-        return int(ffi.cast("uintptr_t", fence))
 
 
 class FrameRing:
