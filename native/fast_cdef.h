@@ -75,5 +75,7 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 int vv_conn_fence(struct vv_conn *c, int switch_first);
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 int vv_fast_take_ready(struct vv_ready *out, int max);
+int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed);
+size_t vv_contexts_retiring(void);
 struct vv_sel_event { int fd; uint32_t events; };
 int vv_fast_select(int epfd, double timeout_s, int poll_fd, struct vv_sel_event *out, int max);

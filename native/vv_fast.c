@@ -1165,6 +1165,105 @@ static void ready_add(struct vv_conn *c, int status)
    ready_q[ready_n++] = (struct vv_ready){c->token, status, c->want_fence_cb};
 }
 
+/* ------------------------------------------------------------ context teardown
+ * virglrenderer's fence thread (thread_sync in vrend_renderer.c, the same in
+ * 0.10.4 and 1.1) walks its fence wait list with a saved pointer to the next
+ * fence while it waits, unlocked, for the current one (wait_sync).
+ * virgl_renderer_context_destroy frees the context's fences still on that list
+ * (vrend_free_fences_for_context), so the saved pointer can be a freed fence
+ * and the thread unlinks it: SIGSEGV in vrend-sync, a write at address 8 (the
+ * freed fence's list links were zeroed). So a context is destroyed only once
+ * every fence it was given has retired: a client that leaves with fences in
+ * flight gives its context to this list, and the fence poll destroys it when
+ * its last fence retires.
+ *
+ * The same function nulls the context of the fence the thread is waiting on,
+ * whichever context that fence belongs to: that retirement is never reported.
+ * After every destroy each context with fences in flight (clients' and
+ * retiring ones) gets a fresh fence, which retires in its place. */
+struct retiring_ctx {
+   uint32_t ctx_id;
+   uint64_t submitted, completed;
+};
+static struct retiring_ctx *retiring;
+static size_t nretiring, retiring_cap;
+
+static void refence_all(void)
+{
+   size_t i;
+   for (i = 0; i < nconns; i++) {
+      struct vv_conn *c = conns[i];
+      int rc;
+      if (!c->ctx_id || c->fence_completed >= c->fence_submitted)
+         continue;
+      rc = vv_conn_fence(c, 1);
+      if (rc)
+         ready_add(c, fail(c, CMD_SUBMIT_CMD,
+                           "re-fencing after a context destroy failed (errno %d)",
+                           rc < 0 ? -rc : rc));
+   }
+   for (i = 0; i < nretiring; i++) {
+      struct retiring_ctx *r = &retiring[i];
+      virgl_renderer_submit_cmd(empty_cmd, (int)r->ctx_id, 0);
+      if (virgl_renderer_context_create_fence(r->ctx_id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE,
+                                              0, r->submitted + 1) == 0)
+         r->submitted++;
+   }
+}
+
+static void destroy_context(uint32_t ctx_id)
+{
+   virgl_renderer_context_destroy(ctx_id);
+   refence_all();
+   /* vrend leaves the destroyed context's GL context current */
+   virgl_renderer_force_ctx_0();
+}
+
+int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed)
+{
+   if (completed >= submitted) {
+      destroy_context(ctx_id);
+      return 1;
+   }
+   if (nretiring == retiring_cap) {
+      size_t ncap = retiring_cap ? retiring_cap * 2 : 16;
+      struct retiring_ctx *n = realloc(retiring, ncap * sizeof(*n));
+      if (!n)
+         return -ENOMEM; /* the context stays: a leak, never a crash */
+      retiring = n;
+      retiring_cap = ncap;
+   }
+   retiring[nretiring++] = (struct retiring_ctx){ctx_id, submitted, completed};
+   return 0;
+}
+
+size_t vv_contexts_retiring(void)
+{
+   return nretiring;
+}
+
+void vv_contexts_forget(void)
+{
+   /* virgl_renderer_cleanup stops the fence thread, then destroys them */
+   free(retiring);
+   retiring = NULL;
+   nretiring = retiring_cap = 0;
+}
+
+static void retiring_fence(uint32_t ctx_id, uint64_t fence_id)
+{
+   size_t i;
+   for (i = 0; i < nretiring; i++) {
+      if (retiring[i].ctx_id != ctx_id)
+         continue;
+      if (fence_id < retiring[i].submitted)
+         return;
+      retiring[i] = retiring[--nretiring];
+      destroy_context(ctx_id);
+      return;
+   }
+}
+
 /* Retire fences, answer the BUSY_WAITs they release, go on with those
  * clients in C; queue what Python must see. */
 static void poll_fences(void)
@@ -1177,7 +1276,11 @@ static void poll_fences(void)
       for (i = 0; i < n; i++) {
          struct vv_conn *c = conn_of(ev[i].ctx_id);
          int status = -1;
-         if (!c || ev[i].fence_id <= c->fence_completed)
+         if (!c) {
+            retiring_fence(ev[i].ctx_id, ev[i].fence_id);
+            continue;
+         }
+         if (ev[i].fence_id <= c->fence_completed)
             continue;
          fences_retired(c, ev[i].fence_id);
          if (c->parked && c->fence_completed >= c->fence_submitted) {

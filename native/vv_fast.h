@@ -175,6 +175,13 @@ int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out
  * clients' input); it reports virglrenderer's poll fd readable for this. */
 int vv_fast_take_ready(struct vv_ready *out, int max);
 
+/* Destroy a client's virgl context once all its fences have retired (now, if
+ * they have: returns 1; else 0, or -ENOMEM: then it is never destroyed).
+ * See vv_fast.c on virglrenderer's fence thread. */
+int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed);
+size_t vv_contexts_retiring(void);
+void vv_contexts_forget(void); /* before virgl_renderer_cleanup */
+
 /* The render thread's event wait (its asyncio selector's select): waits on
  * epfd like epoll_wait, but serves what it can itself: readable clients in
  * C mode are pumped, and poll_fd (virglrenderer's) retires fences; those

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "vv_glue.h"
+#include "vv_fast.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -116,6 +117,7 @@ int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags)
 
 void vv_renderer_cleanup(void)
 {
+   vv_contexts_forget(); /* the cleanup destroys them after stopping the fence thread */
    virgl_renderer_cleanup(NULL);
    vv_nfences = 0;
 }

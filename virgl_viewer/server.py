@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from virgl_viewer.errors import RendererError, VirglViewerError
+from virgl_viewer.errors import VirglViewerError
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.session import Session
 from virgl_viewer.virgl import PRESENT_REPORT_INTERVAL_S, FastPoller, FastSelector
@@ -225,28 +225,6 @@ class VtestServer:
     def sync_changed(self, s: Session) -> None:
         if self.observers:
             self._notify("sync_changed", s)
-
-    def refence_others(self, closing: Session) -> None:
-        """Re-fence every other client that waits on a fence.
-
-        virglrenderer 0.10.4 (vrend_free_fences_for_context) marks the fence
-        its sync thread is waiting on as dead when *any* context is destroyed,
-        whichever context that fence belongs to: its retirement is then never
-        reported and that client would wait forever. A fresh fence after each
-        destroy retires in its place (fences of a context retire in order).
-        """
-        refenced = False
-        for s in list(self.sessions):
-            if s is closing or s.closed or not s.ctx_id:
-                continue
-            if s.fence_completed < s.fence_submitted:
-                try:
-                    s._new_fence(switch=True)
-                    refenced = True
-                except RendererError as exc:
-                    s.drop("fence", f"{exc.call} failed (errno {exc.errno})")
-        if refenced:
-            self.host.renderer.force_ctx_0()
 
     # ------------------------------------------------------------ control
     def disconnect(self, pid: int) -> int:

@@ -413,17 +413,16 @@ class Session(ResourceCommands, SyncCommands):
             self._end_waiter(w, signal=False)
         self.sync_waiters.clear()
         host = self.host
+        submitted, completed = self.fence_submitted, self.fence_completed
         self.fast.close()  # no more fences routed here; the fence log stays
-        if self.ctx_id:
-            try:
-                host.renderer.context_destroy(self.ctx_id)
-            except RendererError as exc:
-                log.error("destroying context of %s: %s", self, exc)
         for res in self.resources.values():
             self._destroy_resource(res)
         self.resources.clear()
         if self.ctx_id:
-            self.server.refence_others(self)
+            try:
+                host.renderer.context_retire(self.ctx_id, submitted, completed)
+            except RendererError as exc:
+                log.error("destroying context of %s: %s", self, exc)
         self.syncs.clear()
         self._timeline.clear()
         self.map.free()

@@ -187,11 +187,20 @@ class Renderer:
         lib.virgl_renderer_force_ctx_0()
         self._check(call, rc)
 
-    def context_destroy(self, ctx_id: int) -> None:
-        lib.virgl_renderer_context_destroy(ctx_id)
-        # vrend leaves the destroyed context's GL context current (see above)
-        lib.virgl_renderer_force_ctx_0()
+    def context_retire(self, ctx_id: int, fence_submitted: int, fence_completed: int) -> bool:
+        """Destroy a closed client's context once its fences have retired: now
+        (True) or from the fence poll (False). virglrenderer's fence thread
+        crashes when a context is destroyed with fences in flight (vv_fast.c)."""
+        rc = lib.vv_context_retire(ctx_id, fence_submitted, fence_completed)
+        if rc < 0:
+            raise RendererError("vv_context_retire", -rc)
         self._check("virgl_renderer_context_destroy", 0)
+        return rc == 1
+
+    @property
+    def contexts_retiring(self) -> int:
+        """Contexts of gone clients waiting for their last fence."""
+        return int(lib.vv_contexts_retiring())
 
     def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
         rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
