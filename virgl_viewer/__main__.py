@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from virgl_viewer import signals
 from virgl_viewer.vtest.protocol import VTEST_DEFAULT_SOCKET_NAME
 
 log = logging.getLogger("virgl_viewer")
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signals.unblock(signals.STOP_SIGNALS | {signal.SIGUSR1})
     if args.headless:
         return run_headless(args)
     from virgl_viewer.ui.app import run_gui

@@ -114,25 +114,31 @@ def test_scene_api(virgl_guest: VtestClient) -> None:
     scene.close()
 
 
-def test_sigterm_exits_cleanly(virgl_server: RunningServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("blocked", [False, True], ids=["", "blocked-by-parent"])
+def test_sigterm_exits_cleanly(virgl_server: RunningServer, tmp_path: Path,
+                               blocked: bool) -> None:
+    """SIGTERM ends a guest presenting forever with status 0 and a dump of its last
+    frame; also when whoever started it had SIGTERM blocked (the mask survives exec:
+    that guest used to present on until it was killed)."""
     cmd = [sys.executable, "-m", "virgl_viewer.guest.cli", "-vv", "--frames", "0",
            *guest_args(virgl_server.path, tmp_path, "--fps", "100", "--pattern", "counter",
                        "--scanouts", "2", "--size", "30x20,20x30")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    mask = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) and None
+            ) if blocked else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=mask)
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # wait until frame 1 is on screen
             if "presented frame 1" in line:
                 break
         proc.send_signal(signal.SIGTERM)
-        proc.stderr.read()
-        assert proc.wait(timeout=20) == 0
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+            proc.communicate()
     frame = json.loads((tmp_path / "dump.json").read_text())["last_frame"]
     assert frame >= 1
     check_dump(tmp_path, "counter", frame, [(30, 20), (20, 30)])

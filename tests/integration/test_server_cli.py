@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +34,16 @@ NOBODY = 65534
 class CliServer:
     """``python -m virgl_viewer --headless`` in a subprocess, its log in a file."""
 
-    def __init__(self, path: str, log: Path, *args: str, umask: int = 0o022) -> None:
+    def __init__(self, path: str, log: Path, *args: str, umask: int = 0o022,
+                 blocked: frozenset[signal.Signals] = frozenset()) -> None:
         self.path = path
         self.log_path = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "virgl_viewer", "--headless", "--socket", path,
                  "--log-level", "info", *args],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask)
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask,
+                preexec_fn=blocking(blocked))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -63,6 +65,14 @@ class CliServer:
             self.proc.kill()
             self.proc.wait()
             raise
+
+
+def blocking(sigs: frozenset[signal.Signals]) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that starts the child with ``sigs`` blocked, as some CI
+    runners and chroot launchers start their children (the mask survives exec)."""
+    if not sigs:
+        return None
+    return lambda: signal.pthread_sigmask(signal.SIG_BLOCK, sigs) and None
 
 
 @pytest.fixture
@@ -91,11 +101,14 @@ def test_cli_serves_clients(cli: CliServer) -> None:
         assert_filled(render_clear(b, create_target(b), BLUE), BLUE)
 
 
+@pytest.mark.parametrize("blocked", [False, True], ids=["", "blocked-by-parent"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_cli_signal_exits_cleanly(sock_dir: Path, sig: int) -> None:
+def test_cli_signal_exits_cleanly(sock_dir: Path, sig: signal.Signals, blocked: bool) -> None:
     """SIGTERM and SIGINT, even with a client connected, end the server with
-    exit status 0: the client's socket is closed and the socket file removed."""
-    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log")
+    exit status 0: the client's socket is closed and the socket file removed. Also
+    when the process that started the server had the signal blocked."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log",
+                       blocked=frozenset({sig}) if blocked else frozenset())
     server.wait_serving()
     with VtestClient.connect(server.path, "lingering", 2) as client:
         assert_filled(render_clear(client, create_target(client), RED), RED)

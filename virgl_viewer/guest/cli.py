@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
+from virgl_viewer import signals
 from virgl_viewer.errors import VirglViewerError
 from virgl_viewer.guest.client import VtestClient
 from virgl_viewer.guest.patterns import parse_pattern
@@ -207,6 +208,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
     for s in sigs:
         signal.signal(s, handler)
+    signals.unblock(frozenset(sigs))
     try:
         yield
     finally:
