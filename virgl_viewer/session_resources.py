@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from virgl_viewer.errors import RendererError
+from virgl_viewer.formats import format_info
 from virgl_viewer.objects import ClientError, Resource
 from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
 from virgl_viewer.vtest import protocol as P
@@ -29,6 +30,36 @@ def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2 | Resource) -> int:
     texels = max(1, ev.width) * max(1, ev.height) * max(1, ev.depth) * max(1, ev.array_size)
     texels *= max(1, ev.nr_samples)
     return min(MAX_SHM_BYTES, texels * 16 * (2 if ev.last_level else 1) + (1 << 16))
+
+
+def _blocks(texels: int, block: int) -> int:
+    return -(-max(1, texels) // block)
+
+
+def transfer_span(cmd: str, res: Resource, level: int, stride: int, layer_stride: int,
+                  box: tuple[int, int, int, int, int, int]) -> int:
+    """Bytes of its buffer a protocol-0 transfer of ``box`` touches with these strides.
+
+    virglrenderer checks this itself (check_iov_bounds in vrend_renderer.c, 0.10.4 and
+    1.1 alike) but keeps vrend_transfer_size()'s 64-bit result, and the minimum layer
+    stride, in 32-bit GLuints: a stride of 2^31 over three rows wraps to a few hundred
+    bytes, passes, and the copy runs gigabytes past the buffer. Here the same sums in
+    Python integers, with the same rules: a given stride must be at least the box's
+    row, a given layer stride at least its rows; 0 means the level's own."""
+    info = format_info(res.format)
+    bs, bw, bh = (info.bytes_per_block, info.block_width, info.block_height) if info else (
+        16, 1, 1)
+    _x, _y, _z, w, h, d = box
+    row = _blocks(w, bw) * bs
+    if stride and stride < row:
+        raise ClientError(f"stride {stride} is less than the box's row of {row} bytes", cmd)
+    valid_stride = stride or _blocks(res.width >> level, bw) * bs
+    rows = _blocks(h, bh) * valid_stride
+    if layer_stride and layer_stride < rows:
+        raise ClientError(f"layer_stride {layer_stride} is less than the box's "
+                          f"{rows} bytes of rows", cmd)
+    valid_layer = layer_stride or _blocks(res.height >> level, bh) * valid_stride
+    return (max(1, d) - 1) * valid_layer + (_blocks(h, bh) - 1) * valid_stride + row
 
 
 class ResourceCommands:
@@ -167,6 +198,18 @@ class ResourceCommands:
                 f"resource {res.client_handle} level {ev.level} ({lw}x{lh}x{ld})", cmd)
         return (ev.x, ev.y, ev.z, ev.width, ev.height, ev.depth)
 
+    def _inline_span(self: Session, cmd: str, res: Resource, ev: P.TransferGet | P.TransferPut,
+                     box: tuple[int, int, int, int, int, int]) -> None:
+        """The box with the client's strides must fit the data_size bytes that travel."""
+        if not ev.data_size:
+            return
+        span = transfer_span(cmd, res, ev.level, ev.stride, ev.layer_stride, box)
+        if span > ev.data_size:
+            raise ClientError(
+                f"box {ev.width}x{ev.height}x{ev.depth} with stride {ev.stride} and "
+                f"layer_stride {ev.layer_stride} spans {span} bytes, data_size is "
+                f"{ev.data_size}", cmd)
+
     def _shm_range(self: Session, cmd: str, res: Resource,
                    ev: P.TransferGet2 | P.TransferPut2) -> None:
         shm = res.shm
@@ -211,6 +254,7 @@ class ResourceCommands:
         if ev.data_size > shm_bound(res):  # the reply is allocated: never gigabytes
             raise ClientError(f"data_size {ev.data_size} is larger than resource "
                               f"{res.client_handle} can hold", cmd)
+        self._inline_span(cmd, res, ev, box)
         data = bytearray(ev.data_size)
         if ev.data_size:
             self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level,
@@ -223,6 +267,7 @@ class ResourceCommands:
         cmd = self._command = "TRANSFER_PUT"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
+        self._inline_span(cmd, res, ev, box)
         if ev.data_size:
             self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level,
                                               ev.stride, ev.layer_stride, box, 0, ev.data)

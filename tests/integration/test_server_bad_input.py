@@ -79,13 +79,23 @@ def put2(handle: int, **kw: int) -> bytes:
 
 
 def transfer(cmd: int, handle: int, *, x: int = 0, y: int = 0, w: int = WIDTH, h: int = HEIGHT,
-             data: bytes | None = None, level: int = 0, data_size: int | None = None,
-             length: int | None = None) -> bytes:
+             d: int = 1, data: bytes | None = None, level: int = 0,
+             data_size: int | None = None, length: int | None = None,
+             stride: int = WIDTH * 4, layer_stride: int = 0) -> bytes:
     """TRANSFER_GET / TRANSFER_PUT (protocol 0 style, stride of the resource)."""
     size = (len(data) if data is not None else w * h * 4) if data_size is None else data_size
-    body = dwords(handle, level, WIDTH * 4, 0, x, y, 0, w, h, 1, size)
+    body = dwords(handle, level, stride, layer_stride, x, y, 0, w, h, d, size)
     n = 11 + ((len(data) + 3) // 4 if cmd == C.TRANSFER_PUT and data is not None else 0)
     return header(cmd, n if length is None else length) + body + (data or b"")
+
+
+def on_volume(make: Callable[[int], bytes]) -> Act:
+    """Create a 16x16x4 3D texture, then send make(handle)."""
+    def act(c: VtestClient) -> None:
+        res = c.resource_create(p.TARGET_3D, B8G8R8X8_UNORM, p.BIND_SAMPLER_VIEW, 16, 16,
+                                depth=4)
+        c.send_raw(make(res.handle))
+    return act
 
 
 def unref_twice(c: VtestClient) -> None:
@@ -182,6 +192,26 @@ SEMANTICS = {
                        "TRANSFER_GET", "level 3 > last level 0", version=0),
     "get-box-past-width": Bad(on_target(lambda h: transfer(C.TRANSFER_GET, h, x=1)),
                               "TRANSFER_GET", "outside resource", version=0),
+    # virglrenderer's own check sums these in 32 bits: 2^31 * 2 rows wraps to 0 and the
+    # copy ran 4 GiB past the data (SIGSEGV in the server before the check)
+    "put-stride-wraps-32-bits": Bad(on_target(lambda h: transfer(
+        C.TRANSFER_PUT, h, w=WIDTH, h=3, stride=1 << 31, data=bytes(4096))), "TRANSFER_PUT",
+        "stride 2147483648 and layer_stride 0 spans 4294967360 bytes, data_size is 4096",
+        version=0),
+    "get-stride-wraps-32-bits": Bad(on_target(lambda h: transfer(
+        C.TRANSFER_GET, h, w=WIDTH, h=3, stride=1 << 31, data_size=4096)), "TRANSFER_GET",
+        "spans 4294967360 bytes, data_size is 4096", version=0),
+    "put-layer-stride-wraps-32-bits": Bad(on_volume(lambda h: transfer(
+        C.TRANSFER_PUT, h, w=16, h=16, d=3, stride=0, layer_stride=1 << 31,
+        data=bytes(4096))), "TRANSFER_PUT",
+        "layer_stride 2147483648 spans 4294968320 bytes, data_size is 4096", version=0),
+    "put-stride-below-row": Bad(on_target(lambda h: transfer(
+        C.TRANSFER_PUT, h, stride=WIDTH * 4 - 4, data=bytes(WIDTH * HEIGHT * 4))),
+        "TRANSFER_PUT", "stride 60 is less than the box's row of 64 bytes", version=0),
+    "get-layer-stride-below-rows": Bad(on_volume(lambda h: transfer(
+        C.TRANSFER_GET, h, w=16, h=16, d=2, stride=0, layer_stride=64, data_size=4096)),
+        "TRANSFER_GET", "layer_stride 64 is less than the box's 1024 bytes of rows",
+        version=0),
     "unref-twice": Bad(unref_twice, "RESOURCE_UNREF", "does not belong to this client"),
     "unref-never-created": Bad(raw(header(C.RESOURCE_UNREF, 1), dwords(5)),
                                "RESOURCE_UNREF", "resource 5 does not belong"),
