@@ -17,6 +17,9 @@ void vv_renderer_cleanup(void);
 /* Copies queued context-fence retirements (from write_context_fence) into out;
  * returns how many. Same (ctx, ring) pairs are merged to the newest id. */
 int vv_drain_fences(struct vv_fence_event *out, int max);
+/* Unref a resource whose backing (shm, iov) the caller frees next: detached first, so
+ * virglrenderer never writes into it later (see vv_glue.c). */
+void vv_resource_release(uint32_t res_handle);
 
 /* EGL helpers for the providers */
 EGLDisplay vv_egl_surfaceless_display(void);

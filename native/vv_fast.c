@@ -634,7 +634,7 @@ static int log_event(struct vv_conn *c, uint32_t kind, uint32_t client)
 /* Unref an owned resource and free what backs it; the entry is removed. */
 static void destroy_owned(struct vv_conn *c, struct vv_res *r)
 {
-   virgl_renderer_resource_unref(r->server);
+   vv_resource_release(r->server);
    vv_res_id_release(r->server);
    if (r->shm)
       munmap(r->shm, r->shm_size);

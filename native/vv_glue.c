@@ -135,6 +135,19 @@ int vv_drain_fences(struct vv_fence_event *out, int max)
    return n;
 }
 
+void vv_resource_release(uint32_t res_handle)
+{
+   /* A resource can outlive its unref: a query object holds the buffer it
+    * writes its result into (vrend_create_query takes a reference), and
+    * vrend_check_query (vrend_renderer.c, 0.10.4 and 1.1) writes the result
+    * into the resource's iov whenever the query is checked, possibly long
+    * after the client unref'd it and we unmapped its shm: SIGSEGV. Detached,
+    * vrend writes into the resource's own host copy instead (query buffers
+    * must have VREND_STORAGE_HOST_SYSTEM_MEMORY, vrend_create_query). */
+   virgl_renderer_resource_detach_iov((int)res_handle, NULL, NULL);
+   virgl_renderer_resource_unref(res_handle);
+}
+
 EGLDisplay vv_egl_surfaceless_display(void)
 {
    PFNEGLGETPLATFORMDISPLAYEXTPROC get_platform_display =

@@ -24,6 +24,8 @@ void _destroy_gl_context_cb(void *cookie, void *ctx);
 int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
 void vv_renderer_cleanup(void);
 int vv_drain_fences(struct vv_fence_event *out, int max);
+/* Unref a resource whose backing the caller frees next: detach it first. */
+void vv_resource_release(uint32_t res_handle);
 
 EGLDisplay vv_egl_surfaceless_display(void);
 EGLContext vv_egl_create_context(EGLDisplay dpy, EGLContext share, int major, int minor, int gles);

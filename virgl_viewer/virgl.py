@@ -246,7 +246,9 @@ class Renderer:
         return int(fd_type[0]), int(fd[0])
 
     def resource_unref(self, handle: int) -> None:
-        lib.virgl_renderer_resource_unref(handle)
+        """Unref ``handle``; its iov is detached first, so the caller may free the
+        backing at once (vv_resource_release)."""
+        lib.vv_resource_release(handle)
         self._check("virgl_renderer_resource_unref", 0)
 
     def attach_iov(self, handle: int, iov: Cdata) -> None:
