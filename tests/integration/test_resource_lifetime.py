@@ -13,7 +13,14 @@ from __future__ import annotations
 import struct
 
 import pytest
-from server_helpers import TEAL, Bystander, assert_filled, create_target, render_clear
+from server_helpers import (
+    TEAL,
+    Bystander,
+    assert_filled,
+    create_target,
+    render_clear,
+    wait_until,
+)
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import ObjectType
@@ -54,7 +61,7 @@ def test_query_result_after_its_buffer_is_unrefd(virgl_server: RunningServer,
             target = create_target(c)
             assert_filled(render_clear(c, target, TEAL), TEAL)
             bystander.renders()
-        assert virgl_server.call(lambda: len(virgl_server.server.sessions)) == 1
+        assert wait_until(lambda: virgl_server.session_count() == 1)
         bystander.renders()
     finally:
         bystander.close()
