@@ -56,6 +56,23 @@ RECV_SIZE = 1 << 18
 PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop reading
 
 
+
+MAX_NAME_CHARS = 64
+
+
+def client_name(raw: bytes) -> str:
+    """The name a client gave in CREATE_RENDERER, safe to put in a log line, a window
+    title or a table: up to the first NUL, UTF-8 (invalid bytes replaced), every
+    character that is not printable (newlines, escape sequences, bidi overrides)
+    written as a Python escape, at most MAX_NAME_CHARS characters. A client cannot
+    forge a log line or repaint the terminal with its name."""
+    text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if len(text) > MAX_NAME_CHARS:
+        text = text[:MAX_NAME_CHARS - 1] + "\u2026"
+    return text or "unnamed"
+
+
 class Session(ResourceCommands, SyncCommands):
     """A connected vtest client."""
 
@@ -459,8 +476,7 @@ class Session(ResourceCommands, SyncCommands):
     # ------------------------------------------------------------ handshake
     def _on_create_renderer(self, ev: P.CreateRenderer) -> None:
         self._command = "CREATE_RENDERER"
-        name = ev.name.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
-        self.name = name or "unnamed"
+        self.name = client_name(ev.name)
         self.log.info("client %s connected (uid %d)", self, self.uid)
         self.server.session_named(self)
 

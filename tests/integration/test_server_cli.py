@@ -183,6 +183,22 @@ def test_cli_logs_each_connect_and_disconnect(cli: CliServer) -> None:
     assert len([ln for ln in lines if f"client {who} disconnected" in ln]) == 1
 
 
+def test_cli_client_names_cannot_forge_log_lines(cli: CliServer) -> None:
+    """A renderer name with a newline, a terminal escape and a bidi override is
+    logged on one line with those characters escaped: no forged line, no colour."""
+    name = "evil\nclient x (pid 1) dropped: FORGED\x1b[31m\u202e"
+    with VtestClient.connect(cli.path, name, 2) as client:
+        create_target(client)
+        assert wait_until(lambda: "connected (uid" in cli.log())
+    assert wait_until(lambda: "disconnected" in cli.log())
+    log = cli.log()
+    assert "\x1b" not in log and "\u202e" not in log
+    assert not [ln for ln in log.splitlines() if ln.startswith("client x")]
+    escaped = "evil\\nclient x (pid 1) dropped: FORGED\\x1b[31m\\u202e"
+    assert len([ln for ln in log.splitlines()
+                if f"client {escaped} (pid {os.getpid()}) connected" in ln]) == 1, log
+
+
 # The other user's client: stdlib only (it cannot read our venv), prints
 # "served" if PING_PROTOCOL_VERSION is answered, "refused" if the server hangs up.
 _OTHER_USER = textwrap.dedent("""
