@@ -15,6 +15,7 @@ import errno
 import itertools
 import logging
 import os
+import resource
 import socket
 import stat
 import struct
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")
 RESOURCE_SYNC_S = 0.1  # how often observers catch up with the C path's resources
+ACCEPT_RETRY_S = 1.0  # out of fds: try accepting again after this long at the latest
+FD_RESERVE_MIN = 16
+
+
+def open_fd_count() -> int:
+    """How many fds this process has open."""
+    return len(os.listdir("/proc/self/fd")) - 1  # listdir's own
 
 
 class SocketInUseError(VirglViewerError):
@@ -118,6 +126,12 @@ class VtestServer:
         self.listener = bind_socket(path)
         self._listener_ino = os.stat(path).st_ino
         loop.add_reader(self.listener.fileno(), self._on_accept)
+        self._accept_paused = self._accept_failing = False
+        # fds kept back for the connected clients' shm, eventfds and replies: a new
+        # client is accepted only while more than this many are free
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.fd_reserve = max(FD_RESERVE_MIN, self.fd_limit // 8)
+        self._resume_timer: asyncio.TimerHandle | None = None
         loop.add_reader(host.renderer.poll_fd, self._on_poll)
         self.closed = False
         # a display target's presents reach the observers at most this often
@@ -127,15 +141,24 @@ class VtestServer:
     # ------------------------------------------------------------ events
     def _on_accept(self) -> None:
         for _ in range(64):
+            in_use = open_fd_count()
+            if in_use + self.fd_reserve >= self.fd_limit:
+                self._pause_accept(OSError(errno.EMFILE, f"{in_use} of {self.fd_limit} fds "
+                                           f"in use, {self.fd_reserve} kept for the clients "
+                                           "already connected"))
+                return
             try:
                 sock, _addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    log.error("cannot accept a client: %s", exc.strerror)
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accept(exc)
                     return
                 raise
+            if self._accept_failing:
+                self._accept_failing = False
+                log.info("accepting clients again (%d connected)", len(self.sessions))
             sock.setblocking(False)
             pid, uid, _gid = _UCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
@@ -148,6 +171,31 @@ class VtestServer:
             s = Session(self, sock, pid, uid, token)
             self.sessions.add(s)
             self._by_token[token] = s
+
+    def _pause_accept(self, exc: OSError) -> None:
+        """Out of fds (or memory): stop watching the listener, which stays readable
+        and would make this loop spin, until a client leaves or a second passes.
+        Waiting clients stay in the backlog; one log line per pause."""
+        if self._accept_paused:
+            return
+        self._accept_paused = True
+        if self._accept_failing:  # one line until an accept succeeds again
+            log.debug("still cannot accept clients: %s", exc.strerror)
+        else:
+            self._accept_failing = True
+            log.error("cannot accept clients: %s; %d connected, accepting again when one "
+                      "leaves", exc.strerror, len(self.sessions))
+        self.loop.remove_reader(self.listener.fileno())
+        self._resume_timer = self.loop.call_later(ACCEPT_RETRY_S, self._resume_accept)
+
+    def _resume_accept(self) -> None:
+        if not self._accept_paused or self.closed:
+            return
+        self._accept_paused = False
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        self.loop.add_reader(self.listener.fileno(), self._on_accept)
 
     def _on_poll(self) -> None:
         """Fences retired: the C poll answered the BUSY_WAITs they release and
@@ -207,6 +255,7 @@ class VtestServer:
     def session_closed(self, s: Session) -> None:
         self.sessions.discard(s)
         self._by_token.pop(s.token, None)
+        self._resume_accept()
         if self.observers:
             self._notify("session_closed", s)
 
@@ -238,6 +287,8 @@ class VtestServer:
         if self.closed:
             return
         self.closed = True
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
         for s in list(self.sessions):
             s.close("server shutting down")
         self.loop.remove_reader(self.listener.fileno())

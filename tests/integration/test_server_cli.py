@@ -11,10 +11,12 @@ client connect and disconnect, and ``--allow-uid`` gating other users.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,8 @@ class CliServer:
     """``python -m virgl_viewer --headless`` in a subprocess, its log in a file."""
 
     def __init__(self, path: str, log: Path, *args: str, umask: int = 0o022,
-                 blocked: frozenset[signal.Signals] = frozenset()) -> None:
+                 blocked: frozenset[signal.Signals] = frozenset(),
+                 rlimit_nofile: int | None = None) -> None:
         self.path = path
         self.log_path = log
         with open(log, "ab") as out:
@@ -43,7 +46,7 @@ class CliServer:
                 [sys.executable, "-m", "virgl_viewer", "--headless", "--socket", path,
                  "--log-level", "info", *args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask,
-                preexec_fn=blocking(blocked))
+                preexec_fn=child_setup(blocked, rlimit_nofile))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -67,12 +70,20 @@ class CliServer:
             raise
 
 
-def blocking(sigs: frozenset[signal.Signals]) -> Callable[[], None] | None:
+def child_setup(sigs: frozenset[signal.Signals], nofile: int | None
+                ) -> Callable[[], None] | None:
     """A ``preexec_fn`` that starts the child with ``sigs`` blocked, as some CI
-    runners and chroot launchers start their children (the mask survives exec)."""
-    if not sigs:
+    runners and chroot launchers start their children (the mask survives exec),
+    and with at most ``nofile`` open files."""
+    if not sigs and nofile is None:
         return None
-    return lambda: signal.pthread_sigmask(signal.SIG_BLOCK, sigs) and None
+
+    def setup() -> None:
+        if sigs:
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    return setup
 
 
 @pytest.fixture
@@ -251,4 +262,47 @@ def test_cli_allow_uid(sock_dir: Path, allowed: bool) -> None:
         with VtestClient.connect(server.path, "owner", 2) as client:
             assert_filled(render_clear(client, create_target(client), RED), RED)
     finally:
+        assert server.stop() == 0, server.log()
+
+
+def _ping(sock: socket.socket) -> None:
+    """CREATE_RENDERER and PING_PROTOCOL_VERSION, raw (the reply is read by the caller)."""
+    name = b"queued\0"
+    sock.sendall(struct.pack("<2I", len(name), 8) + name + struct.pack("<2I", 0, 10))
+
+
+def test_cli_out_of_fds_pauses_accept_and_resumes(sock_dir: Path) -> None:
+    """With its fd limit reached, the server does not spin on accept: one log line,
+    the clients already connected go on, a client waiting in the backlog is served
+    as soon as another leaves, and the server says it accepts again."""
+    limit = 48
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log",
+                       "--log-level", "debug", rlimit_nofile=limit)
+    clients: list[VtestClient] = []
+    waiting: list[socket.socket] = []
+    try:
+        server.wait_serving()
+        while not wait_until(lambda: "cannot accept clients" in server.log(), 0.5):
+            assert len(clients) < limit, server.log()
+            clients.append(VtestClient.connect(server.path, f"c{len(clients)}", 2))
+            clients[-1].sock.settimeout(0.5)
+        # the last connect may not have been accepted: it waits with the others
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(server.path)
+            _ping(s)
+            waiting.append(s)
+        # the server retries once a second (a debug line each): two retries, one error
+        assert wait_until(lambda: server.log().count("still cannot accept clients") >= 2, 20)
+        assert server.log().count("ERROR virgl_viewer.server: cannot accept clients") == 1
+        assert_filled(render_clear(clients[0], create_target(clients[0]), RED), RED)
+        clients.pop(1).close()
+        waiting[0].settimeout(20)
+        assert waiting[0].recv(8) == struct.pack("<2I", 0, 10)
+        assert wait_until(lambda: "accepting clients again" in server.log(), 10)
+    finally:
+        for s in waiting:
+            s.close()
+        for c in clients:
+            c.close()
         assert server.stop() == 0, server.log()
