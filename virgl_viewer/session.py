@@ -26,8 +26,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from virgl_viewer.errors import ProtocolError, RemoteProtocolError, RendererError
-from virgl_viewer.objects import ClientError, Resource, Sync, SyncWaiter
+from virgl_viewer.errors import ClientError, ProtocolError, RemoteProtocolError, RendererError
+from virgl_viewer.objects import Resource, Sync, SyncWaiter
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
 from virgl_viewer.virgl import (

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from virgl_viewer.errors import RendererError
-from virgl_viewer.objects import ClientError, Resource
+from virgl_viewer.errors import ClientError, RendererError
+from virgl_viewer.objects import Resource
 from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
 from virgl_viewer.vtest import protocol as P
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from virgl_viewer.objects import ClientError, Sync, SyncWaiter
+from virgl_viewer.errors import ClientError
+from virgl_viewer.objects import Sync, SyncWaiter
 from virgl_viewer.virgl import REWRITE_ERRORS
 from virgl_viewer.vtest import protocol as P
 
