@@ -41,18 +41,26 @@ Cdata = Any  # cffi pointers are untyped to mypy
 class GLContextProvider(Protocol):
     """Makes the GL contexts virglrenderer renders with.
 
-    ``egl_display`` is an EGLDisplay (cffi pointer). Contexts must all be in
-    one share group (the UI's, when there is a UI). ``create_context`` returns
-    ffi.NULL when the version is not available (virglrenderer then retries a
-    lower one).
+    ``egl_display`` is an EGLDisplay and contexts are EGLContexts, as addresses
+    (ints: no cdata leaves this module). Contexts must all be in one share group
+    (the UI's, when there is a UI). ``create_context`` returns 0 when the version
+    is not available (virglrenderer then retries a lower one).
     """
 
     @property
-    def egl_display(self) -> Cdata: ...
+    def egl_display(self) -> int: ...
 
-    def create_context(self, major: int, minor: int, shared: bool) -> Cdata: ...
+    def create_context(self, major: int, minor: int, shared: bool) -> int: ...
 
-    def destroy_context(self, ctx: Cdata) -> None: ...
+    def destroy_context(self, ctx: int) -> None: ...
+
+
+def _ptr(address: int) -> Cdata:
+    return ffi.cast("void *", address)
+
+
+def _address(ptr: Cdata) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +101,20 @@ def _callback(default: Any) -> Callable[[F], F]:
     return wrap
 
 
-@ffi.def_extern(name="_create_gl_context_cb")  # type: ignore[misc]
+@ffi.def_extern(name="_create_gl_context_cb")
 @_callback(ffi.NULL)
 def _create_gl_context_cb(r: Renderer, _cookie: Cdata, _scanout: int, param: Cdata) -> Cdata:
     ctx = r.provider.create_context(param.major_ver, param.minor_ver, bool(param.shared))
-    if ctx != ffi.NULL:
-        r.gl_contexts += 1
-    log.debug("create_gl_context %d.%d shared=%s -> %s", param.major_ver,
+    log.debug("create_gl_context %d.%d shared=%s -> %#x", param.major_ver,
               param.minor_ver, bool(param.shared), ctx)
-    return ctx
+    return _ptr(ctx)
 
 
-@ffi.def_extern(name="_destroy_gl_context_cb")  # type: ignore[misc]
+@ffi.def_extern(name="_destroy_gl_context_cb")
 @_callback(None)
 def _destroy_gl_context_cb(r: Renderer, _cookie: Cdata, ctx: Cdata) -> None:
     if ctx != ffi.NULL:
-        r.gl_contexts -= 1
-        r.provider.destroy_context(ctx)
+        r.provider.destroy_context(_address(ctx))
 
 
 class Renderer:
@@ -121,12 +126,11 @@ class Renderer:
         if _renderer is not None:
             raise RuntimeError("virglrenderer is already initialised in this process")
         self.provider = provider
-        self.gl_contexts = 0
         self._callback_error: BaseException | None = None
         self._cookie = ffi.new_handle(self)
         flags = (THREAD_SYNC if thread_sync else 0) | (VENUS if venus else 0)
         _renderer = self
-        rc = lib.vv_renderer_init(self._cookie, provider.egl_display, flags)
+        rc = lib.vv_renderer_init(self._cookie, _ptr(provider.egl_display), flags)
         try:
             self._check("virgl_renderer_init", rc)
         except BaseException:
@@ -382,18 +386,65 @@ REWRITE_ERRORS = {1: "unknown resource handle", 2: "command runs past the buffer
                   3: "unknown virgl command"}
 
 
+# ------------------------------------------------------------ EGL (for virgl_viewer.egl)
+# Displays and contexts are addresses (ints), 0 for none.
+
+def egl_error() -> int:
+    """eglGetError() of this thread."""
+    return int(lib.vv_egl_get_error())
+
+
+def egl_surfaceless_display() -> int:
+    """Mesa's EGL_MESA_platform_surfaceless display, 0 if there is none."""
+    return _address(lib.vv_egl_surfaceless_display())
+
+
+def egl_initialize(display: int) -> tuple[int, int]:
+    """eglInitialize: the EGL version (major, minor)."""
+    major = ffi.new("int *")
+    minor = ffi.new("int *")
+    if lib.vv_egl_initialize(_ptr(display), major, minor) != 0:
+        raise RendererError("eglInitialize", egl_error())
+    return int(major[0]), int(minor[0])
+
+
+def egl_terminate(display: int) -> None:
+    lib.vv_egl_terminate(_ptr(display))
+
+
+def egl_query_string(display: int, name: int) -> str:
+    s = lib.vv_egl_query_string(_ptr(display), name)
+    return ffi.string(s).decode() if s != ffi.NULL else ""
+
+
+def egl_create_context(display: int, share: int, major: int, minor: int) -> int:
+    """A desktop-GL core context without a config (EGL_KHR_no_config_context)
+    sharing with ``share`` (0: none); 0 if refused (see ``egl_error``)."""
+    return _address(lib.vv_egl_create_context(_ptr(display), _ptr(share), major, minor, 0))
+
+
+def egl_destroy_context(display: int, context: int) -> None:
+    lib.vv_egl_destroy_context(_ptr(display), _ptr(context))
+
+
+def egl_release_current(display: int) -> None:
+    """Make no context current on this thread."""
+    lib.vv_egl_release_current(_ptr(display))
+
+
 class GLPresenter:
     """GL work of the scanout hand-off (render thread, own context).
 
     Textures and syncs cross to the UI as plain integers (GL names and GLsync
-    addresses), so the UI needs no cffi.
+    addresses), so the UI needs no cffi. ``egl_display`` and ``context`` are
+    addresses too (GLContextProvider's).
     """
 
     GL_TEXTURE_2D = 0x0DE1
 
-    def __init__(self, egl_display: Cdata, context: Cdata) -> None:
-        self._dpy = egl_display
-        self._ctx = context
+    def __init__(self, egl_display: int, context: int) -> None:
+        self._dpy = _ptr(egl_display)
+        self._ctx = _ptr(context)
 
     def make_current(self) -> None:
         if lib.vv_egl_make_current(self._dpy, self._ctx) != 0:
