@@ -164,7 +164,7 @@ class VtestServer:
         (from the C path) only while somebody observes."""
         self.observers.append(ob)
         for s in self.sessions:
-            s.fast.c.notify_present = 1
+            s.fast.notify_present = 1
         if len(self.observers) == 1:
             self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
 
@@ -173,7 +173,7 @@ class VtestServer:
         thread); the GUI sets one refresh of its fastest screen: no screen shows more."""
         self.present_interval = seconds
         for s in self.sessions:
-            s.fast.c.present_interval = seconds
+            s.fast.present_interval = seconds
 
     def _sync_resources(self) -> None:
         """Observers learn of the resources the C path made within RESOURCE_SYNC_S
@@ -186,7 +186,7 @@ class VtestServer:
     def sync_resources(self) -> None:
         """Bring the observers up to date with every session's resources now."""
         for s in list(self.sessions):
-            if s.fast.c.res_events and not s.closed:
+            if s.fast.res_events and not s.closed:
                 try:
                     s.sync_resources()
                 except Exception:

@@ -181,7 +181,7 @@ class ResourceCommands:
 
     def _presented(self: Session, res: Resource) -> None:
         """A present on the Python path: reported under the C path's rate limit."""
-        if self._c.notify_present:
+        if self.fast.notify_present:
             n = self.fast.note_present(res.client_handle)
             if n:
                 self.server.presented(self, res, n)

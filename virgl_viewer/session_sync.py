@@ -47,7 +47,7 @@ class SyncCommands:
         fid = self.fast.fence(switch)
         if syncs:
             self._timeline.append((fid, syncs))
-            self._c.want_fence_cb = 1
+            self.fast.want_fence_cb = 1
 
     def _on_submit_cmd(self: Session, ev: P.SubmitCmd) -> None:
         cmd = self._command = "SUBMIT_CMD"
@@ -57,7 +57,7 @@ class SyncCommands:
         if ndw:
             self._rewrite(cmd, buf, 0, ndw)
             self.host.renderer.submit_cmd(ctx_id, buf, ndw)
-        c = self._c
+        c = self.fast
         c.submits += 1
         c.bytes_submitted += len(buf)
         # One fence per submit, made right after it (its GL context is
@@ -81,8 +81,8 @@ class SyncCommands:
                 start = 4 * batch.cmd_offset
                 view = memoryview(payload)[start: start + 4 * batch.cmd_size]
                 self.host.renderer.submit_cmd(ctx_id, view, batch.cmd_size)
-                self._c.bytes_submitted += 4 * batch.cmd_size
-            self._c.submits += 1
+                self.fast.bytes_submitted += 4 * batch.cmd_size
+            self.fast.submits += 1
             if batch.flags & P.SUBMIT_CMD2_FLAG_RING_IDX:
                 self._new_fence(signals)
             else:
@@ -102,7 +102,7 @@ class SyncCommands:
             for sync, value in signals:
                 self._signal_sync(sync, value)
         if not timeline:
-            self._c.want_fence_cb = 0
+            self.fast.want_fence_cb = 0
 
     def _on_busy_wait(self: Session, ev: P.ResourceBusyWait) -> None:
         cmd = self._command = "RESOURCE_BUSY_WAIT"
@@ -112,7 +112,7 @@ class SyncCommands:
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
             # Park: handle nothing more from this client until its fences
             # retire (the C poll answers and resumes it).
-            self._c.parked = 1
+            self.fast.parked = 1
             return
         self._send(self.conn.send(P.BusyWaitReply(1 if busy else 0)))
 
