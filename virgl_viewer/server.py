@@ -275,13 +275,10 @@ def name_native_thread(name: str) -> None:
     Python 3.11 names only its own thread objects). Linux only; at most 15 bytes."""
     if sys.platform != "linux":
         return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+    # what prctl(PR_SET_NAME) sets, without loading libc here (see proc(5))
+    with contextlib.suppress(OSError), open(
+            f"/proc/self/task/{threading.get_native_id()}/comm", "wb") as f:
+        f.write(name.encode()[:15])
 
 
 class RenderThread:
