@@ -427,6 +427,11 @@ def egl_destroy_context(display: int, context: int) -> None:
     lib.vv_egl_destroy_context(_ptr(display), _ptr(context))
 
 
+def egl_current() -> tuple[int, int]:
+    """(EGLDisplay, EGLContext) current on this thread, 0 for none."""
+    return _address(lib.eglGetCurrentDisplay()), _address(lib.eglGetCurrentContext())
+
+
 def egl_release_current(display: int) -> None:
     """Make no context current on this thread."""
     lib.vv_egl_release_current(_ptr(display))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -37,31 +36,6 @@ def choose_platform(env: dict[str, str]) -> str | None:
                 "with --headless")
     env["PYOPENGL_PLATFORM"] = "egl"
     return None
-
-
-def qt_egl_handles() -> tuple[int, int]:
-    """(EGLDisplay, EGLContext) of Qt's global share context, as integers."""
-    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
-
-    share = QOpenGLContext.globalShareContext()
-    if share is None:
-        raise RuntimeError("Qt has no global share context (AA_ShareOpenGLContexts unset?)")
-    surface = QOffscreenSurface()
-    surface.setFormat(share.format())
-    surface.create()
-    if not share.makeCurrent(surface):
-        raise RuntimeError("cannot make Qt's share context current")
-    try:
-        egl = ctypes.CDLL("libEGL.so.1")
-        egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
-        egl.eglGetCurrentContext.restype = ctypes.c_void_p
-        dpy = egl.eglGetCurrentDisplay() or 0
-        ctx = egl.eglGetCurrentContext() or 0
-    finally:
-        share.doneCurrent()
-    if not dpy or not ctx:
-        raise RuntimeError("Qt is not using EGL (set QT_XCB_GL_INTEGRATION=xcb_egl)")
-    return int(dpy), int(ctx)
 
 
 def default_format() -> Any:

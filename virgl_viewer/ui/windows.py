@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
 from PySide6.QtOpenGL import QOpenGLFramebufferObject, QOpenGLFramebufferObjectFormat
 from PySide6.QtWidgets import QFileDialog, QMainWindow
 
-from virgl_viewer.scanout import Scanout
+from virgl_viewer.frames import Scanout
 from virgl_viewer.ui.gl_view import ScaleMode, ScanoutView, draw_frame
 
 log = logging.getLogger(__name__)
