@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from virgl_viewer.errors import ClientError, ProtocolError, RemoteProtocolError, RendererError
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
+from virgl_viewer.session_parts import SessionServer
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
 from virgl_viewer.virgl import (
@@ -48,7 +49,6 @@ from virgl_viewer.vtest import protocol as P
 
 if TYPE_CHECKING:
     from virgl_viewer.renderer import RenderHost
-    from virgl_viewer.server import VtestServer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop r
 class Session(ResourceCommands, SyncCommands):
     """A connected vtest client."""
 
-    def __init__(self, server: VtestServer, sock: socket.socket, pid: int, uid: int,
+    def __init__(self, server: SessionServer, sock: socket.socket, pid: int, uid: int,
                  token: int = 0) -> None:
         self.server = server
         self.host: RenderHost = server.host
