@@ -24,7 +24,8 @@ import os
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from virgl_viewer.errors import ClientError, ProtocolError, RemoteProtocolError, RendererError
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
@@ -93,7 +94,7 @@ class Session(ResourceCommands, SyncCommands):
         self.connected_at = time.monotonic()
         self.log = logging.LoggerAdapter(log, {})
         self._command = "?"
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any], None]] = {
             P.CreateRenderer: self._on_create_renderer,
             P.GetCaps: self._on_get_caps,
             P.GetCaps2: self._on_get_caps2,

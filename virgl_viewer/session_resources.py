@@ -47,7 +47,7 @@ class ResourceCommands:
                 raise ClientError(f"resource {ev.handle} already exists", cmd)
         if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
             raise ClientError("too many resources", cmd)
-        data_size = ev.data_size if v2 else 0
+        data_size = ev.data_size if isinstance(ev, P.ResourceCreate2) else 0
         if data_size > shm_bound(ev):
             raise ClientError(f"data_size {data_size} is larger than a "
                               f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)

@@ -19,7 +19,7 @@ import logging
 import selectors
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from virgl_viewer._native import ffi, lib
 from virgl_viewer.errors import RendererError
@@ -80,6 +80,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 _renderer: Renderer | None = None
 
 
+def _extern(name: str) -> Callable[[F], F]:
+    """ffi.def_extern, typed: ``fn`` becomes the C function ``name`` (extern "Python")."""
+    return cast("Callable[[F], F]", ffi.def_extern(name=name))
+
+
 def _callback(default: Any) -> Callable[[F], F]:
     """Route a C callback into Python: never let an exception cross C."""
 
@@ -101,7 +106,7 @@ def _callback(default: Any) -> Callable[[F], F]:
     return wrap
 
 
-@ffi.def_extern(name="_create_gl_context_cb")
+@_extern("_create_gl_context_cb")
 @_callback(ffi.NULL)
 def _create_gl_context_cb(r: Renderer, _cookie: Cdata, _scanout: int, param: Cdata) -> Cdata:
     ctx = r.provider.create_context(param.major_ver, param.minor_ver, bool(param.shared))
@@ -110,7 +115,7 @@ def _create_gl_context_cb(r: Renderer, _cookie: Cdata, _scanout: int, param: Cda
     return _ptr(ctx)
 
 
-@ffi.def_extern(name="_destroy_gl_context_cb")
+@_extern("_destroy_gl_context_cb")
 @_callback(None)
 def _destroy_gl_context_cb(r: Renderer, _cookie: Cdata, ctx: Cdata) -> None:
     if ctx != ffi.NULL:
@@ -568,7 +573,7 @@ class _CField(Generic[T]):
     """An attribute that is a field of a C struct held in ``_c`` (FastConn's)."""
 
     def __init__(self, kind: type[T], name: str = "") -> None:
-        self._kind = kind
+        self._kind: type[T] = kind
         self._name = name
 
     def __set_name__(self, owner: type, name: str) -> None:

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class ScanoutBridge(QObject):
-    event = Signal(str, object)
+    # not ``event``: that would hide QObject.event, through which Qt delivers events
+    scanout_event = Signal(str, object)
 
 
 class MainWindow(QMainWindow):
@@ -102,7 +103,7 @@ class ViewerController(QObject):
         self.path = path
         self.allowed_uids = tuple(allowed_uids)
         self.bridge = ScanoutBridge()
-        self.bridge.event.connect(self._on_event)
+        self.bridge.scanout_event.connect(self._on_event)
         self.windows: dict[int, ScanoutWindow] = {}
         self.scanouts: dict[int, Scanout] = {}
         self.closed = asyncio.Event()
@@ -123,7 +124,7 @@ class ViewerController(QObject):
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         dpy, share = qt_egl_handles()
-        side = RenderSide(self.path, dpy, share, on_change=self.bridge.event.emit,
+        side = RenderSide(self.path, dpy, share, on_change=self.bridge.scanout_event.emit,
                           frames_fd=self._frames_fd, registry=self.registry,
                           present_interval=present_interval(),
                           allowed_uids=self.allowed_uids)
