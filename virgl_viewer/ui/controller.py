@@ -159,6 +159,8 @@ class ViewerController(QObject):
         for sid, sc in self.scanouts.items():
             n = sc.frames
             if seen.get(sid) != n:
+                if sid not in seen:
+                    log.info("scanout %d: first frame for the screen", sid)
                 seen[sid] = n
                 ov.frame_ready()
                 win = self.windows.get(sid)
@@ -185,6 +187,7 @@ class ViewerController(QObject):
             if win is not None:
                 win.on_changed()
         elif kind == "client-gone":
+            log.info("scanout %d: client gone", sc.id)
             ov.update()
             if win is not None:
                 win.on_client_gone()
