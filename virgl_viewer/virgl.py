@@ -628,6 +628,10 @@ class FastConn:
     def pump(self) -> int:
         return int(lib.vv_conn_pump(self._c))
 
+    def input_size(self) -> int:
+        """Bytes of input read by C and not handled yet (a partial message)."""
+        return int(lib.vv_conn_input_size(self._c))
+
     def take_input(self, limit: int = 0) -> bytearray:
         """The input the fast path left to Python (from the message it stopped
         at): ``limit`` bytes of it, or all."""
