@@ -15,14 +15,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def choose_platform(env: dict[str, str]) -> str | None:
-    """Set the Qt/PyOpenGL platform variables; returns an error message when
-    there is no display to show windows on."""
+def choose_platform(env: MutableMapping[str, str]) -> str | None:
+    """Set the Qt/PyOpenGL platform variables (the one place that does: the app,
+    the pytest plugin and the benchmarks call it before Qt starts); returns an
+    error message when there is no display to show windows on."""
     if env.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
         return "the offscreen Qt platform has no EGL; use --headless instead"
     if env.get("WAYLAND_DISPLAY") and not env.get("QT_QPA_PLATFORM"):
@@ -88,7 +90,7 @@ def lower_gui_priority(levels: int) -> None:
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    err = choose_platform(os.environ)  # type: ignore[arg-type]
+    err = choose_platform(os.environ)
     if err:
         log.error("%s", err)
         return 2
