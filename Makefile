@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
+STAMP_DEV := $(VENV)/.dev-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
@@ -67,8 +68,16 @@ bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
-lint: setup
-	$(VENV)/bin/ruff check virgl_viewer tests bench || true
+# The house rules: lint findings, type errors (mypy strict, ui/ included) and
+# broken import contracts (pyproject.toml [tool.importlinter]) each fail it.
+$(STAMP_DEV): $(STAMP_PIP)
+	$(PY) -m pip install -q -e '.[test,dev]'
+	@touch $@
+
+lint: setup $(STAMP_DEV)
+	$(VENV)/bin/ruff check virgl_viewer tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf build $(VENV) *.egg-info virgl_viewer/_native*.so

@@ -110,7 +110,7 @@ def install(inspector: str = "default") -> None:
     from virgl_viewer.ui.app import choose_platform
 
     # PYOPENGL_PLATFORM must be set before gl_view imports PyOpenGL
-    err = choose_platform(os.environ)  # type: ignore[arg-type]
+    err = choose_platform(os.environ)
     if err:
         raise SystemExit(err)
     from PySide6.QtCore import QTimer

@@ -30,6 +30,9 @@ int vv_egl_terminate(EGLDisplay dpy);
 int vv_egl_get_error(void);
 int vv_egl_release_current(EGLDisplay dpy);
 const char *vv_egl_query_string(EGLDisplay dpy, int name);
+/* libEGL's own: the handles Qt's context uses (the UI hands them to the render side) */
+EGLDisplay eglGetCurrentDisplay(void);
+EGLContext eglGetCurrentContext(void);
 
 /* shared memory backing */
 void *vv_shm_map(int fd, size_t size);

@@ -6,15 +6,15 @@ with one root context, so all of them are in one share group, exactly as the
 Qt provider (virgl_viewer.ui) shares them with Qt's global share context.
 Contexts are made without a config (EGL_KHR_no_config_context) and made
 current without a surface (EGL_KHR_surfaceless_context); make_current itself
-is C (native/vv_glue.c).
+is C (native/vv_glue.c). EGL is reached through the binding (virgl_viewer.virgl);
+displays and contexts are addresses (ints).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from virgl_viewer._native import ffi, lib
+from virgl_viewer import virgl
 from virgl_viewer.errors import RendererError
 
 log = logging.getLogger(__name__)
@@ -27,45 +27,40 @@ REQUIRED_EXTENSIONS = ("EGL_KHR_no_config_context", "EGL_KHR_surfaceless_context
 
 class SharedProvider:
     """Contexts on an existing, initialised EGL display, all sharing with one
-    existing context (Qt's global share context in the GUI app).
-
-    ``display`` and ``share_context`` are EGLDisplay/EGLContext addresses as
-    integers, so the UI can hand them over without touching cffi.
-    """
+    existing context (Qt's global share context in the GUI app)."""
 
     def __init__(self, display: int, share_context: int) -> None:
-        self._dpy = ffi.cast("void *", display)
-        self._root = ffi.cast("void *", share_context)
-        self.contexts: set[Any] = set()
+        self._dpy = display
+        self._root = share_context
+        self.contexts: set[int] = set()
 
     @property
-    def egl_display(self) -> Any:
+    def egl_display(self) -> int:
         return self._dpy
 
-    def _create(self, major: int, minor: int, share: Any) -> Any:
-        ctx = lib.vv_egl_create_context(self._dpy, share, major, minor, 0)
-        return ctx if ctx != ffi.NULL else ffi.NULL
+    def _create(self, major: int, minor: int, share: int) -> int:
+        return virgl.egl_create_context(self._dpy, share, major, minor)
 
-    def create_context(self, major: int, minor: int, shared: bool) -> Any:
+    def create_context(self, major: int, minor: int, shared: bool) -> int:
         # virglrenderer asks ctx0 with shared=false; share with the root
         # anyway so every context (and the UI) sees every texture.
         ctx = self._create(major, minor, self._root)
-        if ctx == ffi.NULL:
+        if not ctx:
             log.debug("GL %d.%d context refused (EGL error 0x%x)", major, minor,
-                      lib.vv_egl_get_error())
-            return ffi.NULL
+                      virgl.egl_error())
+            return 0
         self.contexts.add(ctx)
         return ctx
 
-    def destroy_context(self, ctx: Any) -> None:
+    def destroy_context(self, ctx: int) -> None:
         self.contexts.discard(ctx)
-        lib.vv_egl_destroy_context(self._dpy, ctx)
+        virgl.egl_destroy_context(self._dpy, ctx)
 
     def close(self) -> None:
         """Destroy our contexts; the display and share context are not ours."""
-        lib.vv_egl_release_current(self._dpy)
+        virgl.egl_release_current(self._dpy)
         for ctx in list(self.contexts):
-            lib.vv_egl_destroy_context(self._dpy, ctx)
+            virgl.egl_destroy_context(self._dpy, ctx)
         self.contexts.clear()
 
 
@@ -74,30 +69,26 @@ class SurfacelessProvider(SharedProvider):
     context of our own plays the part of Qt's share context."""
 
     def __init__(self) -> None:
-        dpy = lib.vv_egl_surfaceless_display()
-        if dpy == ffi.NULL:
-            raise RendererError("eglGetPlatformDisplayEXT(SURFACELESS)", lib.vv_egl_get_error())
-        major = ffi.new("int *")
-        minor = ffi.new("int *")
-        if lib.vv_egl_initialize(dpy, major, minor) != 0:
-            raise RendererError("eglInitialize", lib.vv_egl_get_error())
-        exts = ffi.string(lib.vv_egl_query_string(dpy, EGL_EXTENSIONS)).decode().split()
+        dpy = virgl.egl_surfaceless_display()
+        if not dpy:
+            raise RendererError("eglGetPlatformDisplayEXT(SURFACELESS)", virgl.egl_error())
+        major, minor = virgl.egl_initialize(dpy)
+        exts = virgl.egl_query_string(dpy, EGL_EXTENSIONS).split()
         missing = [e for e in REQUIRED_EXTENSIONS if e not in exts]
         if missing:
-            lib.vv_egl_terminate(dpy)
+            virgl.egl_terminate(dpy)
             raise RendererError("EGL extensions missing: " + ", ".join(missing), 0)
-        vendor = ffi.string(lib.vv_egl_query_string(dpy, EGL_VENDOR)).decode()
-        log.info("EGL %d.%d surfaceless display (%s)", major[0], minor[0], vendor)
-        super().__init__(0, 0)
-        self._dpy = dpy
-        self._root = self._create(4, 5, ffi.NULL) or self._create(3, 3, ffi.NULL)
-        if self._root == ffi.NULL:
-            lib.vv_egl_terminate(dpy)
-            raise RendererError("eglCreateContext(root)", lib.vv_egl_get_error())
+        vendor = virgl.egl_query_string(dpy, EGL_VENDOR)
+        log.info("EGL %d.%d surfaceless display (%s)", major, minor, vendor)
+        super().__init__(dpy, 0)
+        self._root = self._create(4, 5, 0) or self._create(3, 3, 0)
+        if not self._root:
+            virgl.egl_terminate(dpy)
+            raise RendererError("eglCreateContext(root)", virgl.egl_error())
 
     def close(self) -> None:
         super().close()
-        if self._root != ffi.NULL:
-            lib.vv_egl_destroy_context(self._dpy, self._root)
-            self._root = ffi.NULL
-        lib.vv_egl_terminate(self._dpy)
+        if self._root:
+            virgl.egl_destroy_context(self._dpy, self._root)
+            self._root = 0
+        virgl.egl_terminate(self._dpy)

@@ -1,36 +1,31 @@
-"""Exception hierarchy shared by the codec, the server and the binding."""
+"""Exception hierarchy of the server and the binding.
+
+The protocol errors belong to the sans-IO codec (virgl_viewer.vtest.errors, which
+imports nothing of ours) and are re-exported here: ``ProtocolError`` >
+``LocalProtocolError``, ``RemoteProtocolError``, ``ClientError``. Everything else
+virgl-viewer raises on purpose is a ``VirglViewerError``.
+"""
 
 from __future__ import annotations
 
+from virgl_viewer.vtest.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+__all__ = [
+    "ClientError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RendererError",
+    "VirglViewerError",
+]
+
 
 class VirglViewerError(Exception):
-    """Base class of every error virgl-viewer raises on purpose."""
+    """Base class of every error virgl-viewer raises on purpose, but the protocol's."""
 
 
-class ProtocolError(VirglViewerError):
-    """A vtest protocol violation.
-
-    ``command`` names the vtest command being handled (e.g. ``"SUBMIT_CMD"``)
-    or ``None`` when the header itself was bad.
-    """
-
-    def __init__(self, reason: str, command: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.command = command
-
-    def __str__(self) -> str:
-        if self.command:
-            return f"{self.command}: {self.reason}"
-        return self.reason
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something invalid; the connection must be dropped."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We were asked to send something the protocol does not allow."""
+class ClientError(ProtocolError):
+    """The client asked for something invalid (semantics, not framing)."""
 
 
 class RendererError(VirglViewerError):

@@ -10,13 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from virgl_viewer.errors import ProtocolError
 from virgl_viewer.virgl import NativeShm, SharedMemory
 from virgl_viewer.vtest import protocol as P
-
-
-class ClientError(ProtocolError):
-    """The client asked for something invalid (semantics, not framing)."""
 
 
 @dataclass(slots=True, eq=False)

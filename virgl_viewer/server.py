@@ -212,7 +212,7 @@ class VtestServer:
         (from the C path) only while somebody observes."""
         self.observers.append(ob)
         for s in self.sessions:
-            s.fast.c.notify_present = 1
+            s.fast.notify_present = 1
         if len(self.observers) == 1:
             self.loop.call_later(RESOURCE_SYNC_S, self._sync_resources)
 
@@ -221,7 +221,7 @@ class VtestServer:
         thread); the GUI sets one refresh of its fastest screen: no screen shows more."""
         self.present_interval = seconds
         for s in self.sessions:
-            s.fast.c.present_interval = seconds
+            s.fast.present_interval = seconds
 
     def _sync_resources(self) -> None:
         """Observers learn of the resources the C path made within RESOURCE_SYNC_S
@@ -234,7 +234,7 @@ class VtestServer:
     def sync_resources(self) -> None:
         """Bring the observers up to date with every session's resources now."""
         for s in list(self.sessions):
-            if s.fast.c.res_events and not s.closed:
+            if s.fast.res_events and not s.closed:
                 try:
                     s.sync_resources()
                 except Exception:
@@ -304,13 +304,10 @@ def name_native_thread(name: str) -> None:
     Python 3.11 names only its own thread objects). Linux only; at most 15 bytes."""
     if sys.platform != "linux":
         return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+    # what prctl(PR_SET_NAME) sets, without loading libc here (see proc(5))
+    with contextlib.suppress(OSError), open(
+            f"/proc/self/task/{threading.get_native_id()}/comm", "wb") as f:
+        f.write(name.encode()[:15])
 
 
 class RenderThread:

@@ -24,10 +24,12 @@ import os
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from virgl_viewer.errors import ProtocolError, RemoteProtocolError, RendererError
-from virgl_viewer.objects import ClientError, Resource, Sync, SyncWaiter
+from virgl_viewer.errors import ClientError, ProtocolError, RemoteProtocolError, RendererError
+from virgl_viewer.objects import Resource, Sync, SyncWaiter
+from virgl_viewer.session_parts import SessionServer
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
 from virgl_viewer.virgl import (
@@ -48,7 +50,6 @@ from virgl_viewer.vtest import protocol as P
 
 if TYPE_CHECKING:
     from virgl_viewer.renderer import RenderHost
-    from virgl_viewer.server import VtestServer
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def client_name(raw: bytes) -> str:
 class Session(ResourceCommands, SyncCommands):
     """A connected vtest client."""
 
-    def __init__(self, server: VtestServer, sock: socket.socket, pid: int, uid: int,
+    def __init__(self, server: SessionServer, sock: socket.socket, pid: int, uid: int,
                  token: int = 0) -> None:
         self.server = server
         self.host: RenderHost = server.host
@@ -93,9 +94,8 @@ class Session(ResourceCommands, SyncCommands):
         self.map = HandleMap()
         self.token = token
         self.fast = FastConn(self.fd, self.map, token)
-        self._c = self.fast.c
-        self._c.notify_present = 1 if server.observers else 0
-        self._c.present_interval = server.present_interval
+        self.fast.notify_present = 1 if server.observers else 0
+        self.fast.present_interval = server.present_interval
         self._py_mode = False  # the codec holds input the C path gave back
         self.resources: dict[int, Resource] = {}
         self.syncs: dict[int, Sync] = {}
@@ -111,7 +111,7 @@ class Session(ResourceCommands, SyncCommands):
         self.connected_at = time.monotonic()
         self.log = logging.LoggerAdapter(log, {})
         self._command = "?"
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any], None]] = {
             P.CreateRenderer: self._on_create_renderer,
             P.GetCaps: self._on_get_caps,
             P.GetCaps2: self._on_get_caps2,
@@ -145,33 +145,33 @@ class Session(ResourceCommands, SyncCommands):
     # counters kept by the C path
     @property
     def fence_submitted(self) -> int:
-        return int(self._c.fence_submitted)
+        return int(self.fast.fence_submitted)
 
     @property
     def fence_completed(self) -> int:
-        return int(self._c.fence_completed)
+        return int(self.fast.fence_completed)
 
     @property
     def submits(self) -> int:
-        return int(self._c.submits)
+        return int(self.fast.submits)
 
     @property
     def presents(self) -> int:
         """Presents of display targets (counted in C while the server is observed)."""
-        return int(self._c.presents)
+        return int(self.fast.presents)
 
     @property
     def bytes_submitted(self) -> int:
-        return int(self._c.bytes_submitted)
+        return int(self.fast.bytes_submitted)
 
     @property
     def present_interval(self) -> float:
         """Presents of a display target are reported at most this often (seconds)."""
-        return float(self._c.present_interval)
+        return float(self.fast.present_interval)
 
     # ------------------------------------------------------------ input
     def _on_readable(self) -> None:
-        c = self._c
+        c = self.fast
         if c.pending_status >= 0:  # the selector pumped already and stopped here
             st = c.pending_status
             c.pending_status = -1
@@ -189,7 +189,7 @@ class Session(ResourceCommands, SyncCommands):
         except OSError as exc:
             self.close(f"socket error: {exc.strerror}")
             return
-        if self._c.parked:
+        if self.fast.parked:
             # Parked in a BUSY_WAIT: keep reading (a well-behaved client sends
             # nothing until it gets the reply), but stop watching the socket
             # if it piles up data, and go at once if it hangs up.
@@ -197,8 +197,8 @@ class Session(ResourceCommands, SyncCommands):
                 self.close("disconnected while waiting")
                 return
             self.conn.receive_data(data)
-            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self._c.reader_paused:
-                self._c.reader_paused = 1
+            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self.fast.reader_paused:
+                self.fast.reader_paused = 1
                 self.loop.remove_reader(self.fd)
             return
         self.conn.receive_data(data)
@@ -206,7 +206,7 @@ class Session(ResourceCommands, SyncCommands):
 
     def _pump(self) -> None:
         """Let the C path handle what the socket has; act on where it stopped."""
-        c = self._c
+        c = self.fast
         pump = self.fast.pump
         while not self.closed:
             st = pump()
@@ -220,16 +220,16 @@ class Session(ResourceCommands, SyncCommands):
         if st in (FAST_NEED_DATA, FAST_PARKED):
             return False
         if st == FAST_PRESENT:
-            handle = int(self._c.present_handle)
+            handle = int(self.fast.present_handle)
             res = self.resources.get(handle)
-            if res is None and self._c.res_events:  # made by the C path since the last sync
+            if res is None and self.fast.res_events:  # made by the C path since the last sync
                 self.sync_resources()
                 res = self.resources.get(handle)
             if res is not None:
-                self.server.presented(self, res, int(self._c.present_count))
+                self.server.presented(self, res, int(self.fast.present_count))
             return True
         if st in (FAST_SLOW, FAST_EOF):
-            if st == FAST_EOF and self._c.parked:
+            if st == FAST_EOF and self.fast.parked:
                 self.close("disconnected while waiting")
                 return False
             self._to_python(eof=st == FAST_EOF)
@@ -245,7 +245,7 @@ class Session(ResourceCommands, SyncCommands):
             self.loop.remove_reader(self.fd)
             return False
         if st == FAST_SOCKERR:
-            err = int(self._c.err_errno)
+            err = int(self.fast.err_errno)
             self.close("disconnected" if err in (errno.EPIPE, errno.ECONNRESET)
                        else f"socket error: {os.strerror(err)}")
             return False
@@ -270,23 +270,23 @@ class Session(ResourceCommands, SyncCommands):
     def _to_python(self, eof: bool) -> None:
         """The C path stopped at a message it does not take: the codec goes on
         with that message alone (C then reads again) or with all input."""
-        if self._c.res_events:
+        if self.fast.res_events:
             self.sync_resources()
-        data = self.fast.take_input(0 if eof else int(self._c.slow_len))
+        data = self.fast.take_input(0 if eof else int(self.fast.slow_len))
         if data:
             self.conn.receive_data(data)
         if eof:
             self.conn.receive_data(b"")
         self._py_mode = True
-        self._c.py_mode = 1
+        self.fast.py_mode = 1
         self._process()
 
     def resume(self) -> None:
         """Go on after a BUSY_WAIT was answered or the C path yielded."""
         if self.closed:
             return
-        if self._c.reader_paused:
-            self._c.reader_paused = 0
+        if self.fast.reader_paused:
+            self.fast.reader_paused = 0
             self.loop.add_reader(self.fd, self._on_readable)
         if self._py_mode:
             self._process()
@@ -300,7 +300,7 @@ class Session(ResourceCommands, SyncCommands):
             self.on_fence()
         if self.closed:
             return
-        if self._c.out_len:
+        if self.fast.out_len:
             self._take_output()
         if status >= 0 and self._after_pump(status):
             self._pump()
@@ -308,7 +308,7 @@ class Session(ResourceCommands, SyncCommands):
     def _process(self) -> None:
         conn = self.conn
         handlers = self._handlers
-        c = self._c
+        c = self.fast
         try:
             while not c.parked and not self.closed:
                 ev = conn.next_event()
@@ -341,11 +341,11 @@ class Session(ResourceCommands, SyncCommands):
         data = self.fast.take_output()
         if data:
             self._out.append(data)
-            self._c.py_out_busy = 1
+            self.fast.py_out_busy = 1
             self._flush()
 
     def _send(self, data: bytes) -> None:
-        if self._c.out_len:
+        if self.fast.out_len:
             self._take_output()
         if self._out or self._writing:
             self._out.append(data)
@@ -394,7 +394,7 @@ class Session(ResourceCommands, SyncCommands):
             else:
                 out[0] = memoryview(item)[n:]
                 break
-        self._c.py_out_busy = 1 if out else 0
+        self.fast.py_out_busy = 1 if out else 0
         if out and not self._writing:
             self._writing = True
             self.loop.add_writer(self.fd, self._flush)
@@ -411,14 +411,14 @@ class Session(ResourceCommands, SyncCommands):
         if self.closed:
             return
         try:
-            if self._c.res_events:
+            if self.fast.res_events:
                 self.sync_resources()  # the observers see every resource it has
             self.server.session_closing(self)
         except Exception:
             log.exception("session_closing observer failed for %s", self)
         self.closed = True
         loop = self.loop
-        if not self._c.reader_paused:
+        if not self.fast.reader_paused:
             loop.remove_reader(self.fd)
         if self._writing:
             loop.remove_writer(self.fd)
@@ -495,7 +495,7 @@ class Session(ResourceCommands, SyncCommands):
     def _on_protocol_version(self, ev: P.ProtocolVersion) -> None:
         self._command = "PROTOCOL_VERSION"
         self.protocol_version = codec.negotiate_version(ev.version)
-        self._c.protocol_version = self.protocol_version
+        self.fast.protocol_version = self.protocol_version
         self._send(self.conn.send(P.ProtocolVersionReply(self.protocol_version)))
 
     def _on_get_param(self, ev: P.GetParam) -> None:

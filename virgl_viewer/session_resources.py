@@ -8,16 +8,12 @@ between it and the GPU resource.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from virgl_viewer.errors import RendererError
+from virgl_viewer.errors import ClientError, RendererError
 from virgl_viewer.formats import format_info
-from virgl_viewer.objects import ClientError, Resource
+from virgl_viewer.objects import Resource
+from virgl_viewer.session_parts import SessionCore
 from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
 from virgl_viewer.vtest import protocol as P
-
-if TYPE_CHECKING:
-    from virgl_viewer.session import Session
 
 MAX_SHM_BYTES = 1 << 30
 MAX_RESOURCES_PER_CLIENT = 1 << 16
@@ -62,14 +58,27 @@ def transfer_span(cmd: str, res: Resource, level: int, stride: int, layer_stride
     return (max(1, d) - 1) * valid_layer + (_blocks(h, bh) - 1) * valid_stride + row
 
 
+def check_inline_span(cmd: str, res: Resource, ev: P.TransferGet | P.TransferPut,
+                      box: tuple[int, int, int, int, int, int]) -> None:
+    """The box with the client's strides must fit the data_size bytes that travel."""
+    if not ev.data_size:
+        return
+    span = transfer_span(cmd, res, ev.level, ev.stride, ev.layer_stride, box)
+    if span > ev.data_size:
+        raise ClientError(
+            f"box {ev.width}x{ev.height}x{ev.depth} with stride {ev.stride} and "
+            f"layer_stride {ev.layer_stride} spans {span} bytes, data_size is "
+            f"{ev.data_size}", cmd)
+
+
 class ResourceCommands:
-    def _resource(self: Session, command: str, handle: int) -> Resource:
+    def _resource(self: SessionCore, command: str, handle: int) -> Resource:
         res = self.resources.get(handle)
         if res is None:
             raise ClientError(f"resource {handle} does not belong to this client", command)
         return res
 
-    def _on_resource_create(self: Session, ev: P.ResourceCreate | P.ResourceCreate2) -> None:
+    def _on_resource_create(self: SessionCore, ev: P.ResourceCreate | P.ResourceCreate2) -> None:
         v2 = isinstance(ev, P.ResourceCreate2)
         cmd = self._command = "RESOURCE_CREATE2" if v2 else "RESOURCE_CREATE"
         v3 = self.protocol_version >= 3
@@ -82,7 +91,7 @@ class ResourceCommands:
                 raise ClientError(f"resource {ev.handle} already exists", cmd)
         if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
             raise ClientError("too many resources", cmd)
-        data_size = ev.data_size if v2 else 0
+        data_size = ev.data_size if isinstance(ev, P.ResourceCreate2) else 0
         if data_size > shm_bound(ev):
             raise ClientError(f"data_size {data_size} is larger than a "
                               f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
@@ -116,7 +125,7 @@ class ResourceCommands:
         self._mirror(res)
         self.server.resource_created(self, res)
 
-    def _on_create_blob(self: Session, ev: P.ResourceCreateBlob) -> None:
+    def _on_create_blob(self: SessionCore, ev: P.ResourceCreateBlob) -> None:
         cmd = self._command = "RESOURCE_CREATE_BLOB"
         if self.protocol_version < 3:
             raise ClientError("blobs need protocol 3", cmd)
@@ -167,13 +176,13 @@ class ResourceCommands:
         self._mirror(res)
         self.server.resource_created(self, res)
 
-    def _mirror(self: Session, res: Resource) -> None:
+    def _mirror(self: SessionCore, res: Resource) -> None:
         """Tell the C path about a resource (its transfers run there)."""
         self.fast.add_resource(res.client_handle, res.server_handle, res.target, res.bind,
                                res.width, res.height, res.depth, res.array_size,
                                res.last_level, res.shm.size if res.shm is not None else 0)
 
-    def _on_resource_unref(self: Session, ev: P.ResourceUnref) -> None:
+    def _on_resource_unref(self: SessionCore, ev: P.ResourceUnref) -> None:
         self._command = "RESOURCE_UNREF"
         res = self._resource("RESOURCE_UNREF", ev.handle)
         del self.resources[ev.handle]
@@ -186,7 +195,7 @@ class ResourceCommands:
         self.host.renderer.switch_to(self.ctx_id)
         self._destroy_resource(res)
 
-    def _transfer_box(self: Session, cmd: str, res: Resource,
+    def _transfer_box(self: SessionCore, cmd: str, res: Resource,
                       ev: P.TransferGet | P.TransferPut | P.TransferGet2 | P.TransferPut2
                       ) -> tuple[int, int, int, int, int, int]:
         if ev.level > res.last_level:
@@ -198,19 +207,7 @@ class ResourceCommands:
                 f"resource {res.client_handle} level {ev.level} ({lw}x{lh}x{ld})", cmd)
         return (ev.x, ev.y, ev.z, ev.width, ev.height, ev.depth)
 
-    def _inline_span(self: Session, cmd: str, res: Resource, ev: P.TransferGet | P.TransferPut,
-                     box: tuple[int, int, int, int, int, int]) -> None:
-        """The box with the client's strides must fit the data_size bytes that travel."""
-        if not ev.data_size:
-            return
-        span = transfer_span(cmd, res, ev.level, ev.stride, ev.layer_stride, box)
-        if span > ev.data_size:
-            raise ClientError(
-                f"box {ev.width}x{ev.height}x{ev.depth} with stride {ev.stride} and "
-                f"layer_stride {ev.layer_stride} spans {span} bytes, data_size is "
-                f"{ev.data_size}", cmd)
-
-    def _shm_range(self: Session, cmd: str, res: Resource,
+    def _shm_range(self: SessionCore, cmd: str, res: Resource,
                    ev: P.TransferGet2 | P.TransferPut2) -> None:
         shm = res.shm
         if shm is None:
@@ -222,14 +219,14 @@ class ResourceCommands:
             raise ClientError(f"offset {ev.offset} outside the {shm.size}-byte shm of "
                               f"resource {res.client_handle}", cmd)
 
-    def _presented(self: Session, res: Resource) -> None:
+    def _presented(self: SessionCore, res: Resource) -> None:
         """A present on the Python path: reported under the C path's rate limit."""
-        if self._c.notify_present:
+        if self.fast.notify_present:
             n = self.fast.note_present(res.client_handle)
             if n:
                 self.server.presented(self, res, n)
 
-    def _on_transfer_get2(self: Session, ev: P.TransferGet2) -> None:
+    def _on_transfer_get2(self: SessionCore, ev: P.TransferGet2) -> None:
         cmd = self._command = "TRANSFER_GET2"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
@@ -239,7 +236,7 @@ class ResourceCommands:
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
             self._presented(res)
 
-    def _on_transfer_put2(self: Session, ev: P.TransferPut2) -> None:
+    def _on_transfer_put2(self: SessionCore, ev: P.TransferPut2) -> None:
         cmd = self._command = "TRANSFER_PUT2"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
@@ -247,14 +244,14 @@ class ResourceCommands:
         self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
                                           ev.offset)
 
-    def _on_transfer_get(self: Session, ev: P.TransferGet) -> None:
+    def _on_transfer_get(self: SessionCore, ev: P.TransferGet) -> None:
         cmd = self._command = "TRANSFER_GET"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
         if ev.data_size > shm_bound(res):  # the reply is allocated: never gigabytes
             raise ClientError(f"data_size {ev.data_size} is larger than resource "
                               f"{res.client_handle} can hold", cmd)
-        self._inline_span(cmd, res, ev, box)
+        check_inline_span(cmd, res, ev, box)
         data = bytearray(ev.data_size)
         if ev.data_size:
             self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level,
@@ -263,11 +260,11 @@ class ResourceCommands:
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
             self._presented(res)
 
-    def _on_transfer_put(self: Session, ev: P.TransferPut) -> None:
+    def _on_transfer_put(self: SessionCore, ev: P.TransferPut) -> None:
         cmd = self._command = "TRANSFER_PUT"
         res = self._resource(cmd, ev.handle)
         box = self._transfer_box(cmd, res, ev)
-        self._inline_span(cmd, res, ev, box)
+        check_inline_span(cmd, res, ev, box)
         if ev.data_size:
             self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level,
                                               ev.stride, ev.layer_stride, box, 0, ev.data)

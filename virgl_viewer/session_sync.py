@@ -14,14 +14,12 @@ is written when the syncs reach their values.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from virgl_viewer.objects import ClientError, Sync, SyncWaiter
+from virgl_viewer.errors import ClientError
+from virgl_viewer.objects import Sync, SyncWaiter
+from virgl_viewer.session_parts import SessionCore
 from virgl_viewer.virgl import REWRITE_ERRORS
 from virgl_viewer.vtest import protocol as P
-
-if TYPE_CHECKING:
-    from virgl_viewer.session import Session
 
 MAX_SYNCS_PER_CLIENT = 1 << 14
 MAX_SYNC_WAITERS = 1024
@@ -30,7 +28,7 @@ _ONE = (1).to_bytes(8, "little")
 
 class SyncCommands:
     # ------------------------------------------------------------ submits
-    def _rewrite(self: Session, cmd: str, buf: bytearray, start_dw: int, ndw: int) -> None:
+    def _rewrite(self: SessionCore, cmd: str, buf: bytearray, start_dw: int, ndw: int) -> None:
         view = memoryview(buf)[4 * start_dw: 4 * (start_dw + ndw)] if start_dw or \
             4 * ndw != len(buf) else buf
         code, off, vcmd, obj, handle = self.map.rewrite(view, ndw)
@@ -41,14 +39,14 @@ class SyncCommands:
             raise ClientError(f"{subject} virgl command {vcmd} (object type {obj}) "
                               f"at dword {start_dw + off}", cmd)
 
-    def _new_fence(self: Session, syncs: list[tuple[Sync, int]] | None = None,
+    def _new_fence(self: SessionCore, syncs: list[tuple[Sync, int]] | None = None,
                    switch: bool = False) -> None:
         fid = self.fast.fence(switch)
         if syncs:
             self._timeline.append((fid, syncs))
-            self._c.want_fence_cb = 1
+            self.fast.want_fence_cb = 1
 
-    def _on_submit_cmd(self: Session, ev: P.SubmitCmd) -> None:
+    def _on_submit_cmd(self: SessionCore, ev: P.SubmitCmd) -> None:
         cmd = self._command = "SUBMIT_CMD"
         buf = ev.commands
         ndw = len(buf) >> 2
@@ -56,7 +54,7 @@ class SyncCommands:
         if ndw:
             self._rewrite(cmd, buf, 0, ndw)
             self.host.renderer.submit_cmd(ctx_id, buf, ndw)
-        c = self._c
+        c = self.fast
         c.submits += 1
         c.bytes_submitted += len(buf)
         # One fence per submit, made right after it (its GL context is
@@ -64,7 +62,7 @@ class SyncCommands:
         # as the flush starts the GPU early.
         self._new_fence()
 
-    def _on_submit_cmd2(self: Session, ev: P.SubmitCmd2) -> None:
+    def _on_submit_cmd2(self: SessionCore, ev: P.SubmitCmd2) -> None:
         cmd = self._command = "SUBMIT_CMD2"
         ctx_id = self._ensure_context()
         payload = ev.payload
@@ -80,8 +78,8 @@ class SyncCommands:
                 start = 4 * batch.cmd_offset
                 view = memoryview(payload)[start: start + 4 * batch.cmd_size]
                 self.host.renderer.submit_cmd(ctx_id, view, batch.cmd_size)
-                self._c.bytes_submitted += 4 * batch.cmd_size
-            self._c.submits += 1
+                self.fast.bytes_submitted += 4 * batch.cmd_size
+            self.fast.submits += 1
             if batch.flags & P.SUBMIT_CMD2_FLAG_RING_IDX:
                 self._new_fence(signals)
             else:
@@ -89,7 +87,7 @@ class SyncCommands:
                 for sync, value in signals:
                     self._signal_sync(sync, value)
 
-    def on_fence(self: Session) -> None:
+    def on_fence(self: SessionCore) -> None:
         """Fences retired (the C poll answered a parked BUSY_WAIT itself):
         signal the timeline syncs they carry."""
         if self.closed:
@@ -101,9 +99,9 @@ class SyncCommands:
             for sync, value in signals:
                 self._signal_sync(sync, value)
         if not timeline:
-            self._c.want_fence_cb = 0
+            self.fast.want_fence_cb = 0
 
-    def _on_busy_wait(self: Session, ev: P.ResourceBusyWait) -> None:
+    def _on_busy_wait(self: SessionCore, ev: P.ResourceBusyWait) -> None:
         cmd = self._command = "RESOURCE_BUSY_WAIT"
         if not self.ctx_id and ev.handle:
             raise ClientError(f"resource {ev.handle} before any context exists", cmd)
@@ -111,18 +109,18 @@ class SyncCommands:
         if busy and ev.flags & P.BUSY_WAIT_FLAG_WAIT:
             # Park: handle nothing more from this client until its fences
             # retire (the C poll answers and resumes it).
-            self._c.parked = 1
+            self.fast.parked = 1
             return
         self._send(self.conn.send(P.BusyWaitReply(1 if busy else 0)))
 
     # ------------------------------------------------------------ syncs
-    def _sync(self: Session, cmd: str, sync_id: int) -> Sync:
+    def _sync(self: SessionCore, cmd: str, sync_id: int) -> Sync:
         sync = self.syncs.get(sync_id)
         if sync is None:
             raise ClientError(f"sync {sync_id} does not belong to this client", cmd)
         return sync
 
-    def _on_sync_create(self: Session, ev: P.SyncCreate) -> None:
+    def _on_sync_create(self: SessionCore, ev: P.SyncCreate) -> None:
         cmd = self._command = "SYNC_CREATE"
         if len(self.syncs) >= MAX_SYNCS_PER_CLIENT:
             raise ClientError("too many syncs", cmd)
@@ -132,22 +130,22 @@ class SyncCommands:
         self._send(self.conn.send(P.SyncCreateReply(sync_id)))
         self.server.sync_changed(self)
 
-    def _on_sync_unref(self: Session, ev: P.SyncUnref) -> None:
+    def _on_sync_unref(self: SessionCore, ev: P.SyncUnref) -> None:
         self._command = "SYNC_UNREF"
         self._sync("SYNC_UNREF", ev.sync_id)
         del self.syncs[ev.sync_id]
         self.server.sync_changed(self)
 
-    def _on_sync_read(self: Session, ev: P.SyncRead) -> None:
+    def _on_sync_read(self: SessionCore, ev: P.SyncRead) -> None:
         self._command = "SYNC_READ"
         sync = self._sync("SYNC_READ", ev.sync_id)
         self._send(self.conn.send(P.SyncReadReply(sync.value)))
 
-    def _on_sync_write(self: Session, ev: P.SyncWrite) -> None:
+    def _on_sync_write(self: SessionCore, ev: P.SyncWrite) -> None:
         self._command = "SYNC_WRITE"
         self._signal_sync(self._sync("SYNC_WRITE", ev.sync_id), ev.value)
 
-    def _signal_sync(self: Session, sync: Sync, value: int) -> None:
+    def _signal_sync(self: SessionCore, sync: Sync, value: int) -> None:
         if value <= sync.value:
             sync.value = value  # timelines may be reset downwards, as upstream
             return
@@ -163,7 +161,7 @@ class SyncCommands:
             self.sync_waiters.remove(w)
             self._end_waiter(w, signal=True)
 
-    def _end_waiter(self: Session, w: SyncWaiter, signal: bool) -> None:
+    def _end_waiter(self: SessionCore, w: SyncWaiter, signal: bool) -> None:
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
@@ -171,13 +169,13 @@ class SyncCommands:
             os.write(w.fd, _ONE)
         os.close(w.fd)
 
-    def _expire_waiter(self: Session, w: SyncWaiter) -> None:
+    def _expire_waiter(self: SessionCore, w: SyncWaiter) -> None:
         w.timer = None
         if w in self.sync_waiters:
             self.sync_waiters.remove(w)
             self._end_waiter(w, signal=False)
 
-    def _on_sync_wait(self: Session, ev: P.SyncWait) -> None:
+    def _on_sync_wait(self: SessionCore, ev: P.SyncWait) -> None:
         cmd = self._command = "SYNC_WAIT"
         pending: list[tuple[Sync, int]] = []
         for sync_id, value in ev.waits:

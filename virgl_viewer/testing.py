@@ -92,13 +92,13 @@ def virgl_guest(virgl_server: RunningServer) -> Iterator[VtestClient]:
 
 # ---------------------------------------------------------------- the GUI viewer
 def pytest_configure(config: pytest.Config) -> None:
-    """Pick the GL platform the viewer needs before anything imports Qt:
-    Qt on X11 must use EGL (xcb_egl) so virglrenderer's contexts can share
-    with Qt's; PyOpenGL must resolve through EGL too."""
-    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-        os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    """Pick the GL platform the viewer needs before anything imports Qt, as the
+    app does: Qt on X11 must use EGL (xcb_egl) so virglrenderer's contexts can
+    share with Qt's; PyOpenGL must resolve through EGL too. Without a display
+    only the ``virgl_viewer`` fixture fails (it says why)."""
+    from virgl_viewer.ui.app import choose_platform
+
+    choose_platform(os.environ)
 
 
 class ViewerHandle:

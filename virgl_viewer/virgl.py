@@ -19,7 +19,7 @@ import logging
 import selectors
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from virgl_viewer._native import ffi, lib
 from virgl_viewer.errors import RendererError
@@ -41,18 +41,26 @@ Cdata = Any  # cffi pointers are untyped to mypy
 class GLContextProvider(Protocol):
     """Makes the GL contexts virglrenderer renders with.
 
-    ``egl_display`` is an EGLDisplay (cffi pointer). Contexts must all be in
-    one share group (the UI's, when there is a UI). ``create_context`` returns
-    ffi.NULL when the version is not available (virglrenderer then retries a
-    lower one).
+    ``egl_display`` is an EGLDisplay and contexts are EGLContexts, as addresses
+    (ints: no cdata leaves this module). Contexts must all be in one share group
+    (the UI's, when there is a UI). ``create_context`` returns 0 when the version
+    is not available (virglrenderer then retries a lower one).
     """
 
     @property
-    def egl_display(self) -> Cdata: ...
+    def egl_display(self) -> int: ...
 
-    def create_context(self, major: int, minor: int, shared: bool) -> Cdata: ...
+    def create_context(self, major: int, minor: int, shared: bool) -> int: ...
 
-    def destroy_context(self, ctx: Cdata) -> None: ...
+    def destroy_context(self, ctx: int) -> None: ...
+
+
+def _ptr(address: int) -> Cdata:
+    return ffi.cast("void *", address)
+
+
+def _address(ptr: Cdata) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,11 @@ class ResourceInfo:
 F = TypeVar("F", bound=Callable[..., Any])
 
 _renderer: Renderer | None = None
+
+
+def _extern(name: str) -> Callable[[F], F]:
+    """ffi.def_extern, typed: ``fn`` becomes the C function ``name`` (extern "Python")."""
+    return cast("Callable[[F], F]", ffi.def_extern(name=name))
 
 
 def _callback(default: Any) -> Callable[[F], F]:
@@ -93,23 +106,20 @@ def _callback(default: Any) -> Callable[[F], F]:
     return wrap
 
 
-@ffi.def_extern(name="_create_gl_context_cb")  # type: ignore[misc]
+@_extern("_create_gl_context_cb")
 @_callback(ffi.NULL)
 def _create_gl_context_cb(r: Renderer, _cookie: Cdata, _scanout: int, param: Cdata) -> Cdata:
     ctx = r.provider.create_context(param.major_ver, param.minor_ver, bool(param.shared))
-    if ctx != ffi.NULL:
-        r.gl_contexts += 1
-    log.debug("create_gl_context %d.%d shared=%s -> %s", param.major_ver,
+    log.debug("create_gl_context %d.%d shared=%s -> %#x", param.major_ver,
               param.minor_ver, bool(param.shared), ctx)
-    return ctx
+    return _ptr(ctx)
 
 
-@ffi.def_extern(name="_destroy_gl_context_cb")  # type: ignore[misc]
+@_extern("_destroy_gl_context_cb")
 @_callback(None)
 def _destroy_gl_context_cb(r: Renderer, _cookie: Cdata, ctx: Cdata) -> None:
     if ctx != ffi.NULL:
-        r.gl_contexts -= 1
-        r.provider.destroy_context(ctx)
+        r.provider.destroy_context(_address(ctx))
 
 
 class Renderer:
@@ -121,12 +131,11 @@ class Renderer:
         if _renderer is not None:
             raise RuntimeError("virglrenderer is already initialised in this process")
         self.provider = provider
-        self.gl_contexts = 0
         self._callback_error: BaseException | None = None
         self._cookie = ffi.new_handle(self)
         flags = (THREAD_SYNC if thread_sync else 0) | (VENUS if venus else 0)
         _renderer = self
-        rc = lib.vv_renderer_init(self._cookie, provider.egl_display, flags)
+        rc = lib.vv_renderer_init(self._cookie, _ptr(provider.egl_display), flags)
         try:
             self._check("virgl_renderer_init", rc)
         except BaseException:
@@ -191,7 +200,7 @@ class Renderer:
         """Destroy a closed client's context once its fences have retired: now
         (True) or from the fence poll (False). virglrenderer's fence thread
         crashes when a context is destroyed with fences in flight (vv_fast.c)."""
-        rc = lib.vv_context_retire(ctx_id, fence_submitted, fence_completed)
+        rc: int = lib.vv_context_retire(ctx_id, fence_submitted, fence_completed)
         if rc < 0:
             raise RendererError("vv_context_retire", -rc)
         self._check("virgl_renderer_context_destroy", 0)
@@ -393,18 +402,70 @@ REWRITE_ERRORS = {1: "unknown resource handle", 2: "command runs past the buffer
                   3: "unknown virgl command"}
 
 
+# ------------------------------------------------------------ EGL (for virgl_viewer.egl)
+# Displays and contexts are addresses (ints), 0 for none.
+
+def egl_error() -> int:
+    """eglGetError() of this thread."""
+    return int(lib.vv_egl_get_error())
+
+
+def egl_surfaceless_display() -> int:
+    """Mesa's EGL_MESA_platform_surfaceless display, 0 if there is none."""
+    return _address(lib.vv_egl_surfaceless_display())
+
+
+def egl_initialize(display: int) -> tuple[int, int]:
+    """eglInitialize: the EGL version (major, minor)."""
+    major = ffi.new("int *")
+    minor = ffi.new("int *")
+    if lib.vv_egl_initialize(_ptr(display), major, minor) != 0:
+        raise RendererError("eglInitialize", egl_error())
+    return int(major[0]), int(minor[0])
+
+
+def egl_terminate(display: int) -> None:
+    lib.vv_egl_terminate(_ptr(display))
+
+
+def egl_query_string(display: int, name: int) -> str:
+    s = lib.vv_egl_query_string(_ptr(display), name)
+    return ffi.string(s).decode() if s != ffi.NULL else ""
+
+
+def egl_create_context(display: int, share: int, major: int, minor: int) -> int:
+    """A desktop-GL core context without a config (EGL_KHR_no_config_context)
+    sharing with ``share`` (0: none); 0 if refused (see ``egl_error``)."""
+    return _address(lib.vv_egl_create_context(_ptr(display), _ptr(share), major, minor, 0))
+
+
+def egl_destroy_context(display: int, context: int) -> None:
+    lib.vv_egl_destroy_context(_ptr(display), _ptr(context))
+
+
+def egl_current() -> tuple[int, int]:
+    """(EGLDisplay, EGLContext) current on this thread, 0 for none."""
+    return _address(lib.eglGetCurrentDisplay()), _address(lib.eglGetCurrentContext())
+
+
+def egl_release_current(display: int) -> None:
+    """Make no context current on this thread."""
+    lib.vv_egl_release_current(_ptr(display))
+
+
 class GLPresenter:
     """GL work of the scanout hand-off (render thread, own context).
 
     Textures and syncs cross to the UI as plain integers (GL names and GLsync
-    addresses), so the UI needs no cffi.
+    addresses), so the UI needs no cffi. ``egl_display`` and ``context`` are
+    addresses too (GLContextProvider's).
     """
 
     GL_TEXTURE_2D = 0x0DE1
 
-    def __init__(self, egl_display: Cdata, context: Cdata) -> None:
-        self._dpy = egl_display
-        self._ctx = context
+    def __init__(self, egl_display: int, context: int) -> None:
+        self._dpy = _ptr(egl_display)
+        self._ctx = _ptr(context)
 
     def make_current(self) -> None:
         if lib.vv_egl_make_current(self._dpy, self._ctx) != 0:
@@ -429,7 +490,7 @@ class FrameRing:
         ring = lib.vv_ring_new(presenter._dpy, presenter._ctx, notify_fd)
         if ring == ffi.NULL:
             raise MemoryError("vv_ring_new")
-        self.c = ffi.gc(ring, lib.vv_ring_destroy)
+        self._c = ffi.gc(ring, lib.vv_ring_destroy)
         self._frame = ffi.new("struct vv_ring_frame *")
         self._stats = ffi.new("struct vv_ring_stats *")
 
@@ -437,39 +498,39 @@ class FrameRing:
                   y_0_top: bool) -> bool:
         """(Re)make the textures for this size and format; True if it did (every
         frame is gone)."""
-        return bool(lib.vv_ring_configure(self.c, width, height, internal_format,
+        return bool(lib.vv_ring_configure(self._c, width, height, internal_format,
                                           virgl_format, 1 if y_0_top else 0))
 
     def copy(self, src_tex: int) -> bool:
         """Copy ``src_tex`` into a free entry and publish it; False: all busy (dropped)."""
-        return bool(lib.vv_ring_copy(self.c, src_tex, GLPresenter.GL_TEXTURE_2D))
+        return bool(lib.vv_ring_copy(self._c, src_tex, GLPresenter.GL_TEXTURE_2D))
 
     def note_present(self, when: float, count: int = 1) -> None:
-        lib.vv_ring_note_present(self.c, when, count)
+        lib.vv_ring_note_present(self._c, when, count)
 
     def release_gl(self) -> None:
-        lib.vv_ring_release_gl(self.c)
+        lib.vv_ring_release_gl(self._c)
 
     def take_latest(self) -> tuple[int, int, int, int, int, int, bool, int, float] | None:
         """UI: lease the newest frame: (index, texture, fence, width, height, virgl
         format, y_0_top, seq, published at), None before the first."""
         f = self._frame
-        if not lib.vv_ring_take_latest(self.c, f):
+        if not lib.vv_ring_take_latest(self._c, f):
             return None
         return (f.index, f.texture, int(f.fence), f.width, f.height, f.virgl_format,
                 bool(f.y_0_top), int(f.seq), f.time)
 
     def drawn(self, index: int, ui_fence: int) -> None:
-        lib.vv_ring_drawn(self.c, index, ffi.cast("void *", ui_fence))
+        lib.vv_ring_drawn(self._c, index, ffi.cast("void *", ui_fence))
 
     def stats(self) -> tuple[int, int, int, float, float]:
         """(presents, frames, dropped, last present, last copy)."""
         s = self._stats
-        lib.vv_ring_stats(self.c, s)
+        lib.vv_ring_stats(self._c, s)
         return int(s.presents), int(s.frames), int(s.dropped), s.last_present, s.last_copy
 
     def fps(self, now: float) -> float:
-        return float(lib.vv_ring_fps(self.c, now))
+        return float(lib.vv_ring_fps(self._c, now))
 
 
 def gl_blit_frame(tex: int, wait_fence: int, width: int, height: int, x: int, y: int,
@@ -516,72 +577,118 @@ class FenceRecord:
     retired: float | None
 
 
+T = TypeVar("T", int, float)
+
+
+class _CField(Generic[T]):
+    """An attribute that is a field of a C struct held in ``_c`` (FastConn's)."""
+
+    def __init__(self, kind: type[T], name: str = "") -> None:
+        self._kind: type[T] = kind
+        self._name = name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = self._name or name
+
+    def __get__(self, obj: FastConn, owner: type | None = None) -> T:
+        return self._kind(getattr(obj._c, self._name))
+
+    def __set__(self, obj: FastConn, value: T) -> None:
+        setattr(obj._c, self._name, value)
+
+
 class FastConn:
     """A client's fast path in C (vv_fast.c): SUBMIT_CMD, TRANSFER_GET2/PUT2
     and RESOURCE_BUSY_WAIT are read, checked, run and answered there, and
     fence retirement answers parked BUSY_WAITs; the rest comes back to the
-    session. ``c`` is the C struct: its public fields are read and set
-    directly (counters, flags). Render thread only, except ``fences``."""
+    session. The C struct (struct vv_conn) stays in here: its public fields are
+    the typed attributes below (counters, flags). Render thread only, except
+    ``fences``."""
 
-    __slots__ = ("_fence_buf", "_res_buf", "c")
+    # struct vv_conn's fields (vv_fast.h) the session and the server read and set
+    fence_submitted = _CField(int)
+    fence_completed = _CField(int)
+    submits = _CField(int)
+    bytes_submitted = _CField(int)
+    present_handle = _CField(int)
+    present_count = _CField(int)
+    present_interval = _CField(float)
+    notify_present = _CField(int)
+    res_events = _CField(int)
+    pending_status = _CField(int)
+    parked = _CField(int)
+    reader_paused = _CField(int)
+    py_mode = _CField(int)
+    py_out_busy = _CField(int)
+    out_len = _CField(int)
+    slow_len = _CField(int)
+    err_errno = _CField(int)
+    want_fence_cb = _CField(int)
+    protocol_version = _CField(int)
+
+    __slots__ = ("_c", "_fence_buf", "_res_buf")
 
     def __init__(self, fd: int, handle_map: HandleMap, token: int) -> None:
         c = lib.vv_conn_new(fd, handle_map._map, token)
         if c == ffi.NULL:
             raise MemoryError("vv_conn_new")
-        self.c = ffi.gc(c, lib.vv_conn_free)
+        self._c = ffi.gc(c, lib.vv_conn_free)
         self._fence_buf: Cdata | None = None
         self._res_buf = ffi.new("struct vv_res_event[]", 64)
 
     def pump(self) -> int:
-        return int(lib.vv_conn_pump(self.c))
+        return int(lib.vv_conn_pump(self._c))
+
+    def input_size(self) -> int:
+        """Bytes of input read by C and not handled yet (a partial message)."""
+        return int(lib.vv_conn_input_size(self._c))
 
     def take_input(self, limit: int = 0) -> bytearray:
         """The input the fast path left to Python (from the message it stopped
         at): ``limit`` bytes of it, or all."""
-        n = lib.vv_conn_input_size(self.c)
+        n = lib.vv_conn_input_size(self._c)
         if limit:
             n = min(n, limit)
         buf = bytearray(n)
         if n:
-            lib.vv_conn_take_input(self.c, ffi.from_buffer(buf), n)
+            lib.vv_conn_take_input(self._c, ffi.from_buffer(buf), n)
         return buf
 
     def take_output(self) -> bytes:
         """Replies the fast path could not send at once (the socket was full)."""
-        n = lib.vv_conn_output_size(self.c)
+        n = lib.vv_conn_output_size(self._c)
         if not n:
             return b""
         buf = bytearray(n)
-        lib.vv_conn_take_output(self.c, ffi.from_buffer(buf), n)
+        lib.vv_conn_take_output(self._c, ffi.from_buffer(buf), n)
         return bytes(buf)
 
     def error(self) -> tuple[int, str]:
-        c = self.c
+        c = self._c
         return int(c.err_cmd), ffi.string(c.err_msg).decode("utf-8", errors="replace")
 
     def set_context(self, ctx_id: int) -> None:
-        rc = lib.vv_conn_set_context(self.c, ctx_id)
+        rc = lib.vv_conn_set_context(self._c, ctx_id)
         if rc:
             raise RendererError("vv_conn_set_context", abs(rc))
 
     def add_resource(self, client: int, server: int, target: int, bind: int, width: int,
                      height: int, depth: int, array_size: int, last_level: int,
                      shm_size: int) -> None:
-        rc = lib.vv_conn_add_resource(self.c, client, server, target, bind, width, height,
+        rc = lib.vv_conn_add_resource(self._c, client, server, target, bind, width, height,
                                       depth, array_size, last_level, shm_size)
         if rc:
             raise RendererError("vv_conn_add_resource", abs(rc))
 
     def remove_resource(self, client: int) -> None:
-        lib.vv_conn_remove_resource(self.c, client)
+        lib.vv_conn_remove_resource(self._c, client)
 
     def fence(self, switch_first: bool = False) -> int:
         """Fence the context's work so far; returns the new fence id."""
-        rc = lib.vv_conn_fence(self.c, 1 if switch_first else 0)
+        rc = lib.vv_conn_fence(self._c, 1 if switch_first else 0)
         if rc:
             raise RendererError("virgl_renderer_context_create_fence", abs(rc))
-        return int(self.c.fence_submitted)
+        return int(self._c.fence_submitted)
 
     def fences(self, from_id: int, limit: int = 1024) -> list[FenceRecord]:
         """The logged fences (the newest 1024) with id >= from_id, oldest first.
@@ -589,7 +696,7 @@ class FastConn:
         buf = self._fence_buf
         if buf is None:
             buf = self._fence_buf = ffi.new("struct vv_fence_rec[]", 1024)
-        n = lib.vv_conn_fences(self.c, from_id, buf, min(limit, 1024))
+        n = lib.vv_conn_fences(self._c, from_id, buf, min(limit, 1024))
         return [FenceRecord(int(r.fence_id), r.created, r.retired or None)
                 for r in (buf[i] for i in range(n))]
 
@@ -599,7 +706,7 @@ class FastConn:
         out: list[ResourceEvent] = []
         buf = self._res_buf
         while True:
-            n = lib.vv_conn_take_res_events(self.c, buf, 64)
+            n = lib.vv_conn_take_res_events(self._c, buf, 64)
             for i in range(n):
                 e = buf[i]
                 if e.kind == lib.VV_RES_CREATED:
@@ -615,37 +722,37 @@ class FastConn:
     def note_present(self, client: int) -> int:
         """Count a present of display target ``client`` (Python path): the number
         of presents to report now, 0 while the rate limit holds it back."""
-        return int(lib.vv_conn_note_present(self.c, client))
+        return int(lib.vv_conn_note_present(self._c, client))
 
     def attach_ring(self, client: int, ring: FrameRing | None) -> bool:
         """Copy the presents of display target ``client`` into ``ring`` in C from now
         on (None: no longer); False if the C path keeps them for Python (no such
         resource, or too many rings)."""
-        return lib.vv_conn_attach_ring(self.c, client,
-                                       ring.c if ring is not None else ffi.NULL) == 0
+        return bool(lib.vv_conn_attach_ring(self._c, client,
+                                            ring._c if ring is not None else ffi.NULL) == 0)
 
     @property
     def presents(self) -> int:
         """Presents of display targets so far (while observed), reported or not."""
-        return int(self.c.presents)
+        return int(self._c.presents)
 
     def take_skipped_presents(self, client: int) -> tuple[int, float, bool]:
         """Presents of ``client`` the rate limit held back (they count as reported
         now), the time of the last one (time.monotonic) and whether the guest has
         submitted nothing since it (its texture still holds that frame)."""
         last, fresh = ffi.new("double *"), ffi.new("int *")
-        n = int(lib.vv_conn_take_skipped_presents(self.c, client, last, fresh))
+        n = int(lib.vv_conn_take_skipped_presents(self._c, client, last, fresh))
         return (n, float(last[0]), bool(fresh[0])) if n else (0, 0.0, False)
 
     def destroy_resource(self, client: int) -> None:
         """Unref a resource the C path created (its unref came to Python)."""
-        rc = lib.vv_conn_destroy_resource(self.c, client)
+        rc = lib.vv_conn_destroy_resource(self._c, client)
         if rc:
             raise RendererError("vv_conn_destroy_resource", abs(rc))
 
     def close(self) -> None:
         """Detach from the server and destroy the resources the C path owns."""
-        lib.vv_conn_close(self.c)
+        lib.vv_conn_close(self._c)
 
 
 def new_resource_id() -> int:

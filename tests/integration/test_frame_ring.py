@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from virgl_viewer._native import ffi, lib
 
+from virgl_viewer._native import ffi, lib
 from virgl_viewer.egl import SurfacelessProvider
 from virgl_viewer.virgl import FrameRing, GLPresenter
 

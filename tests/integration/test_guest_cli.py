@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.launch import launched
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.cli import main, parse_args, parse_resize, parse_sizes, sizes_for
@@ -123,10 +124,9 @@ def test_sigterm_exits_cleanly(virgl_server: RunningServer, tmp_path: Path,
     cmd = [sys.executable, "-m", "virgl_viewer.guest.cli", "-vv", "--frames", "0",
            *guest_args(virgl_server.path, tmp_path, "--fps", "100", "--pattern", "counter",
                        "--scanouts", "2", "--size", "30x20,20x30")]
-    mask = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) and None
-            ) if blocked else None
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=mask)
+    mask = frozenset({signal.SIGTERM}) if blocked else frozenset()
+    proc = subprocess.Popen(launched(cmd, blocked=mask), cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # wait until frame 1 is on screen

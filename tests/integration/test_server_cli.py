@@ -11,7 +11,6 @@ client connect and disconnect, and ``--allow-uid`` gating other users.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -21,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from server_helpers import BLUE, RED, assert_filled, create_target, render_clear, wait_until
+from support.launch import launched
 
 from virgl_viewer.guest import VtestClient
 
@@ -43,10 +43,9 @@ class CliServer:
         self.log_path = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "virgl_viewer", "--headless", "--socket", path,
-                 "--log-level", "info", *args],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask,
-                preexec_fn=child_setup(blocked, rlimit_nofile))
+                launched([sys.executable, "-m", "virgl_viewer", "--headless", "--socket", path,
+                          "--log-level", "info", *args], blocked=blocked, nofile=rlimit_nofile),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=umask)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,22 +67,6 @@ class CliServer:
             self.proc.kill()
             self.proc.wait()
             raise
-
-
-def child_setup(sigs: frozenset[signal.Signals], nofile: int | None
-                ) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that starts the child with ``sigs`` blocked, as some CI
-    runners and chroot launchers start their children (the mask survives exec),
-    and with at most ``nofile`` open files."""
-    if not sigs and nofile is None:
-        return None
-
-    def setup() -> None:
-        if sigs:
-            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    return setup
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import errno
 import random
 
 import pytest
+
 from virgl_viewer._native import ffi, lib
 
 # Client handle -> server handle used by most tests. Every client id below 10

@@ -15,6 +15,7 @@ import errno
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
 from virgl_viewer._native import ffi, lib
 
 MAX_COMMANDS = 62  # VIRGL_MAX_COMMANDS

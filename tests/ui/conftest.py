@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from virgl_viewer.ui.app import choose_platform
+
 # Xvfb gets SIGTERM when this process dies, even if atexit never runs (PR_SET_PDEATHSIG
 # set by a tiny launcher, then exec: no preexec_fn in a threaded process).
 _LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
@@ -43,9 +45,7 @@ def _ensure_display() -> None:
         with os.fdopen(r) as f:
             os.environ["DISPLAY"] = ":" + f.readline().strip()
         atexit.register(proc.terminate)
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    choose_platform(os.environ)
 
 
 _ensure_display()

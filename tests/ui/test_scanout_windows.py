@@ -44,7 +44,7 @@ def test_three_scanouts_three_windows_with_their_own_pixels(virgl_viewer, guests
         titles.append(self.windowTitle())
 
     monkeypatch.setattr(ScanoutWindow, "refresh_title", refresh_title)
-    virgl_viewer.controller.bridge.event.connect(
+    virgl_viewer.controller.bridge.scanout_event.connect(
         lambda kind, sc: added.append((sc.width, sc.height)) if kind == "added" else None,
         Qt.ConnectionType.DirectConnection)
     g = guests.start(virgl_viewer.path, "--scanouts", "3", "--size", SIZE_ARG,

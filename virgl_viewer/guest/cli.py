@@ -34,7 +34,7 @@ from types import FrameType
 from typing import TypeVar
 
 from virgl_viewer import signals
-from virgl_viewer.errors import VirglViewerError
+from virgl_viewer.errors import ProtocolError, VirglViewerError
 from virgl_viewer.guest.client import VtestClient
 from virgl_viewer.guest.patterns import parse_pattern
 from virgl_viewer.guest.scene import FORMATS, GuestScene
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     with _stop_on_signals(stop):
         try:
             run(args, stop)
-        except (OSError, VirglViewerError) as exc:
+        except (OSError, ProtocolError, VirglViewerError) as exc:
             log.error("%s: %s", args.socket, exc)
             return 1
     return 0

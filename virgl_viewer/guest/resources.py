@@ -11,12 +11,23 @@ from __future__ import annotations
 import mmap
 import os
 import select
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from virgl_viewer.guest.client import VtestClient
+
+class Owner(Protocol):
+    """What these objects ask of the client that made them (``VtestClient``)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def resource_unref(self, handle: int, /) -> None: ...
+
+    def _forget_resource(self, res: Resource, /) -> None: ...
+
+    def _forget_fd(self, fd: int, /) -> None: ...
 
 
 class Resource:
@@ -31,7 +42,7 @@ class Resource:
 
     def __init__(
         self,
-        client: VtestClient,
+        client: Owner,
         handle: int,
         *,
         size: int = 0,
@@ -42,7 +53,7 @@ class Resource:
         self.size = size
         self.fd = fd
         self.shm = shm
-        self._client: VtestClient | None = client
+        self._client: Owner | None = client
 
     def __repr__(self) -> str:
         state = "closed" if self._client is None else f"size={self.size}"
@@ -97,9 +108,9 @@ class SyncWaitFd:
     """The eventfd a SYNC_WAIT is answered with: readable once the wait is
     satisfied (upstream never signals it if the timeout passes first)."""
 
-    def __init__(self, client: VtestClient, fd: int) -> None:
+    def __init__(self, client: Owner, fd: int) -> None:
         self.fd: int | None = fd
-        self._client: VtestClient | None = client
+        self._client: Owner | None = client
 
     def fileno(self) -> int:
         if self.fd is None:

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import logging
 import os
 import signal
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def choose_platform(env: dict[str, str]) -> str | None:
-    """Set the Qt/PyOpenGL platform variables; returns an error message when
-    there is no display to show windows on."""
+def choose_platform(env: MutableMapping[str, str]) -> str | None:
+    """Set the Qt/PyOpenGL platform variables (the one place that does: the app,
+    the pytest plugin and the benchmarks call it before Qt starts); returns an
+    error message when there is no display to show windows on."""
     if env.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
         return "the offscreen Qt platform has no EGL; use --headless instead"
     if env.get("WAYLAND_DISPLAY") and not env.get("QT_QPA_PLATFORM"):
@@ -37,31 +38,6 @@ def choose_platform(env: dict[str, str]) -> str | None:
                 "with --headless")
     env["PYOPENGL_PLATFORM"] = "egl"
     return None
-
-
-def qt_egl_handles() -> tuple[int, int]:
-    """(EGLDisplay, EGLContext) of Qt's global share context, as integers."""
-    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
-
-    share = QOpenGLContext.globalShareContext()
-    if share is None:
-        raise RuntimeError("Qt has no global share context (AA_ShareOpenGLContexts unset?)")
-    surface = QOffscreenSurface()
-    surface.setFormat(share.format())
-    surface.create()
-    if not share.makeCurrent(surface):
-        raise RuntimeError("cannot make Qt's share context current")
-    try:
-        egl = ctypes.CDLL("libEGL.so.1")
-        egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
-        egl.eglGetCurrentContext.restype = ctypes.c_void_p
-        dpy = egl.eglGetCurrentDisplay() or 0
-        ctx = egl.eglGetCurrentContext() or 0
-    finally:
-        share.doneCurrent()
-    if not dpy or not ctx:
-        raise RuntimeError("Qt is not using EGL (set QT_XCB_GL_INTEGRATION=xcb_egl)")
-    return int(dpy), int(ctx)
 
 
 def default_format() -> Any:
@@ -114,7 +90,7 @@ def lower_gui_priority(levels: int) -> None:
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    err = choose_platform(os.environ)  # type: ignore[arg-type]
+    err = choose_platform(os.environ)
     if err:
         log.error("%s", err)
         return 2

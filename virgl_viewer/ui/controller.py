@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import QObject, QSocketNotifier, Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
 from PySide6.QtWidgets import QLabel, QMainWindow
 
-from virgl_viewer.scanout import Scanout
+from virgl_viewer.frames import RenderSide, Scanout, current_egl_handles
 from virgl_viewer.state import StateRegistry
 from virgl_viewer.ui.inspector import InspectorDock
 from virgl_viewer.ui.overview import OverviewWidget
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class ScanoutBridge(QObject):
-    event = Signal(str, object)
+    # not ``event``: that would hide QObject.event, through which Qt delivers events
+    scanout_event = Signal(str, object)
 
 
 class MainWindow(QMainWindow):
@@ -56,21 +57,37 @@ class MainWindow(QMainWindow):
 
 
 class _Previews:
-    """The inspector's texture-copy service, once the render thread is up."""
+    """The inspector's texture copies, made by the render side once it exists."""
 
     def __init__(self) -> None:
-        self.service: Any = None
+        self.side: RenderSide | None = None
 
-    def open(self, server_handle: int) -> Any:
-        return self.service.open(server_handle) if self.service is not None else None
+    def open(self, server_handle: int) -> Scanout | None:
+        return self.side.open_preview(server_handle) if self.side is not None else None
 
-    def refresh(self, source: Any) -> None:
-        if self.service is not None:
-            self.service.refresh(source)
+    def refresh(self, source: Scanout) -> None:
+        if self.side is not None:
+            self.side.refresh_preview(source)
 
-    def close(self, source: Any) -> None:
-        if self.service is not None:
-            self.service.close(source)
+    def close(self, source: Scanout) -> None:
+        if self.side is not None:
+            self.side.close_preview(source)
+
+
+def qt_egl_handles() -> tuple[int, int]:
+    """(EGLDisplay, EGLContext) of Qt's global share context, as integers."""
+    share = QOpenGLContext.globalShareContext()
+    if share is None:
+        raise RuntimeError("Qt has no global share context (AA_ShareOpenGLContexts unset?)")
+    surface = QOffscreenSurface()
+    surface.setFormat(share.format())
+    surface.create()
+    if not share.makeCurrent(surface):
+        raise RuntimeError("cannot make Qt's share context current")
+    try:
+        return current_egl_handles()
+    finally:
+        share.doneCurrent()
 
 
 def present_interval() -> float:
@@ -86,14 +103,13 @@ class ViewerController(QObject):
         self.path = path
         self.allowed_uids = tuple(allowed_uids)
         self.bridge = ScanoutBridge()
-        self.bridge.event.connect(self._on_event)
+        self.bridge.scanout_event.connect(self._on_event)
         self.windows: dict[int, ScanoutWindow] = {}
         self.scanouts: dict[int, Scanout] = {}
         self.closed = asyncio.Event()
         self.registry = StateRegistry()  # filled on the render thread, pulled by the inspector
         self.previews = _Previews()
-        self.render: Any = None
-        self.manager: Any = None
+        self.render: RenderSide | None = None
         self.main_window = MainWindow(self)
         self.open_windows = True  # a window per new scanout
         self._shelf: list[int] | None = None  # next free x, row top, row height
@@ -107,48 +123,20 @@ class ViewerController(QObject):
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        from virgl_viewer.egl import SharedProvider
-        from virgl_viewer.scanout import ScanoutManager, TexturePreviewService
-        from virgl_viewer.server import RenderThread
-        from virgl_viewer.ui.app import qt_egl_handles
-        from virgl_viewer.virgl import GLPresenter
-
         dpy, share = qt_egl_handles()
-
-        def factory() -> Any:
-            p = SharedProvider(dpy, share)
-            return p, p.close
-
-        rt = RenderThread(self.path, factory, allowed_uids=self.allowed_uids)
-        interval = present_interval()
-
-        def ready(server: Any) -> None:  # render thread
-            server.set_present_interval(interval)
-            host = server.host
-            ctx = host.provider.create_context(4, 5, True)
-            self.manager = ScanoutManager(server.loop, GLPresenter(host.provider.egl_display,
-                                                                   ctx),
-                                          host.renderer, self.bridge.event.emit,
-                                          self._frames_fd)
-            server.add_observer(self.manager)
-            self.registry.attach(server)
-            self.previews.service = TexturePreviewService(self.manager, server, rt.call)
-
-        def stopping() -> None:  # render thread
-            if self.manager is not None:
-                self.manager.close()
-
-        rt.on_ready = ready
-        rt.on_stop = stopping
-        rt.start()
-        self.render = rt
+        side = RenderSide(self.path, dpy, share, on_change=self.bridge.scanout_event.emit,
+                          frames_fd=self._frames_fd, registry=self.registry,
+                          present_interval=present_interval(),
+                          allowed_uids=self.allowed_uids)
+        side.start()
+        self.render = side
+        self.previews.side = side
         self.main_window.status.setText(f"serving {self.path}")
 
     def disconnect_client(self, pid: int) -> None:
         """The inspector's "Disconnect client": close every session of ``pid``."""
-        rt = self.render
-        if rt is not None and rt.server is not None:
-            rt.call(rt.server.disconnect, pid)
+        if self.render is not None:
+            self.render.disconnect(pid)
 
     def stop(self) -> None:
         for w in list(self.windows.values()):
@@ -171,6 +159,8 @@ class ViewerController(QObject):
         for sid, sc in self.scanouts.items():
             n = sc.frames
             if seen.get(sid) != n:
+                if sid not in seen:
+                    log.info("scanout %d: first frame for the screen", sid)
                 seen[sid] = n
                 ov.frame_ready()
                 win = self.windows.get(sid)
@@ -197,6 +187,7 @@ class ViewerController(QObject):
             if win is not None:
                 win.on_changed()
         elif kind == "client-gone":
+            log.info("scanout %d: client gone", sc.id)
             ov.update()
             if win is not None:
                 win.on_client_gone()

@@ -21,9 +21,8 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.formats import format_info
-from virgl_viewer.scanout import Frame, Scanout
+from virgl_viewer.frames import Frame, Scanout, gl_blit_frame, gl_draw_frame
 from virgl_viewer.ui.gl_surface import GLSurfaceWidget
-from virgl_viewer.virgl import gl_blit_frame, gl_draw_frame
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from virgl_viewer.ui.plots import LatencyHistogram, RatePlot
 from virgl_viewer.ui.preview import PreviewPane, TexturePreviews
 
 if TYPE_CHECKING:
-    from virgl_viewer.scanout import Scanout
+    from virgl_viewer.frames import Scanout
 
 log = logging.getLogger(__name__)
 

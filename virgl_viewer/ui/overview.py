@@ -15,7 +15,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from virgl_viewer.scanout import Scanout
+from virgl_viewer.frames import Scanout
 from virgl_viewer.ui.gl_surface import GLSurfaceWidget
 from virgl_viewer.ui.gl_view import _Program, draw_frame, repaint_delay_ms
 

@@ -24,7 +24,7 @@ from virgl_viewer.ui.gl_view import ScaleMode, _Program, draw_frame, fit_rect
 from virgl_viewer.vtest import protocol as P
 
 if TYPE_CHECKING:
-    from virgl_viewer.scanout import Frame, Scanout
+    from virgl_viewer.frames import Frame, Scanout
 
 REPAINT_MS = 100  # previews follow their source at 10 Hz at most
 

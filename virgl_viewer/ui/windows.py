@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
 from PySide6.QtOpenGL import QOpenGLFramebufferObject, QOpenGLFramebufferObjectFormat
 from PySide6.QtWidgets import QFileDialog, QMainWindow
 
-from virgl_viewer.scanout import Scanout
+from virgl_viewer.frames import Scanout
 from virgl_viewer.ui.gl_view import ScaleMode, ScanoutView, draw_frame
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ class ScanoutWindow(QMainWindow):
         img = render_scanout_image(self.view)
         if img is None:
             return False
-        ok = img.save(str(path), "PNG")
+        # PySide6 6.11 wants a str format; its stubs say bytes
+        ok = img.save(str(path), "PNG")  # type: ignore[call-overload]
         log.info("saved %s scanout %d to %s", self.scanout.client_name, self.scanout.number,
                  path)
         return bool(ok)

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from virgl_viewer.errors import LocalProtocolError, RemoteProtocolError
 from virgl_viewer.vtest import protocol as p
 from virgl_viewer.vtest.codec import CLOSED, NEED_DATA, Sentinel, command_name
+from virgl_viewer.vtest.errors import LocalProtocolError, RemoteProtocolError
 from virgl_viewer.vtest.protocol import Cmd
 
 CAPS2_REPLY_ID = 2  # upstream answers GET_CAPS2 with id 2, and Mesa checks it

@@ -26,8 +26,8 @@ import struct
 from collections.abc import Callable
 from typing import Final, Literal
 
-from virgl_viewer.errors import LocalProtocolError, RemoteProtocolError
 from virgl_viewer.vtest import protocol as p
+from virgl_viewer.vtest.errors import LocalProtocolError, RemoteProtocolError
 from virgl_viewer.vtest.protocol import Cmd
 
 
