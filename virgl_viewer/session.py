@@ -107,6 +107,10 @@ class Session(ResourceCommands, SyncCommands):
         self._out: deque[bytes | memoryview | int] = deque()
         self._writing = False
         self.closed = False
+        # A send failed while a handler ran: the handler finishes (what it made is
+        # registered, so close() frees it), then the session closes with this reason.
+        self._dispatching = False
+        self._send_broken: str | None = None
         self.close_reason = ""
         self.connected_at = time.monotonic()
         self.log = logging.LoggerAdapter(log, {})
@@ -212,6 +216,8 @@ class Session(ResourceCommands, SyncCommands):
             st = pump()
             if c.out_len:
                 self._take_output()
+                if self.closed:
+                    return
             if not self._after_pump(st):
                 return
 
@@ -302,6 +308,8 @@ class Session(ResourceCommands, SyncCommands):
             return
         if self.fast.out_len:
             self._take_output()
+            if self.closed:
+                return
         if status >= 0 and self._after_pump(status):
             self._pump()
 
@@ -317,7 +325,14 @@ class Session(ResourceCommands, SyncCommands):
                 if ev is codec.CLOSED:
                     self.close("disconnected")
                     return
-                handlers[type(ev)](ev)
+                self._dispatching = True
+                try:
+                    handlers[type(ev)](ev)
+                finally:
+                    self._dispatching = False
+                if self._send_broken is not None:
+                    self.close(self._send_broken)
+                    return
                 if conn.at_rest:
                     break
             if conn.at_rest and not self.closed:
@@ -345,6 +360,8 @@ class Session(ResourceCommands, SyncCommands):
             self._flush()
 
     def _send(self, data: bytes) -> None:
+        if self.closed or self._send_broken is not None:
+            return
         if self.fast.out_len:
             self._take_output()
         if self._out or self._writing:
@@ -356,10 +373,10 @@ class Session(ResourceCommands, SyncCommands):
         except (BlockingIOError, InterruptedError):
             n = 0
         except (BrokenPipeError, ConnectionResetError):
-            self.close("disconnected")
+            self._broken("disconnected")
             return
         except OSError as exc:
-            self.close(f"socket error: {exc.strerror}")
+            self._broken(f"socket error: {exc.strerror}")
             return
         if n < len(data):
             self._out.append(memoryview(data)[n:])
@@ -367,8 +384,26 @@ class Session(ResourceCommands, SyncCommands):
 
     def _send_fd(self, fd: int) -> None:
         """Queue an fd (owned by the queue from now on, closed once sent)."""
+        if self.closed or self._send_broken is not None:
+            os.close(fd)
+            return
         self._out.append(fd)
         self._flush()
+
+    def _broken(self, why: str) -> None:
+        """A send failed: close now, or once the running handler is done."""
+        if not self._dispatching:
+            self.close(why)
+            return
+        if self._send_broken is None:
+            self._send_broken = why
+            self._drop_output()
+
+    def _drop_output(self) -> None:
+        for item in self._out:
+            if isinstance(item, int):
+                os.close(item)
+        self._out.clear()
 
     def _flush(self) -> None:
         out = self._out
@@ -384,10 +419,10 @@ class Session(ResourceCommands, SyncCommands):
             except (BlockingIOError, InterruptedError):
                 break
             except (BrokenPipeError, ConnectionResetError):
-                self.close("disconnected")
+                self._broken("disconnected")
                 return
             except OSError as exc:
-                self.close(f"socket error: {exc.strerror}")
+                self._broken(f"socket error: {exc.strerror}")
                 return
             if n == len(item):
                 out.popleft()
@@ -422,10 +457,7 @@ class Session(ResourceCommands, SyncCommands):
             loop.remove_reader(self.fd)
         if self._writing:
             loop.remove_writer(self.fd)
-        for item in self._out:
-            if isinstance(item, int):
-                os.close(item)
-        self._out.clear()
+        self._drop_output()
         for w in self.sync_waiters:
             self._end_waiter(w, signal=False)
         self.sync_waiters.clear()

@@ -18,19 +18,24 @@ import textwrap
 
 import pytest
 from server_helpers import (
+    DISPLAY_BIND,
     RED,
     WIDTH,
     assert_filled,
     create_target,
+    dwords,
+    header,
     hostile_client_checks,
     open_fds,
     render_clear,
     rss_bytes,
     wait_until,
 )
+from support.servers import Server
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.testing import RunningServer
+from virgl_viewer.vtest import protocol as p
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -102,3 +107,45 @@ def test_many_short_lived_clients_leak_nothing(virgl_server: RunningServer,
     growth = rss_bytes() - rss
     assert growth < 30 << 20, f"RSS grew by {growth >> 20} MiB over 200 clients"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _fds_and_maps(pid: int) -> tuple[int, int]:
+    """The server's open fds and its shared-memory mappings (memfds: resource shm)."""
+    with open(f"/proc/{pid}/maps", encoding="ascii", errors="replace") as maps:
+        return len(os.listdir(f"/proc/{pid}/fd")), sum("/memfd:" in ln for ln in maps)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_client_gone_before_its_replies_leaves_nothing(vtest_server: Server,
+                                                       version: int) -> None:
+    """A client that sends 400 RESOURCE_CREATE2 and closes its socket at once: the
+    server's replies (ids, shm fds) fail to send part-way. Whatever a handler made
+    after its send failed must still be freed: the server's fds and mappings come
+    back to where they were (protocol 3 leaked an fd and a mapping a client)."""
+    pid = vtest_server.pid
+    assert pid is not None
+    path = str(vtest_server.socket_path)
+    burst = b"".join(
+        header(p.Cmd.RESOURCE_CREATE2, 11)
+        + dwords(0 if version >= 3 else i + 1, p.TARGET_2D, 2, DISPLAY_BIND, 64, 64, 1, 1,
+                 0, 0, 64 * 64 * 4)
+        for i in range(400))
+
+    def leave(rounds: int) -> None:
+        for _ in range(rounds):
+            c = VtestClient.connect(path, "leaver", version)
+            c.sock.sendall(burst)
+            c.sock.close()
+
+    def gone() -> int:
+        who = f"client leaver (pid {os.getpid()}) "
+        return sum(1 for ln in vtest_server.log().splitlines()
+                   if who + "disconnected:" in ln or who + "dropped:" in ln)
+
+    leave(1)  # the first client's one-time allocations are not a leak
+    assert wait_until(lambda: gone() == 1, 30)
+    baseline = _fds_and_maps(pid)
+    leave(5)
+    assert wait_until(lambda: gone() == 6, 30)
+    assert wait_until(lambda: _fds_and_maps(pid) == baseline), (
+        f"fds and mappings {_fds_and_maps(pid)}, {baseline} before")
