@@ -33,7 +33,7 @@ class RenderHost:
         self._ctx_ids = itertools.count(1)
         self.caps_v1 = self.renderer.fill_caps(CAPSET_VIRGL, 1)
         self.caps_v2 = self.renderer.fill_caps(CAPSET_VIRGL2, 1)
-        self._capsets: dict[tuple[int, int], bytes | None] = {}
+        self._capsets: dict[tuple[int, int], bytes] = {}
         log.info("virglrenderer ready: caps v1 %d bytes, v2 %d bytes, poll fd %d",
                  len(self.caps_v1), len(self.caps_v2), self.renderer.poll_fd)
 
@@ -53,16 +53,21 @@ class RenderHost:
     def capset(self, capset_id: int, version: int) -> bytes | None:
         """Caps of a capset, or None when this host does not offer it."""
         key = (capset_id, version)
-        if key not in self._capsets:
-            max_ver, size = self.renderer.capset_info(capset_id)
-            if capset_id == CAPSET_VENUS:
-                # Venus answers with version 0; it only works when the
-                # renderer was initialised with it (a render server).
-                supported = self.venus_enabled and size > 0 and version <= max_ver
-            else:
-                supported = size > 0 and max_ver > 0 and version <= max_ver
-            self._capsets[key] = self.renderer.fill_caps(capset_id, version) if supported else None
-        return self._capsets[key]
+        caps = self._capsets.get(key)
+        if caps is not None:
+            return caps
+        max_ver, size = self.renderer.capset_info(capset_id)
+        if capset_id == CAPSET_VENUS:
+            # Venus answers with version 0; it only works when the
+            # renderer was initialised with it (a render server).
+            supported = self.venus_enabled and size > 0 and version <= max_ver
+        else:
+            supported = size > 0 and max_ver > 0 and version <= max_ver
+        if not supported:
+            return None  # never cached: the client picks any of 2^64 (id, version) pairs
+        # cached: at most the few versions each of the library's capsets has
+        caps = self._capsets[key] = self.renderer.fill_caps(capset_id, version)
+        return caps
 
     def close(self, close_provider: Callable[[], None] | None = None) -> None:
         self.renderer.close()

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 RECV_SIZE = 1 << 18
 PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop reading
+# Replies queued for a client that does not read them: past this, its requests wait
+# (the server stops reading it) until it has read them. GET_CAPS2 answers 8 bytes
+# with 1.4 KiB: without the limit, a client that never reads grows the server.
+REPLY_QUEUE_LIMIT = 1 << 20
 
 
 
@@ -105,6 +109,8 @@ class Session(ResourceCommands, SyncCommands):
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
         # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
         self._out: deque[bytes | memoryview | int] = deque()
+        self._out_bytes = 0  # bytes (not fds) in _out
+        self._held_for_output = False
         self._writing = False
         self.closed = False
         # A send failed while a handler ran: the handler finishes (what it made is
@@ -295,9 +301,9 @@ class Session(ResourceCommands, SyncCommands):
             self.fast.reader_paused = 0
             self.loop.add_reader(self.fd, self._on_readable)
         if self._py_mode:
-            self._process()
-        else:
-            self._pump()
+            self._process()  # it hands back to C when the codec is at rest...
+        if not self._py_mode and not self.closed:
+            self._pump()  # ...and C may hold input already read: nothing else pumps it
 
     def on_poll(self, status: int, fences: bool) -> None:
         """From the server's fence poll: fences retired (``fences``: this
@@ -319,6 +325,9 @@ class Session(ResourceCommands, SyncCommands):
         c = self.fast
         try:
             while not c.parked and not self.closed:
+                if self._out_bytes > REPLY_QUEUE_LIMIT:
+                    self._hold_for_output()
+                    return
                 ev = conn.next_event()
                 if ev is codec.NEED_DATA:
                     break
@@ -356,6 +365,7 @@ class Session(ResourceCommands, SyncCommands):
         data = self.fast.take_output()
         if data:
             self._out.append(data)
+            self._out_bytes += len(data)
             self.fast.py_out_busy = 1
             self._flush()
 
@@ -366,6 +376,7 @@ class Session(ResourceCommands, SyncCommands):
             self._take_output()
         if self._out or self._writing:
             self._out.append(data)
+            self._out_bytes += len(data)
             self._flush()
             return
         try:
@@ -380,6 +391,7 @@ class Session(ResourceCommands, SyncCommands):
             return
         if n < len(data):
             self._out.append(memoryview(data)[n:])
+            self._out_bytes += len(data) - n
             self._flush()
 
     def _send_fd(self, fd: int) -> None:
@@ -389,6 +401,16 @@ class Session(ResourceCommands, SyncCommands):
             return
         self._out.append(fd)
         self._flush()
+
+    def _hold_for_output(self) -> None:
+        """The client does not read its replies: read and answer nothing more from it
+        until it has read half of them (``_flush`` resumes it)."""
+        self._held_for_output = True
+        self.log.debug("client %s: %d bytes of replies unread: not reading its requests "
+                       "until it reads them", self, self._out_bytes)
+        if not self.fast.reader_paused:
+            self.fast.reader_paused = 1
+            self.loop.remove_reader(self.fd)
 
     def _broken(self, why: str) -> None:
         """A send failed: close now, or once the running handler is done."""
@@ -404,6 +426,7 @@ class Session(ResourceCommands, SyncCommands):
             if isinstance(item, int):
                 os.close(item)
         self._out.clear()
+        self._out_bytes = 0
 
     def _flush(self) -> None:
         out = self._out
@@ -424,12 +447,16 @@ class Session(ResourceCommands, SyncCommands):
             except OSError as exc:
                 self._broken(f"socket error: {exc.strerror}")
                 return
+            self._out_bytes -= n
             if n == len(item):
                 out.popleft()
             else:
                 out[0] = memoryview(item)[n:]
                 break
         self.fast.py_out_busy = 1 if out else 0
+        if self._held_for_output and self._out_bytes <= REPLY_QUEUE_LIMIT // 2:
+            self._held_for_output = False
+            self.loop.call_soon(self.resume)
         if out and not self._writing:
             self._writing = True
             self.loop.add_writer(self.fd, self._flush)

@@ -12,22 +12,27 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from server_helpers import (
     DISPLAY_BIND,
     RED,
     WIDTH,
+    Bystander,
     assert_filled,
     create_target,
     dwords,
     header,
     hostile_client_checks,
     open_fds,
+    peak_rss_growth,
     render_clear,
+    reset_peak_rss,
     rss_bytes,
     wait_until,
 )
@@ -149,3 +154,44 @@ def test_client_gone_before_its_replies_leaves_nothing(vtest_server: Server,
     assert wait_until(lambda: gone() == 6, 30)
     assert wait_until(lambda: _fds_and_maps(pid) == baseline), (
         f"fds and mappings {_fds_and_maps(pid)}, {baseline} before")
+
+
+def _read(client: VtestClient, n: int) -> bytes:
+    """Exactly ``n`` bytes from the client's socket (blocking; the test's timeout bounds it)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = client.sock.recv_into(view[got:])
+        assert k, f"connection closed after {got} of {n} bytes"
+        got += k
+    return bytes(buf)
+
+
+def test_client_that_never_reads_its_replies_is_held_not_buffered(
+        virgl_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """50 000 GET_CAPS2 (400 KB) ask for 69 MB of replies. A client that sends them
+    and reads nothing is no longer read from once 1 MiB of its replies wait: the
+    server does not grow, a bystander is served meanwhile, and when the client
+    finally reads, every reply arrives, byte for byte the caps."""
+    n = 50_000
+    bystander = Bystander(virgl_server)
+    try:
+        with VtestClient.connect(virgl_server.path, "deaf", 2) as c:
+            request = header(p.Cmd.GET_CAPS2, 0)
+            caplog.set_level(logging.DEBUG, "virgl_viewer.session")
+            reset_peak_rss()
+            sender = threading.Thread(target=c.sock.sendall, args=(request * n,))
+            sender.start()
+            bystander.renders()
+            assert wait_until(lambda: "replies unread: not reading" in caplog.text)
+            bystander.renders()
+            assert peak_rss_growth() < 32 << 20, f"peak RSS grew {peak_rss_growth() >> 20} MiB"
+            # a caps reply's length field counts the caps bytes plus one (upstream's)
+            head = _read(c, 8)
+            size = 8 + struct.unpack_from("<I", head)[0] - 1
+            stream = head + _read(c, size * n - 8)
+            sender.join(30)
+            assert stream == stream[:size] * n
+    finally:
+        bystander.close()
