@@ -167,6 +167,11 @@ FRAMING = {
                              "commands lie outside", version=3),
     "cmd2-syncs-past-end": Bad(cmd2(1, 1, 0, 0, 9, 1, 0, 0, 0, 1, 2), "SUBMIT_CMD2",
                                "syncs lie outside", version=3),
+    # two batches submitting the same 20 dwords: in total more than the message holds
+    "cmd2-batches-share-commands": Bad(cmd2(2, 0, 17, 20, 0, 0, 0, 0, 0, 0, 17, 20, 0, 0, 0, 0,
+                                            0, *[0] * 20), "SUBMIT_CMD2",
+                                       "batches 0-1 reference 40 command and 0 sync dwords of "
+                                       "a 37-dword message", version=3),
     "cmd2-ring-64": Bad(cmd2(1, 1, 0, 0, 0, 0, 64, 0, 0), "SUBMIT_CMD2", "ring_idx 64",
                         version=3),
 }

@@ -292,6 +292,11 @@ class ServerConnection:
         if count > MAX_SUBMIT_BATCHES:
             raise self._fail(f"{count} batches exceed the limit of {MAX_SUBMIT_BATCHES}")
         batches = []
+        # Batches may point at the same dwords: bounded one by one, 1024 batches of a
+        # 64 MiB message could each submit all of it (and each sync list be all of it),
+        # a thousandfold work for one message. In total they may reference at most the
+        # message's own dwords, so the work stays linear in its size.
+        cmd_total = sync_total = 0
         for i in range(count):
             flags, cmd_off, cmd_size, sync_off, sync_count, ring, _, _ = _BATCH.unpack_from(
                 payload, 4 + 4 * p.SUBMIT_CMD2_BATCH_DWORDS * i)
@@ -299,6 +304,11 @@ class ServerConnection:
                 raise self._fail(f"batch {i} commands lie outside the message")
             if sync_off + 3 * sync_count > length:
                 raise self._fail(f"batch {i} syncs lie outside the message")
+            cmd_total += cmd_size
+            sync_total += 3 * sync_count
+            if cmd_total > length or sync_total > length:
+                raise self._fail(f"batches 0-{i} reference {cmd_total} command and "
+                                 f"{sync_total} sync dwords of a {length}-dword message")
             if ring >= p.MAX_TIMELINE_COUNT:
                 raise self._fail(f"batch {i} ring_idx {ring} >= {p.MAX_TIMELINE_COUNT}")
             vals = struct.unpack_from(f"<{3 * sync_count}I", payload, 4 * sync_off)
