@@ -59,8 +59,10 @@ class Sync:
 
 @dataclass(slots=True, eq=False)
 class SyncWaiter:
+    """A SYNC_WAIT not yet met: ``need`` maps each sync id it still waits on to the
+    value that sync must reach (the largest asked for ALL, the smallest for ANY)."""
+
     fd: int
     any: bool
-    pending: list[tuple[Sync, int]]
-    total: int
+    need: dict[int, int]
     timer: Any = None

@@ -105,6 +105,7 @@ class Session(ResourceCommands, SyncCommands):
         self.syncs: dict[int, Sync] = {}
         self._next_sync = 1
         self.sync_waiters: list[SyncWaiter] = []
+        self._waiting: dict[int, set[SyncWaiter]] = {}  # sync id -> the waiters on it
         # fences: counted in C (fence_submitted/completed), all on virgl ring 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
         # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
@@ -488,6 +489,7 @@ class Session(ResourceCommands, SyncCommands):
         for w in self.sync_waiters:
             self._end_waiter(w, signal=False)
         self.sync_waiters.clear()
+        self._waiting.clear()
         host = self.host
         submitted, completed = self.fence_submitted, self.fence_completed
         self.fast.close()  # no more fences routed here; the fence log stays

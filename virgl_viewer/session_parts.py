@@ -56,6 +56,7 @@ class SessionCore(Protocol):
     resources: dict[int, Resource]
     syncs: dict[int, Sync]
     sync_waiters: list[SyncWaiter]
+    _waiting: dict[int, set[SyncWaiter]]
     _timeline: deque[tuple[int, list[tuple[Sync, int]]]]
     _next_sync: int
     _command: str

@@ -22,7 +22,10 @@ from virgl_viewer.virgl import REWRITE_ERRORS
 from virgl_viewer.vtest import protocol as P
 
 MAX_SYNCS_PER_CLIENT = 1 << 14
-MAX_SYNC_WAITERS = 1024
+# Pending SYNC_WAITs a client may have: each holds an eventfd of ours, and together
+# they may wait on at most MAX_SYNC_WAIT_ENTRIES syncs.
+MAX_SYNC_WAITERS = 256
+MAX_SYNC_WAIT_ENTRIES = 1 << 14
 _ONE = (1).to_bytes(8, "little")
 
 
@@ -146,22 +149,33 @@ class SyncCommands:
         self._signal_sync(self._sync("SYNC_WRITE", ev.sync_id), ev.value)
 
     def _signal_sync(self: SessionCore, sync: Sync, value: int) -> None:
+        """Set a sync's value and end the waits it meets: only the waiters on this
+        sync are looked at, each in constant time."""
         if value <= sync.value:
             sync.value = value  # timelines may be reset downwards, as upstream
             return
         sync.value = value
-        if not self.sync_waiters:
+        waiters = self._waiting.get(sync.sync_id)
+        if not waiters:
             return
-        done: list[SyncWaiter] = []
-        for w in self.sync_waiters:
-            w.pending = [(s, v) for (s, v) in w.pending if not (s is sync and v <= value)]
-            if not w.pending or (w.any and len(w.pending) < w.total):
-                done.append(w)
-        for w in done:
-            self.sync_waiters.remove(w)
-            self._end_waiter(w, signal=True)
+        met = [w for w in waiters if w.need[sync.sync_id] <= value]
+        for w in met:
+            del w.need[sync.sync_id]
+            waiters.discard(w)
+            if w.any or not w.need:
+                self.sync_waiters.remove(w)
+                self._end_waiter(w, signal=True)
+        if not waiters:
+            self._waiting.pop(sync.sync_id, None)
 
     def _end_waiter(self: SessionCore, w: SyncWaiter, signal: bool) -> None:
+        for sid in w.need:
+            waiters = self._waiting.get(sid)
+            if waiters is not None:
+                waiters.discard(w)
+                if not waiters:
+                    del self._waiting[sid]
+        w.need.clear()
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
@@ -177,23 +191,36 @@ class SyncCommands:
 
     def _on_sync_wait(self: SessionCore, ev: P.SyncWait) -> None:
         cmd = self._command = "SYNC_WAIT"
-        pending: list[tuple[Sync, int]] = []
+        any_ = bool(ev.flags & P.SYNC_WAIT_FLAG_ANY)
+        need: dict[int, int] = {}
+        met_one = False
         for sync_id, value in ev.waits:
             sync = self._sync(cmd, sync_id)
-            if sync.value < value:
-                pending.append((sync, value))
-        ready = not pending or (ev.flags & P.SYNC_WAIT_FLAG_ANY and len(pending) < len(ev.waits))
+            if sync.value >= value:
+                met_one = True
+            elif sync_id not in need:
+                need[sync_id] = value
+            else:
+                need[sync_id] = min(need[sync_id], value) if any_ else max(need[sync_id],
+                                                                            value)
+        ready = not need or (any_ and met_one)
+        if not ready and ev.timeout != 0:
+            if len(self.sync_waiters) >= MAX_SYNC_WAITERS:
+                raise ClientError(f"more than {MAX_SYNC_WAITERS} sync waits pending", cmd)
+            entries = sum(len(w.need) for w in self.sync_waiters) + len(need)
+            if entries > MAX_SYNC_WAIT_ENTRIES:
+                raise ClientError(f"pending sync waits would wait on {entries} syncs, more "
+                                  f"than {MAX_SYNC_WAIT_ENTRIES}", cmd)
         efd = os.eventfd(1 if ready else 0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._send(self.conn.send(P.SyncWaitReply()))
         if ready or ev.timeout == 0:
             self._send_fd(efd)
             return
-        if len(self.sync_waiters) >= MAX_SYNC_WAITERS:
-            os.close(efd)
-            raise ClientError("too many pending sync waits", cmd)
         keep = os.dup(efd)
         self._send_fd(efd)
-        w = SyncWaiter(keep, bool(ev.flags & P.SYNC_WAIT_FLAG_ANY), pending, len(pending))
+        w = SyncWaiter(keep, any_, need)
         if ev.timeout <= 0x7FFFFFFF:
             w.timer = self.loop.call_later(ev.timeout / 1000.0, self._expire_waiter, w)
         self.sync_waiters.append(w)
+        for sid in need:
+            self._waiting.setdefault(sid, set()).add(w)

@@ -431,8 +431,8 @@ class StateRegistry(ServerObserver):
         syncs = s.syncs.copy()
         waiting: dict[int, int] = {}
         for w in list(s.sync_waiters):
-            for sync, _value in list(w.pending):
-                waiting[sync.sync_id] = waiting.get(sync.sync_id, 0) + 1
+            for sid in list(w.need):
+                waiting[sid] = waiting.get(sid, 0) + 1
         recs = self._fence_recs
         for sid in [sid for sid in c.sync_keys if sid not in syncs]:
             key = c.sync_keys.pop(sid)

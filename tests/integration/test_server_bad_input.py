@@ -122,6 +122,17 @@ def sync_wait(*payload: int) -> Act:
     return act
 
 
+def many_waits(waiters: int, syncs: int) -> Act:
+    """``syncs`` syncs at 0, then ``waiters`` SYNC_WAITs each for all of them to reach 1
+    (no timeout): every one stays pending."""
+    def act(c: VtestClient) -> None:
+        ids = [c.sync_create(0) for _ in range(syncs)]
+        wait = header(C.SYNC_WAIT, 2 + 3 * syncs) + dwords(0, 0xFFFFFFFF) + b"".join(
+            dwords(i, 1, 0) for i in ids)
+        c.send_raw(wait * waiters)
+    return act
+
+
 NAME = b"renderer\0"
 FRAMING = {
     "unknown-command": Bad(raw(header(99, 0)), "#99", "unknown command"),
@@ -172,6 +183,11 @@ FRAMING = {
                                             0, *[0] * 20), "SUBMIT_CMD2",
                                        "batches 0-1 reference 40 command and 0 sync dwords of "
                                        "a 37-dword message", version=3),
+    "sync-wait-257-pending": Bad(many_waits(257, 1), "SYNC_WAIT",
+                                 "more than 256 sync waits pending", version=3),
+    "sync-waits-on-too-many-syncs": Bad(many_waits(2, 9000), "SYNC_WAIT",
+                                        "pending sync waits would wait on 18000 syncs, more "
+                                        "than 16384", version=3),
     "cmd2-ring-64": Bad(cmd2(1, 1, 0, 0, 0, 0, 64, 0, 0), "SUBMIT_CMD2", "ring_idx 64",
                         version=3),
 }

@@ -234,7 +234,7 @@ def test_syncs_added_signalled_waited_and_removed(reg: StateRegistry) -> None:
     reg.sync_changed(s)  # type: ignore[arg-type]
     (f,) = reg.pull().fences.added
     assert (f.kind, f.id, f.value, f.signalled, f.pending) == ("sync", 1, 0, None, 0)
-    s.sync_waiters.append(SyncWaiter(-1, False, [(s.syncs[1], 5)], 1))
+    s.sync_waiters.append(SyncWaiter(-1, False, {1: 5}))
     s.syncs[1].value = 3  # signalled by a retired fence: no hook
     (f,) = reg.pull().fences.changed
     assert (f.value, f.pending) == (3, 1) and f.signalled is not None
