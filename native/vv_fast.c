@@ -36,8 +36,6 @@
 #define BIND_SCANOUT (1u << 18)
 enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUBE_ARRAY };
 
-#define MAX_PAYLOAD (64u << 20)      /* as the codec's max_payload_bytes */
-#define PARKED_BUFFER_LIMIT (1u << 20)
 #define RECV_CHUNK (1u << 18)
 #define BATCH_MESSAGES 256           /* then yield to the other clients */
 #define FENCE_LOG 1024               /* fences remembered per client */
@@ -47,8 +45,16 @@ enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUB
 #define CMD_RESOURCE_UNREF 3
 #define CMD_RESOURCE_CREATE2 12
 #define RES_CREATE2_DWORDS 11
-#define MAX_SHM_BYTES (1ull << 30)       /* as session_resources.MAX_SHM_BYTES */
-#define MAX_RESOURCES_PER_CLIENT (1u << 16)
+
+/* The budgets (virgl_viewer/budgets.py, the only place they are written), set by
+ * the binding before any client is served. */
+static struct vv_limits limits;
+static uint64_t live_mappings; /* shm mappings of every client's resources */
+
+void vv_fast_set_limits(const struct vv_limits *l)
+{
+   limits = *l;
+}
 
 /* ------------------------------------------------------------ resources */
 struct vv_res {
@@ -73,6 +79,7 @@ struct vv_res {
 struct vv_res_table {
    struct vv_res *slots; /* client == 0: empty; client == UINT32_MAX: tombstone */
    uint32_t cap, used, live;
+   uint64_t shm_total; /* shm bytes of the live entries */
 };
 
 #define TOMB UINT32_MAX
@@ -143,6 +150,9 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
    if (r->client == 0)
       t->used++;
    t->live++;
+   t->shm_total += src->shm_size;
+   if (src->shm_size)
+      live_mappings++;
    *r = *src;
    r->ring = NULL;
    *err = 0;
@@ -161,13 +171,32 @@ int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
    return err;
 }
 
+/* The entry is gone (a tombstone); its shm counts no more. */
+static void res_drop(struct vv_res_table *t, struct vv_res *r)
+{
+   r->client = TOMB;
+   t->live--;
+   t->shm_total -= r->shm_size;
+   if (r->shm_size)
+      live_mappings--;
+}
+
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
 {
    struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
-   if (r) {
-      r->client = TOMB;
-      c->res->live--;
-   }
+   if (r)
+      res_drop(c->res, r);
+}
+
+int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size)
+{
+   if (c->res->live >= limits.resources)
+      return VV_ADMIT_RESOURCES;
+   if (c->res->shm_total + shm_size > limits.shm_bytes)
+      return VV_ADMIT_SHM_BYTES;
+   if (shm_size && live_mappings >= limits.mappings)
+      return VV_ADMIT_MAPPINGS;
+   return 0;
 }
 
 static void destroy_owned(struct vv_conn *c, struct vv_res *r);
@@ -563,7 +592,7 @@ static long fast_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
 {
    switch (cmd) {
    case CMD_SUBMIT_CMD:
-      if (!c->ctx_id || (uint64_t)len * 4 > MAX_PAYLOAD)
+      if (!c->ctx_id || (uint64_t)len * 4 > limits.message_bytes)
          return -1;
       return (long)len * 4;
    case CMD_TRANSFER_GET2:
@@ -654,10 +683,9 @@ static void destroy_owned(struct vv_conn *c, struct vv_res *r)
       }
       c->res_events = c->ev_n;
    }
-   r->client = TOMB;
+   res_drop(c->res, r);
    r->shm = NULL;
    r->iov = NULL;
-   c->res->live--;
 }
 
 int vv_conn_destroy_resource(struct vv_conn *c, uint32_t client)
@@ -705,14 +733,19 @@ int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max
    return n;
 }
 
-/* Largest backing a resource of this shape can need (16 bytes a texel, a
- * full mip chain), as session_resources.shm_bound. */
+uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
+                      uint32_t nr_samples, uint32_t last_level)
+{
+   /* 16 bytes a texel, a full mip chain (at most twice the base), 64 KiB of slack */
+   unsigned __int128 texels = (unsigned __int128)max1(width) * max1(height) * max1(depth) *
+                              max1(array_size) * max1(nr_samples);
+   unsigned __int128 b = texels * 16 * (last_level ? 2 : 1) + (1u << 16);
+   return b > limits.shm_bytes_per_resource ? limits.shm_bytes_per_resource : (uint64_t)b;
+}
+
 static uint64_t shm_bound(const uint32_t *f)
 {
-   unsigned __int128 texels = (unsigned __int128)max1(f[4]) * max1(f[5]) * max1(f[6]) *
-                              max1(f[7]) * max1(f[9]);
-   unsigned __int128 b = texels * 16 * (f[8] ? 2 : 1) + (1u << 16);
-   return b > MAX_SHM_BYTES ? MAX_SHM_BYTES : (uint64_t)b;
+   return vv_shm_bound(f[4], f[5], f[6], f[7], f[9], f[8]);
 }
 
 static int send_fd(int sock, int fd)
@@ -750,7 +783,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
     * An fd must not overtake output already queued. */
    if (c->protocol_version >= 3 || f[0] == 0 || f[0] == TOMB || res_find(c->res, f[0]) ||
-       c->res->live >= MAX_RESOURCES_PER_CLIENT || size > shm_bound(f) ||
+       vv_conn_admit(c, size) || size > shm_bound(f) ||
        (size && (c->out_len || c->py_out_busy)))
       return VV_FAST_SLOW;
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
@@ -792,10 +825,8 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    if (r && vv_map_set(c->map, f[0], src.server))
       err = -ENOMEM;
    if (!r || err) {
-      if (r) {
-         r->client = TOMB;
-         c->res->live--;
-      }
+      if (r)
+         res_drop(c->res, r);
       if (fd >= 0)
          close(fd);
       if (src.shm)
@@ -1032,7 +1063,7 @@ int vv_conn_pump(struct vv_conn *c)
             rc = fill(c, 0);
             if (rc == -2)
                return VV_FAST_SOCKERR;
-            if (rc == 1 && c->in_len - c->in_pos > PARKED_BUFFER_LIMIT) {
+            if (rc == 1 && c->in_len - c->in_pos > limits.parked_input_bytes) {
                c->reader_paused = 1;
                return VV_FAST_PAUSE;
             }

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from virgl_viewer import signals
+from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.vtest.protocol import VTEST_DEFAULT_SOCKET_NAME
 
 log = logging.getLogger("virgl_viewer")
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GUI: run the GUI thread N nice levels below the render thread, "
                         "so that on a CPU-only host the guests' work comes before "
                         "showing it (0: the same priority; default %(default)s)")
+    p.add_argument("--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one of the limits a guest is held to (repeatable; sizes "
+                        "take K, M or G; the README lists them: resources, shm_bytes, "
+                        "reply_queue_bytes, sync_waits, ...)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default %(default)s")
     return p
@@ -53,7 +58,8 @@ def run_headless(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid)
+    rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid,
+                      budgets=args.budgets)
     if args.snapshot_dir:
         from virgl_viewer.snapshots import SnapshotWriter
 
@@ -105,7 +111,12 @@ def run_headless(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.budgets = DEFAULT_BUDGETS.with_overrides(args.budget)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signals.unblock(signals.STOP_SIGNALS | {signal.SIGUSR1})

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from virgl_viewer import virgl
+from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
+from virgl_viewer.budgets import Budgets
 from virgl_viewer.egl import SharedProvider
 from virgl_viewer.scanout import Frame, Scanout, ScanoutManager, TexturePreviewService
 from virgl_viewer.server import RenderThread
@@ -52,12 +54,13 @@ class RenderSide:
     def __init__(self, path: str, egl_display: int, share_context: int, *,
                  on_change: Callable[[str, Scanout], None], frames_fd: int,
                  registry: StateRegistry, present_interval: float,
-                 allowed_uids: Iterable[int] = ()) -> None:
+                 allowed_uids: Iterable[int] = (),
+                 budgets: Budgets = DEFAULT_BUDGETS) -> None:
         def provider() -> tuple[SharedProvider, Callable[[], None]]:
             p = SharedProvider(egl_display, share_context)
             return p, p.close
 
-        self.thread = RenderThread(path, provider, allowed_uids=allowed_uids)
+        self.thread = RenderThread(path, provider, allowed_uids=allowed_uids, budgets=budgets)
         self.thread.on_ready = self._ready
         self.thread.on_stop = self._stopping
         self._on_change = on_change

@@ -24,10 +24,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
+from virgl_viewer.budgets import Budgets
 from virgl_viewer.errors import VirglViewerError
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.session import Session
-from virgl_viewer.virgl import PRESENT_REPORT_INTERVAL_S, FastPoller, FastSelector
+from virgl_viewer.virgl import (
+    PRESENT_REPORT_INTERVAL_S,
+    FastPoller,
+    FastSelector,
+    set_budgets,
+)
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
@@ -38,7 +45,6 @@ log = logging.getLogger(__name__)
 _UCRED = struct.Struct("3i")
 RESOURCE_SYNC_S = 0.1  # how often observers catch up with the C path's resources
 ACCEPT_RETRY_S = 1.0  # out of fds: try accepting again after this long at the latest
-FD_RESERVE_MIN = 16
 
 
 def open_fd_count() -> int:
@@ -113,8 +119,10 @@ class VtestServer:
     """Serves vtest clients; lives on the render thread's loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: RenderHost, path: str,
-                 allowed_uids: Iterable[int] = ()) -> None:
+                 allowed_uids: Iterable[int] = (), budgets: Budgets = DEFAULT_BUDGETS) -> None:
         self.loop = loop
+        self.budgets = budgets
+        set_budgets(budgets)
         self.host = host
         self.path = path
         self.allowed_uids = {os.getuid(), *allowed_uids}
@@ -130,7 +138,7 @@ class VtestServer:
         # fds kept back for the connected clients' shm, eventfds and replies: a new
         # client is accepted only while more than this many are free
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.fd_reserve = max(FD_RESERVE_MIN, self.fd_limit // 8)
+        self.fd_reserve = max(self.budgets.fd_reserve, self.fd_limit // 8)
         self._resume_timer: asyncio.TimerHandle | None = None
         loop.add_reader(host.renderer.poll_fd, self._on_poll)
         self.closed = False
@@ -319,8 +327,10 @@ class RenderThread:
 
     def __init__(self, path: str,
                  provider_factory: Callable[[], tuple[GLContextProvider, Callable[[], None]]],
-                 allowed_uids: Iterable[int] = (), venus: bool = False) -> None:
+                 allowed_uids: Iterable[int] = (), venus: bool = False,
+                 budgets: Budgets = DEFAULT_BUDGETS) -> None:
         self.path = path
+        self._budgets = budgets
         self._factory = provider_factory
         self._allowed = tuple(allowed_uids)
         self._venus = venus
@@ -352,7 +362,8 @@ class RenderThread:
             provider, close_provider = self._factory()
             self.host = RenderHost(provider, venus=self._venus)
             self._selector.poll_fd = self.host.renderer.poll_fd
-            self.server = VtestServer(self.loop, self.host, self.path, self._allowed)
+            self.server = VtestServer(self.loop, self.host, self.path, self._allowed,
+                                      self._budgets)
             if self.on_ready is not None:
                 self.on_ready(self.server)
         except BaseException as exc:

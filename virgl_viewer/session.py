@@ -54,11 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 1 << 18
-PARKED_BUFFER_LIMIT = 1 << 20  # bytes a parked client may send before we stop reading
-# Replies queued for a client that does not read them: past this, its requests wait
-# (the server stops reading it) until it has read them. GET_CAPS2 answers 8 bytes
-# with 1.4 KiB: without the limit, a client that never reads grows the server.
-REPLY_QUEUE_LIMIT = 1 << 20
 
 
 
@@ -91,7 +86,8 @@ class Session(ResourceCommands, SyncCommands):
         self.pid = pid
         self.uid = uid
         self.name = "?"
-        self.conn = codec.ServerConnection()
+        self.budgets = server.budgets
+        self.conn = codec.ServerConnection(self.budgets.message_bytes)
         self.protocol_version = 0
         self.capset_id = 0
         self.ctx_id = 0  # 0 until the virgl context exists
@@ -208,7 +204,8 @@ class Session(ResourceCommands, SyncCommands):
                 self.close("disconnected while waiting")
                 return
             self.conn.receive_data(data)
-            if self.conn.buffered_bytes > PARKED_BUFFER_LIMIT and not self.fast.reader_paused:
+            if (self.conn.buffered_bytes > self.budgets.parked_input_bytes
+                    and not self.fast.reader_paused):
                 self.fast.reader_paused = 1
                 self.loop.remove_reader(self.fd)
             return
@@ -326,7 +323,9 @@ class Session(ResourceCommands, SyncCommands):
         c = self.fast
         try:
             while not c.parked and not self.closed:
-                if self._out_bytes > REPLY_QUEUE_LIMIT:
+                # GET_CAPS2 answers 8 bytes with 1.4 KiB: a client that does not
+                # read is not read from past its reply queue's budget
+                if self._out_bytes > self.budgets.reply_queue_bytes:
                     self._hold_for_output()
                     return
                 ev = conn.next_event()
@@ -455,7 +454,7 @@ class Session(ResourceCommands, SyncCommands):
                 out[0] = memoryview(item)[n:]
                 break
         self.fast.py_out_busy = 1 if out else 0
-        if self._held_for_output and self._out_bytes <= REPLY_QUEUE_LIMIT // 2:
+        if self._held_for_output and self._out_bytes <= self.budgets.reply_queue_bytes // 2:
             self._held_for_output = False
             self.loop.call_soon(self.resume)
         if out and not self._writing:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sized
 from typing import Any, Protocol
 
+from virgl_viewer.budgets import Budgets
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
 from virgl_viewer.renderer import RenderHost
 from virgl_viewer.virgl import FastConn, HandleMap
@@ -28,6 +29,7 @@ class SessionServer(Protocol):
     host: RenderHost
     loop: asyncio.AbstractEventLoop
     present_interval: float
+    budgets: Budgets
 
     @property
     def observers(self) -> Sized: ...
@@ -53,6 +55,7 @@ class SessionCore(Protocol):
     ctx_id: int
     protocol_version: int
     closed: bool
+    budgets: Budgets
     resources: dict[int, Resource]
     syncs: dict[int, Sync]
     sync_waiters: list[SyncWaiter]

@@ -8,6 +8,7 @@ between it and the GPU resource.
 
 from __future__ import annotations
 
+from virgl_viewer import virgl
 from virgl_viewer.errors import ClientError, RendererError
 from virgl_viewer.formats import format_info
 from virgl_viewer.objects import Resource
@@ -15,17 +16,11 @@ from virgl_viewer.session_parts import SessionCore
 from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
 from virgl_viewer.vtest import protocol as P
 
-MAX_SHM_BYTES = 1 << 30
-MAX_RESOURCES_PER_CLIENT = 1 << 16
-MAX_BLOB_BYTES = 1 << 30
-
 
 def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2 | Resource) -> int:
-    """Largest backing a resource of this shape can need (16 bytes a texel,
-    a full mip chain), so a hostile data_size never maps gigabytes."""
-    texels = max(1, ev.width) * max(1, ev.height) * max(1, ev.depth) * max(1, ev.array_size)
-    texels *= max(1, ev.nr_samples)
-    return min(MAX_SHM_BYTES, texels * 16 * (2 if ev.last_level else 1) + (1 << 16))
+    """Largest backing a resource of this shape can need (the C path's rule)."""
+    return virgl.shm_bound(ev.width, ev.height, ev.depth, ev.array_size, ev.nr_samples,
+                           ev.last_level)
 
 
 def _blocks(texels: int, block: int) -> int:
@@ -89,12 +84,13 @@ class ResourceCommands:
                 raise ClientError("resource handle 0", cmd)
             if ev.handle in self.resources:
                 raise ClientError(f"resource {ev.handle} already exists", cmd)
-        if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
-            raise ClientError("too many resources", cmd)
         data_size = ev.data_size if isinstance(ev, P.ResourceCreate2) else 0
         if data_size > shm_bound(ev):
             raise ClientError(f"data_size {data_size} is larger than a "
                               f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
+        over = self.fast.admit(data_size)
+        if over is not None:
+            raise ClientError(over, cmd)
         ctx_id = self._ensure_context()
         host = self.host
         host.renderer.switch_to(ctx_id)
@@ -131,10 +127,11 @@ class ResourceCommands:
             raise ClientError("blobs need protocol 3", cmd)
         if ev.blob_type not in (P.BLOB_TYPE_GUEST, P.BLOB_TYPE_HOST3D, P.BLOB_TYPE_HOST3D_GUEST):
             raise ClientError(f"unknown blob type {ev.blob_type}", cmd)
-        if ev.size == 0 or ev.size > MAX_BLOB_BYTES:
+        if ev.size == 0 or ev.size > self.server.budgets.shm_bytes_per_resource:
             raise ClientError(f"blob size {ev.size} out of range", cmd)
-        if len(self.resources) >= MAX_RESOURCES_PER_CLIENT:
-            raise ClientError("too many resources", cmd)
+        over = self.fast.admit(0 if ev.blob_type == P.BLOB_TYPE_HOST3D else ev.size)
+        if over is not None:
+            raise ClientError(over, cmd)
         ctx_id = self._ensure_context()
         host = self.host
         host.renderer.switch_to(ctx_id)

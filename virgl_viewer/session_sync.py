@@ -21,11 +21,6 @@ from virgl_viewer.session_parts import SessionCore
 from virgl_viewer.virgl import REWRITE_ERRORS
 from virgl_viewer.vtest import protocol as P
 
-MAX_SYNCS_PER_CLIENT = 1 << 14
-# Pending SYNC_WAITs a client may have: each holds an eventfd of ours, and together
-# they may wait on at most MAX_SYNC_WAIT_ENTRIES syncs.
-MAX_SYNC_WAITERS = 256
-MAX_SYNC_WAIT_ENTRIES = 1 << 14
 _ONE = (1).to_bytes(8, "little")
 
 
@@ -125,8 +120,8 @@ class SyncCommands:
 
     def _on_sync_create(self: SessionCore, ev: P.SyncCreate) -> None:
         cmd = self._command = "SYNC_CREATE"
-        if len(self.syncs) >= MAX_SYNCS_PER_CLIENT:
-            raise ClientError("too many syncs", cmd)
+        if len(self.syncs) >= self.budgets.syncs:
+            raise ClientError(f"over the budget of {self.budgets.syncs} syncs a client", cmd)
         sync_id = self._next_sync
         self._next_sync += 1
         self.syncs[sync_id] = Sync(sync_id, ev.value)
@@ -205,12 +200,13 @@ class SyncCommands:
                                                                             value)
         ready = not need or (any_ and met_one)
         if not ready and ev.timeout != 0:
-            if len(self.sync_waiters) >= MAX_SYNC_WAITERS:
-                raise ClientError(f"more than {MAX_SYNC_WAITERS} sync waits pending", cmd)
+            budgets = self.budgets
+            if len(self.sync_waiters) >= budgets.sync_waits:
+                raise ClientError(f"more than {budgets.sync_waits} sync waits pending", cmd)
             entries = sum(len(w.need) for w in self.sync_waiters) + len(need)
-            if entries > MAX_SYNC_WAIT_ENTRIES:
+            if entries > budgets.sync_wait_entries:
                 raise ClientError(f"pending sync waits would wait on {entries} syncs, more "
-                                  f"than {MAX_SYNC_WAIT_ENTRIES}", cmd)
+                                  f"than {budgets.sync_wait_entries}", cmd)
         efd = os.eventfd(1 if ready else 0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._send(self.conn.send(P.SyncWaitReply()))
         if ready or ev.timeout == 0:

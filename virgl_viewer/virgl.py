@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from virgl_viewer._native import ffi, lib
+from virgl_viewer.budgets import DEFAULT as _DEFAULT_BUDGETS
+from virgl_viewer.budgets import Budgets
 from virgl_viewer.errors import RendererError
 
 log = logging.getLogger(__name__)
@@ -597,6 +599,33 @@ class _CField(Generic[T]):
         setattr(obj._c, self._name, value)
 
 
+_budgets = _DEFAULT_BUDGETS
+
+
+def set_budgets(budgets: Budgets) -> None:
+    """The limits the C path enforces (budgets.py is their only source)."""
+    global _budgets
+    _budgets = budgets
+    limits = ffi.new("struct vv_limits *", {
+        "message_bytes": budgets.message_bytes,
+        "parked_input_bytes": budgets.parked_input_bytes,
+        "resources": budgets.resources,
+        "shm_bytes_per_resource": budgets.shm_bytes_per_resource,
+        "shm_bytes": budgets.shm_bytes,
+        "mappings": budgets.mappings()})
+    lib.vv_fast_set_limits(limits)
+
+
+def shm_bound(width: int, height: int, depth: int, array_size: int, nr_samples: int,
+              last_level: int) -> int:
+    """Largest shm a resource of this shape can need (vv_shm_bound; capped at the
+    shm_bytes_per_resource budget): a hostile data_size never maps gigabytes."""
+    return int(lib.vv_shm_bound(width, height, depth, array_size, nr_samples, last_level))
+
+
+set_budgets(_DEFAULT_BUDGETS)
+
+
 class FastConn:
     """A client's fast path in C (vv_fast.c): SUBMIT_CMD, TRANSFER_GET2/PUT2
     and RESOURCE_BUSY_WAIT are read, checked, run and answered there, and
@@ -682,6 +711,19 @@ class FastConn:
 
     def remove_resource(self, client: int) -> None:
         lib.vv_conn_remove_resource(self._c, client)
+
+    def admit(self, shm_size: int) -> str | None:
+        """None if the client may make one more resource with ``shm_size`` bytes of
+        shm; else which budget it would exceed (C's check, the C path's too)."""
+        code = int(lib.vv_conn_admit(self._c, shm_size))
+        if not code:
+            return None
+        b = _budgets
+        if code == lib.VV_ADMIT_RESOURCES:
+            return f"over the budget of {b.resources} resources a client"
+        if code == lib.VV_ADMIT_SHM_BYTES:
+            return f"over the budget of {b.shm_bytes} shm bytes a client"
+        return f"over the budget of {b.mappings()} shm mappings of all clients"
 
     def fence(self, switch_first: bool = False) -> int:
         """Fence the context's work so far; returns the new fence id."""

@@ -46,7 +46,7 @@ def _grinder(path: str, stop: threading.Event, errors: list[BaseException],
     always waiting on one of its fences. Its last frame is checked pixel by pixel."""
     try:
         with VtestClient.connect(path, "grinder", 0) as c:
-            target = create_target(c, BIG, BIG)
+            target = create_target(c, BIG * 2, BIG * 2)
             cmds = clear_commands(target.handle, GREEN) * 4
             while not stop.is_set():
                 c.submit(cmds)
@@ -117,7 +117,8 @@ def test_a_leaving_clients_context_waits_for_its_last_fence(virgl_server: Runnin
         assert wait_until(lambda: virgl_server.session_count() == 1)
         seen = virgl_server.call(lambda: renderer.contexts_retiring)
         bystander.renders()
-        assert wait_until(lambda: virgl_server.call(lambda: renderer.contexts_retiring) == 0)
+        assert wait_until(lambda: virgl_server.call(lambda: renderer.contexts_retiring) == 0,
+                          120)
         bystander.renders()
     finally:
         bystander.close()

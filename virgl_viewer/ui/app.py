@@ -109,7 +109,8 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from virgl_viewer.ui.controller import ViewerController
 
-    controller = ViewerController(args.socket, allowed_uids=args.allow_uid)
+    controller = ViewerController(args.socket, allowed_uids=args.allow_uid,
+                                  budgets=args.budgets)
     try:
         controller.start()
     except Exception as exc:

@@ -19,6 +19,8 @@ from PySide6.QtCore import QObject, QSocketNotifier, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
 from PySide6.QtWidgets import QLabel, QMainWindow
 
+from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
+from virgl_viewer.budgets import Budgets
 from virgl_viewer.frames import RenderSide, Scanout, current_egl_handles
 from virgl_viewer.state import StateRegistry
 from virgl_viewer.ui.inspector import InspectorDock
@@ -98,10 +100,12 @@ def present_interval() -> float:
 
 
 class ViewerController(QObject):
-    def __init__(self, path: str, allowed_uids: Iterable[int] = ()) -> None:
+    def __init__(self, path: str, allowed_uids: Iterable[int] = (),
+                 budgets: Budgets = DEFAULT_BUDGETS) -> None:
         super().__init__()
         self.path = path
         self.allowed_uids = tuple(allowed_uids)
+        self.budgets = budgets
         self.bridge = ScanoutBridge()
         self.bridge.scanout_event.connect(self._on_event)
         self.windows: dict[int, ScanoutWindow] = {}
@@ -127,7 +131,7 @@ class ViewerController(QObject):
         side = RenderSide(self.path, dpy, share, on_change=self.bridge.scanout_event.emit,
                           frames_fd=self._frames_fd, registry=self.registry,
                           present_interval=present_interval(),
-                          allowed_uids=self.allowed_uids)
+                          allowed_uids=self.allowed_uids, budgets=self.budgets)
         side.start()
         self.render = side
         self.previews.side = side
