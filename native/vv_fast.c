@@ -346,8 +346,12 @@ void vv_conn_close(struct vv_conn *c)
       int switched = 0;
       for (i = 0; i < c->res->cap; i++) {
          struct vv_res *r = &c->res->slots[i];
-         if (r->client == 0 || r->client == TOMB || !r->owned)
+         if (r->client == 0 || r->client == TOMB)
             continue;
+         if (!r->owned) { /* Python frees it; its shm counts no more here */
+            res_drop(c->res, r);
+            continue;
+         }
          if (!switched && c->ctx_id) { /* vrend unrefs in the current GL context */
             virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
             switched = 1;

@@ -289,3 +289,41 @@ def test_cli_out_of_fds_pauses_accept_and_resumes(sock_dir: Path) -> None:
         for c in clients:
             c.close()
         assert server.stop() == 0, server.log()
+
+
+def test_cli_budgets_drop_the_client_over_them(sock_dir: Path) -> None:
+    """--budget sets the limits: a client whose resources' shm would pass 1 MiB is
+    dropped with a line naming the budget; with 4 shm mappings for all clients, the
+    client that would map a fifth is dropped, and the one holding four goes on."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log",
+                       "--budget", "shm_bytes=1M", "--budget", "server-mappings=4")
+    try:
+        server.wait_serving()
+        with VtestClient.connect(server.path, "greedy", 2) as greedy:
+            for _ in range(3):  # 3 x 256 KiB (+ 64 KiB slack allowed by the bound)
+                create_target(greedy, 256, 256)
+            with pytest.raises(Exception):
+                create_target(greedy, 256, 256)
+                create_target(greedy, 256, 256)
+            assert greedy.wait_closed()
+        assert wait_until(lambda: "dropped: RESOURCE_CREATE2: over the budget of 1048576 "
+                                  "shm bytes a client" in server.log()), server.log()
+        with VtestClient.connect(server.path, "holder", 2) as holder, \
+                VtestClient.connect(server.path, "fifth", 2) as fifth:
+            targets = [create_target(holder) for _ in range(4)]
+            with pytest.raises(Exception):
+                create_target(fifth)
+            assert fifth.wait_closed()
+            assert wait_until(lambda: "client fifth" in server.log() and "over the budget "
+                              "of 4 shm mappings of all clients" in server.log()), server.log()
+            assert_filled(render_clear(holder, targets[3], BLUE), BLUE)
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_cli_rejects_an_unknown_budget(sock_dir: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "virgl_viewer", "--headless", "--socket",
+                           str(sock_dir / "x.sock"), "--budget", "gpu_hours=3"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--budget 'gpu_hours=3': expected NAME=VALUE with NAME one of" in proc.stderr
