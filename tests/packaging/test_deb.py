@@ -5,7 +5,8 @@ apt removes it without a trace.
 
 Run by ``make test-deb`` (VV_TEST_DEB=1; root, network; about 3 minutes after the root
 exists, 2 more to debootstrap it once). The root is packaging/roots/mkroot.sh's (cached
-in ``$VV_DEB_ROOT``, default build/roots/trixie); every command runs in it through
+in ``$VV_DEB_ROOT``, default build/roots/trixie), copied afresh for every run so nothing
+installed by an earlier run helps; every command runs in the copy through
 packaging/roots/inroot.sh (a private /dev, never the host's).
 """
 
@@ -24,7 +25,8 @@ from support.screen import Box, Image, colour_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.mesa, pytest.mark.timeout(1800)]
 
-ROOT = Path(os.environ.get("VV_DEB_ROOT", REPO_ROOT / "build" / "roots" / "trixie"))
+PRISTINE = Path(os.environ.get("VV_DEB_ROOT", REPO_ROOT / "build" / "roots" / "trixie"))
+ROOT = PRISTINE.with_name(PRISTINE.name + ".deb-test")  # a fresh copy for every run
 MKROOT = REPO_ROOT / "packaging" / "roots" / "mkroot.sh"
 INROOT = REPO_ROOT / "packaging" / "roots" / "inroot.sh"
 WORK = "/srv/vv"  # the host's work dir, bound here in the root
@@ -46,7 +48,9 @@ DEB = f"virgl-viewer_{VERSION}_amd64.deb"
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    subprocess.run([str(MKROOT), "trixie", str(ROOT)], check=True, timeout=1800)
+    subprocess.run([str(MKROOT), "trixie", str(PRISTINE)], check=True, timeout=1800)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(ROOT)], check=True, timeout=300)
+    subprocess.run(["cp", "-a", str(PRISTINE), str(ROOT)], check=True, timeout=300)
     where = tmp_path_factory.mktemp("deb")
     subprocess.run([str(REPO_ROOT / "packaging" / "mkdebsrc.sh"), str(where)], check=True,
                    timeout=120, stdout=subprocess.DEVNULL)
@@ -124,7 +128,7 @@ def test_headless_serves_mesa_glxgears(work: Path) -> None:
         for i in $(seq 100); do [ -S /tmp/vt.sock ] && break; sleep 0.1; done
         GALLIUM_DRIVER=virpipe LIBGL_ALWAYS_SOFTWARE=1 VTEST_SOCKET_NAME=/tmp/vt.sock \\
             timeout -s INT 7 xvfb-run -a glxgears || true
-        kill -TERM $viewer; wait $viewer; echo "viewer exit $?"
+        kill -TERM $viewer; rc=0; wait $viewer || rc=$?; echo "viewer exit $rc"
     """, net=False, timeout=120))
     log = (work / "headless.log").read_text()
     frames = [int(n) for n in re.findall(r"(\d+) frames in [\d.]+ seconds", out)]
@@ -153,8 +157,8 @@ def test_gui_under_xvfb_shows_the_guest(work: Path) -> None:
         sleep 6
         python3 -c 'from PySide6.QtGui import QGuiApplication as A; a = A([]);
 a.primaryScreen().grabWindow(0).save("{WORK}/gui.png")'
-        kill -INT $gears; wait $gears || true
-        kill -TERM $viewer; wait $viewer; echo "viewer exit $?"
+        kill -INT $gears 2>/dev/null || true; wait $gears || true
+        kill -TERM $viewer; rc=0; wait $viewer || rc=$?; echo "viewer exit $rc"
         cat gears.log
     """, net=False, timeout=180))
     log = (work / "gui.log").read_text()
