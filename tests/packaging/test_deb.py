@@ -181,7 +181,8 @@ def test_apt_removes_it(work: Path) -> None:
         for f in /usr/bin/virgl-viewer /usr/bin/virgl-guest \\
                  /usr/share/applications/{APP_ID}.desktop \\
                  /usr/share/metainfo/{APP_ID}.metainfo.xml \\
-                 /usr/share/man/man1/virgl-viewer.1.gz /usr/lib/python3/dist-packages/virgl_viewer; do
+                 /usr/share/man/man1/virgl-viewer.1.gz \\
+                 /usr/lib/python3/dist-packages/virgl_viewer; do
             if [ -e $f ]; then echo "left: $f"; fi
         done
         dpkg -s virgl-viewer > /dev/null 2>&1 && echo "still installed" || echo "gone"

@@ -31,7 +31,7 @@ def _colour_counts(image: Any) -> dict[str, int]:
 def test_help_about_shows_icon_and_version(qtbot: Any) -> None:
     app = QApplication.instance()
     assert app is not None
-    apply_identity(app)  # type: ignore[arg-type]
+    apply_identity()
     assert app.desktopFileName() == APP_ID  # type: ignore[attr-defined]
     sizes = {s.width() for s in app.windowIcon().availableSizes()}  # type: ignore[attr-defined]
     assert {16, 32, 48, 256} <= sizes

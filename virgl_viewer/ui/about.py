@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import qVersion
-from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QWidget
+from PySide6.QtCore import QCoreApplication, qVersion
+from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QWidget
 
 from virgl_viewer import __version__
 from virgl_viewer.desktop import APP_ID, icon_pngs
@@ -30,11 +30,12 @@ def app_icon() -> QIcon:
     return icon
 
 
-def apply_identity(app: QApplication) -> None:
-    """Icon, version and desktop file name, before any window is shown."""
-    app.setApplicationVersion(__version__)
-    app.setDesktopFileName(APP_ID)  # Wayland's app_id: the menu entry and icon match
-    app.setWindowIcon(app_icon())
+def apply_identity() -> None:
+    """Icon, version and desktop file name of the running application, before any window
+    is shown."""
+    QCoreApplication.setApplicationVersion(__version__)
+    QGuiApplication.setDesktopFileName(APP_ID)  # Wayland's app_id: menu entry and icon
+    QGuiApplication.setWindowIcon(app_icon())
 
 
 def about_text() -> str:

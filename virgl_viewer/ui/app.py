@@ -109,7 +109,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from virgl_viewer.ui.about import add_help_menu, apply_identity
 
-    apply_identity(app)
+    apply_identity()
 
     from virgl_viewer.ui.controller import ViewerController
 
