@@ -46,12 +46,25 @@ UPSTREAM = VERSION.rsplit("-", 1)[0]
 DEB = f"virgl-viewer_{VERSION}_amd64.deb"
 
 
+STOP = """
+stop() {  # stop NAME PID SIGNAL: signal it, wait up to 20 s, report how it ended
+    kill -$3 $2 2>/dev/null || true
+    for i in $(seq 200); do kill -0 $2 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $2 2>/dev/null; then echo "$1 did not exit"; kill -KILL $2; fi
+    rc=0; wait $2 || rc=$?; echo "$1 exit $rc"
+}
+"""
+
+
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def work() -> Iterator[Path]:
+    """The host's work dir (build/deb-test, kept after a run for its logs)."""
     subprocess.run([str(MKROOT), "trixie", str(PRISTINE)], check=True, timeout=1800)
     subprocess.run(["rm", "-rf", "--one-file-system", str(ROOT)], check=True, timeout=300)
     subprocess.run(["cp", "-a", str(PRISTINE), str(ROOT)], check=True, timeout=300)
-    where = tmp_path_factory.mktemp("deb")
+    where = REPO_ROOT / "build" / "deb-test"
+    subprocess.run(["rm", "-rf", str(where)], check=True, timeout=120)
+    where.mkdir(parents=True)
     subprocess.run([str(REPO_ROOT / "packaging" / "mkdebsrc.sh"), str(where)], check=True,
                    timeout=120, stdout=subprocess.DEVNULL)
     yield where
@@ -62,7 +75,7 @@ def inroot(work: Path, script: str, *, net: bool = True, timeout: float = 900
     """``bash -ec SCRIPT`` as root in the root, ``work`` at /srv/vv, output captured."""
     argv = [str(INROOT), *([] if net else ["--no-net"]), "--bind", f"{work}:{WORK}",
             str(ROOT), "bash", "-ec", f"export DEBIAN_FRONTEND=noninteractive; cd {WORK}\n"
-            + script]
+            + STOP + script]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -126,9 +139,17 @@ def test_headless_serves_mesa_glxgears(work: Path) -> None:
             > {WORK}/headless.log 2>&1 &
         viewer=$!
         for i in $(seq 100); do [ -S /tmp/vt.sock ] && break; sleep 0.1; done
+        Xvfb :7 -screen 0 1280x1024x24 -nolisten tcp > xvfb.log 2>&1 &
+        for i in $(seq 100); do [ -S /tmp/.X11-unix/X7 ] && break; sleep 0.1; done
         GALLIUM_DRIVER=virpipe LIBGL_ALWAYS_SOFTWARE=1 VTEST_SOCKET_NAME=/tmp/vt.sock \\
-            timeout -s INT 7 xvfb-run -a glxgears || true
-        kill -TERM $viewer; rc=0; wait $viewer || rc=$?; echo "viewer exit $rc"
+            DISPLAY=:7 glxgears > gears.log 2>&1 &
+        gears=$!
+        sleep 6  # glxgears reports its frames after 5 s
+        kill -USR1 $viewer  # snapshot every scanout
+        for i in $(seq 100); do ls {WORK}/snaps/*.png > /dev/null 2>&1 && break; sleep 0.1; done
+        stop glxgears $gears INT
+        stop viewer $viewer TERM
+        cat gears.log
     """, net=False, timeout=120))
     log = (work / "headless.log").read_text()
     frames = [int(n) for n in re.findall(r"(\d+) frames in [\d.]+ seconds", out)]
@@ -155,10 +176,10 @@ def test_gui_under_xvfb_shows_the_guest(work: Path) -> None:
             glxgears -geometry {b.w}x{b.h}+{b.x}+{b.y} > gears.log 2>&1 &
         gears=$!
         sleep 6
-        python3 -c 'from PySide6.QtGui import QGuiApplication as A; a = A([]);
-a.primaryScreen().grabWindow(0).save("{WORK}/gui.png")'
-        kill -INT $gears 2>/dev/null || true; wait $gears || true
-        kill -TERM $viewer; rc=0; wait $viewer || rc=$?; echo "viewer exit $rc"
+        timeout 60 python3 -c 'from PySide6.QtGui import QGuiApplication as A; a = A([]);
+a.primaryScreen().grabWindow(0).save("{WORK}/gui.png")' || echo "screenshot failed"
+        stop glxgears $gears INT
+        stop viewer $viewer TERM
         cat gears.log
     """, net=False, timeout=180))
     log = (work / "gui.log").read_text()
