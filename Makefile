@@ -19,7 +19,6 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 
 .PHONY: all setup run test test-fast conformance conformance-ci bench lint clean native
-.PHONY: icons man dist test-deb
 
 all: setup
 
@@ -81,6 +80,8 @@ lint: setup $(STAMP_DEV)
 	$(VENV)/bin/ruff check virgl_viewer tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+
+.PHONY: icons man dist test-deb
 
 # The icon's PNG sizes, rendered from resources/icons/*.svg (commit the result).
 icons: setup
