@@ -57,7 +57,9 @@ def wheel(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("venv") / "venv"
-    _run(["/usr/bin/python3", "-m", "venv", str(where)], env=_clean_env())
+    # the interpreter the wheel was built for, without this checkout's venv around it
+    base_python = Path(sys.base_prefix) / "bin" / "python3"
+    _run([str(base_python), "-m", "venv", str(where)], env=_clean_env())
     _run([str(where / "bin" / "pip"), "install", "-q", str(wheel)], env=_clean_env())
     return where
 
