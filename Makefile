@@ -15,6 +15,8 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
 	libfontconfig1 libdbus-1-3 fonts-dejavu-core
+# packaging tests: the validators and installers a user's desktop and tools run
+APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 
 .PHONY: all setup run test test-fast conformance conformance-ci bench lint clean native
 
@@ -79,5 +81,25 @@ lint: setup $(STAMP_DEV)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
+.PHONY: icons man dist test-deb
+
+# The icon's PNG sizes, rendered from resources/icons/*.svg (commit the result).
+icons: setup
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/render_icons.py
+
+# Man pages generated from the argparse parsers, into build/man.
+man: setup
+	$(PY) -m virgl_viewer.manpage -o build/man
+
+# The sdist and the wheel (with the compiled binding), into dist/.
+dist: setup
+	$(PY) -m build --outdir dist .
+
+# The .deb built, linted, installed, used and removed in a Debian 13 root
+# (debootstrap; needs root and the network). See packaging/debian/README.md.
+DEB_ROOT ?= build/roots/trixie
+test-deb: setup
+	VV_TEST_DEB=1 VV_DEB_ROOT=$(abspath $(DEB_ROOT)) $(PY) -m pytest -ra tests/packaging/test_deb.py $(PYTEST_ARGS)
+
 clean:
-	rm -rf build $(VENV) *.egg-info virgl_viewer/_native*.so
+	rm -rf build dist $(VENV) *.egg-info virgl_viewer/_native*.so

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from virgl_viewer import signals
+from virgl_viewer import __version__, signals
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.vtest.protocol import VTEST_DEFAULT_SOCKET_NAME
 
@@ -43,7 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "reply_queue_bytes, sync_waits, ...)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default %(default)s")
+    p.add_argument("--install-desktop-entry", action="store_true",
+                   help="add virgl-viewer to your application menu: write its desktop entry, "
+                        "AppStream metainfo, icons and man pages under $XDG_DATA_HOME "
+                        "(~/.local/share), then exit")
+    p.add_argument("--uninstall-desktop-entry", action="store_true",
+                   help="remove what --install-desktop-entry wrote, then exit")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
+
+
+def desktop_entry_command(args: argparse.Namespace) -> int:
+    from virgl_viewer.desktop import data_home, install_desktop_entry, uninstall_desktop_entry
+
+    home = data_home()
+    if args.uninstall_desktop_entry:
+        removed = uninstall_desktop_entry(home)
+        log.info("removed %d files under %s", len(removed), home)
+        return 0
+    try:
+        written = install_desktop_entry(home)
+    except OSError as exc:
+        log.error("cannot install the desktop entry under %s: %s", home, exc)
+        return 1
+    for path in written:
+        log.info("wrote %s", path)
+    return 0
 
 
 def run_headless(args: argparse.Namespace) -> int:
@@ -119,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        return desktop_entry_command(args)
     signals.unblock(signals.STOP_SIGNALS | {signal.SIGUSR1})
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # every client costs fds

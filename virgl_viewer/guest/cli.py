@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
-from virgl_viewer import signals
+from virgl_viewer import __version__, signals
 from virgl_viewer.errors import ProtocolError, VirglViewerError
 from virgl_viewer.guest.client import VtestClient
 from virgl_viewer.guest.patterns import parse_pattern
@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-create the display targets at this size before FRAME")
     ap.add_argument("--dump-dir", metavar="DIR",
                     help="on exit, write each scanout's last frame here")
-    ap.add_argument("-v", "--verbose", action="count", default=0)
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log more: -v info, -vv debug")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return ap
 
 

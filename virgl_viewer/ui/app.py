@@ -107,6 +107,10 @@ def run_gui(args: argparse.Namespace) -> int:
 
     import qasync
 
+    from virgl_viewer.ui.about import add_help_menu, apply_identity
+
+    apply_identity()
+
     from virgl_viewer.ui.controller import ViewerController
 
     controller = ViewerController(args.socket, allowed_uids=args.allow_uid,
@@ -136,6 +140,7 @@ def run_gui(args: argparse.Namespace) -> int:
     asyncio.set_event_loop(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.quit)
+    add_help_menu(controller.main_window)
     controller.main_window.show()
     lower_gui_priority(args.gui_nice)
     try:
