@@ -554,6 +554,11 @@ class Session(ResourceCommands, SyncCommands):
 
     def _on_protocol_version(self, ev: P.ProtocolVersion) -> None:
         self._command = "PROTOCOL_VERSION"
+        if self.resources or self.syncs or self.ctx_id or self.fast.res_events:
+            # handles mean client ids before 3 and server ids from 3 on: the
+            # resources, syncs and context made under one version stay in it
+            raise ClientError("the protocol version cannot change once resources, syncs "
+                              "or a context exist", "PROTOCOL_VERSION")
         self.protocol_version = codec.negotiate_version(ev.version)
         self.fast.protocol_version = self.protocol_version
         self._send(self.conn.send(P.ProtocolVersionReply(self.protocol_version)))

@@ -233,6 +233,9 @@ SEMANTICS = {
         C.TRANSFER_GET, h, w=16, h=16, d=2, stride=0, layer_stride=64, data_size=4096)),
         "TRANSFER_GET", "layer_stride 64 is less than the box's 1024 bytes of rows",
         version=0),
+    "protocol-version-after-resources": Bad(on_target(lambda h: header(
+        C.PROTOCOL_VERSION, 1) + dwords(3)), "PROTOCOL_VERSION",
+        "cannot change once resources, syncs or a context exist"),
     "unref-twice": Bad(unref_twice, "RESOURCE_UNREF", "does not belong to this client"),
     "unref-never-created": Bad(raw(header(C.RESOURCE_UNREF, 1), dwords(5)),
                                "RESOURCE_UNREF", "resource 5 does not belong"),
