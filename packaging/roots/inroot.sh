@@ -91,6 +91,15 @@ if [ "$isolated" = 1 ]; then
     ip link set lo up
 else
     cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
+    # The host's network may need the host's local CAs (a TLS-inspecting proxy): the
+    # root trusts what the host added to its trust store, nothing else of the host's.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null &&
+        ! diff -rq /usr/local/share/ca-certificates "$dir/usr/local/share/ca-certificates" \
+            >/dev/null 2>&1; then
+        rm -rf "$dir/usr/local/share/ca-certificates"
+        cp -r /usr/local/share/ca-certificates "$dir/usr/local/share/ca-certificates"
+        chroot "$dir" update-ca-certificates >/dev/null
+    fi
 fi
 
 # CMD runs in the background so that a signal's trap runs at once (bash defers traps
