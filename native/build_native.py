@@ -6,6 +6,7 @@ cffi); the implementation is the .c files beside this script.
 """
 import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from cffi import FFI
@@ -37,20 +38,30 @@ def _virgl_version() -> int:
 
 CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h"]
 SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c"]
+HEADERS = ["vv_glue.h", "vv_rewrite.h", "vv_present.h", "vv_ring.h", "vv_fast.h"]
 
-ffibuilder = FFI()
-ffibuilder.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
-ffibuilder.set_source(
-    "virgl_viewer._native",
-    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n#include "vv_present.h"\n#include "vv_ring.h"\n#include "vv_fast.h"\n',
-    sources=[_rel(HERE / s) for s in SOURCES],
-    include_dirs=[str(HERE)],
-    define_macros=[("VV_VIRGL_VERSION", str(_virgl_version()))],
-    libraries=["EGL", "OpenGL"],
-    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11",
-                        *shlex.split(_pkg_config("--cflags"))],
-    extra_link_args=shlex.split(_pkg_config("--libs")),
-)
+
+def make_builder(cflags: Sequence[str] = ("-O2",), ldflags: Sequence[str] = (),
+                 for_setuptools: bool = False) -> FFI:
+    """The cffi builder of virgl_viewer._native; tests rebuild it with other flags
+    (sanitizers). setuptools wants the sources relative to setup.py."""
+    ffi = FFI()
+    ffi.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
+    ffi.set_source(
+        "virgl_viewer._native",
+        "".join(f'#include "{h}"\n' for h in HEADERS),
+        sources=[_rel(HERE / s) if for_setuptools else str(HERE / s) for s in SOURCES],
+        include_dirs=[str(HERE)],
+        define_macros=[("VV_VIRGL_VERSION", str(_virgl_version()))],
+        libraries=["EGL", "OpenGL"],
+        extra_compile_args=[*cflags, "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11",
+                            *shlex.split(_pkg_config("--cflags"))],
+        extra_link_args=[*ldflags, *shlex.split(_pkg_config("--libs"))],
+    )
+    return ffi
+
+
+ffibuilder = make_builder(for_setuptools=True)
 
 if __name__ == "__main__":
     ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=True)
