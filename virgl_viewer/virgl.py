@@ -52,6 +52,9 @@ class LibraryTraits:
     # v4 logs, asserts and fails (virglrenderer.c: make_current). vv_glue.c returns
     # 0 on success, so this only says how loud a failed switch is.
     make_current_failure_fatal: bool
+    # What 1.x's init demands of our EGL display (vrend_winsys_egl.c:
+    # virgl_egl_check_extensions, via virgl_egl_init_external); 0.10.x asks nothing.
+    egl_extensions_needed: tuple[str, ...]
     # Not here: host_feature_check_version (15 in 0.10.4, 22 in 1.1; Mesa's virpipe
     # keeps protocol 3 only from 23 on) is in the caps the library fills, read there.
 
@@ -60,7 +63,9 @@ def _traits(v: int) -> LibraryTraits:
     version = (v // 10000, v // 100 % 100, v % 100)
     one = version >= (1, 0, 0)
     return LibraryTraits(version, sync_context_is_ours=not one,
-                         make_current_failure_fatal=one)
+                         make_current_failure_fatal=one,
+                         egl_extensions_needed=("EGL_KHR_surfaceless_context",
+                                                "EGL_KHR_create_context") if one else ())
 
 
 LIBRARY = _traits(lib.VV_VIRGL_VERSION)
@@ -160,6 +165,7 @@ class Renderer:
         self.gl_contexts = 0
         self._callback_error: BaseException | None = None
         self._cookie = ffi.new_handle(self)
+        self._check_display(provider.egl_display)
         # USE_EXTERNAL_BLOB, as upstream's vtest_renderer.c:vtest_init_renderer: without
         # it vrend advertises VIRGL_CAP_ARB_BUFFER_STORAGE (vrend_renderer.c:
         # vrend_renderer_fill_caps_v2) and Mesa >= 23 virpipe then asks for HOST3D
@@ -181,6 +187,17 @@ class Renderer:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
+    @staticmethod
+    def _check_display(dpy: Cdata) -> None:
+        """Fail with the reason, where the library would only log it and fail."""
+        if not LIBRARY.egl_extensions_needed:
+            return
+        exts = ffi.string(lib.vv_egl_query_string(dpy, lib.EGL_EXTENSIONS)).decode().split()
+        missing = [e for e in LIBRARY.egl_extensions_needed if e not in exts]
+        if missing:
+            raise RendererError("virgl_renderer_init: the EGL display lacks "
+                                + ", ".join(missing), errno.ENOTSUP)
+
     def _check(self, call: str, rc: int) -> None:
         err = self._callback_error
         if err is not None:
