@@ -4,6 +4,9 @@ Why: one compiled module owns every C-level contact with libvirglrenderer and
 EGL. The declarations cffi sees live in *_cdef.h files (plain C, parsed by
 cffi); the implementation is the .c files beside this script.
 """
+import shlex
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from cffi import FFI
@@ -20,19 +23,45 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _pkg_config(*args: str) -> str:
+    return subprocess.run(["pkg-config", *args, "virglrenderer"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _virgl_version() -> int:
+    """The installed libvirglrenderer's version, major * 10000 + minor * 100 + micro
+    (its header only says so itself since 1.1: virgl-version.h)."""
+    parts = [int(p) for p in _pkg_config("--modversion").split(".")[:3]]
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
 CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h"]
 SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c"]
+HEADERS = ["vv_glue.h", "vv_rewrite.h", "vv_present.h", "vv_ring.h", "vv_fast.h"]
 
-ffibuilder = FFI()
-ffibuilder.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
-ffibuilder.set_source(
-    "virgl_viewer._native",
-    '#include "vv_glue.h"\n#include "vv_rewrite.h"\n#include "vv_present.h"\n#include "vv_ring.h"\n#include "vv_fast.h"\n',
-    sources=[_rel(HERE / s) for s in SOURCES],
-    include_dirs=[str(HERE), "/usr/include/virgl"],
-    libraries=["virglrenderer", "EGL", "OpenGL"],
-    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
-)
+
+def make_builder(cflags: Sequence[str] = ("-O2",), ldflags: Sequence[str] = (),
+                 for_setuptools: bool = False) -> FFI:
+    """The cffi builder of virgl_viewer._native; tests rebuild it with other flags
+    (sanitizers). setuptools wants the sources relative to setup.py."""
+    ffi = FFI()
+    ffi.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
+    ffi.set_source(
+        "virgl_viewer._native",
+        "".join(f'#include "{h}"\n' for h in HEADERS),
+        sources=[_rel(HERE / s) if for_setuptools else str(HERE / s) for s in SOURCES],
+        include_dirs=[str(HERE)],
+        define_macros=[("VV_VIRGL_VERSION", str(_virgl_version()))],
+        libraries=["EGL", "OpenGL"],
+        extra_compile_args=[*cflags, "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11",
+                            *shlex.split(_pkg_config("--cflags"))],
+        extra_link_args=[*ldflags, *shlex.split(_pkg_config("--libs"))],
+    )
+    return ffi
+
+
+ffibuilder = make_builder(for_setuptools=True)
 
 if __name__ == "__main__":
     ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=True)

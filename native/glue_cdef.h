@@ -4,6 +4,7 @@ typedef void *EGLContext;
 typedef unsigned int EGLenum;
 typedef int EGLint;
 typedef unsigned int EGLBoolean;
+#define EGL_EXTENSIONS ...
 
 struct vv_fence_event { uint32_t ctx_id; uint32_t ring_idx; uint64_t fence_id; };
 

@@ -1,28 +1,35 @@
-/* The subset of /usr/include/virgl/virglrenderer.h (0.10.4, with
- * VIRGL_RENDERER_UNSTABLE_APIS) that virgl_viewer uses, as cffi declarations. */
+/* The subset of <virglrenderer.h> (with VIRGL_RENDERER_UNSTABLE_APIS) that virgl_viewer
+ * uses, as cffi declarations. Structs end in "...;" and constants are "...": cffi's API
+ * mode takes their layouts and values from the installed header when it compiles, so
+ * one declaration fits 0.10.4 and 1.x (1.x grew virgl_renderer_gl_ctx_param.compat_ctx
+ * and virgl_renderer_resource_info.fd). Only the fields we touch are named. */
 typedef void *virgl_renderer_gl_context;
-struct virgl_renderer_gl_ctx_param { int version; bool shared; int major_ver; int minor_ver; };
-struct virgl_box { uint32_t x, y, z, w, h, d; };
-struct iovec { void *iov_base; size_t iov_len; };
+struct virgl_renderer_gl_ctx_param { int version; bool shared; int major_ver; int minor_ver; ...; };
+struct virgl_box { uint32_t x, y, z, w, h, d; };  /* ours: opaque in the header (vv_glue.h) */
+struct iovec { void *iov_base; size_t iov_len; ...; };
 
-#define VIRGL_RENDERER_THREAD_SYNC 2
-#define VIRGL_RENDERER_USE_EXTERNAL_BLOB 32
-#define VIRGL_RENDERER_VENUS 64
-#define VIRGL_RENDERER_FENCE_FLAG_MERGEABLE 1
+#define VIRGL_RENDERER_THREAD_SYNC ...
+#define VIRGL_RENDERER_USE_EXTERNAL_BLOB ...
+#define VIRGL_RENDERER_VENUS ...
+#define VIRGL_RENDERER_FENCE_FLAG_MERGEABLE ...
 
 struct virgl_renderer_resource_create_args {
    uint32_t handle; uint32_t target; uint32_t format; uint32_t bind;
    uint32_t width; uint32_t height; uint32_t depth; uint32_t array_size;
-   uint32_t last_level; uint32_t nr_samples; uint32_t flags;
+   uint32_t last_level; uint32_t nr_samples; uint32_t flags; ...;
 };
 struct virgl_renderer_resource_info {
    uint32_t handle; uint32_t virgl_format; uint32_t width; uint32_t height;
-   uint32_t depth; uint32_t flags; uint32_t tex_id; uint32_t stride; int drm_fourcc;
+   uint32_t depth; uint32_t flags; uint32_t tex_id; uint32_t stride; int drm_fourcc; ...;
 };
 struct virgl_renderer_resource_create_blob_args {
    uint32_t res_handle; uint32_t ctx_id; uint32_t blob_mem; uint32_t blob_flags;
-   uint64_t blob_id; uint64_t size; const struct iovec *iovecs; uint32_t num_iovs;
+   uint64_t blob_id; uint64_t size; const struct iovec *iovecs; uint32_t num_iovs; ...;
 };
+
+/* The library's version as the build found it (pkg-config; build_native.py),
+ * major * 10000 + minor * 100 + micro. */
+#define VV_VIRGL_VERSION ...
 
 int virgl_renderer_resource_create(struct virgl_renderer_resource_create_args *args, struct iovec *iov, uint32_t num_iovs);
 void virgl_renderer_resource_unref(uint32_t res_handle);

@@ -30,6 +30,47 @@ log = logging.getLogger(__name__)
 
 THREAD_SYNC = lib.VIRGL_RENDERER_THREAD_SYNC
 VENUS = lib.VIRGL_RENDERER_VENUS
+USE_EXTERNAL_BLOB = lib.VIRGL_RENDERER_USE_EXTERNAL_BLOB
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryTraits:
+    """What differs between the libvirglrenderer versions we support (0.10.4 and
+    1.x), in one place. Struct layouts are not here: cffi takes them from the
+    installed header at build time (native/virgl_cdef.h)."""
+
+    version: tuple[int, int, int]
+    # THREAD_SYNC's fence thread: 0.10.x asks our create_gl_context for its context
+    # and calls our make_current from that thread (vrend_renderer.c:
+    # vrend_renderer_use_threaded_sync, thread_sync); 1.x with callbacks v4 and
+    # get_egl_display makes and switches it itself with eglCreateContext on our
+    # display (virglrenderer.c: virgl_renderer_init -> vrend_winsys_init_external,
+    # create_gl_context_surfaceless, make_current_surfaceless), so the display needs
+    # EGL_KHR_surfaceless_context + EGL_KHR_create_context (vrend_winsys_egl.c:
+    # virgl_egl_init_external) and the sync context is not one of ours.
+    sync_context_is_ours: bool
+    # A non-zero make_current return: ignored by 0.10.x (virglrenderer.c:
+    # make_current returns it and vrend_renderer.c never looks); 1.x with callbacks
+    # v4 logs, asserts and fails (virglrenderer.c: make_current). vv_glue.c returns
+    # 0 on success, so this only says how loud a failed switch is.
+    make_current_failure_fatal: bool
+    # What 1.x's init demands of our EGL display (vrend_winsys_egl.c:
+    # virgl_egl_check_extensions, via virgl_egl_init_external); 0.10.x asks nothing.
+    egl_extensions_needed: tuple[str, ...]
+    # Not here: host_feature_check_version (15 in 0.10.4, 22 in 1.1; Mesa's virpipe
+    # keeps protocol 3 only from 23 on) is in the caps the library fills, read there.
+
+
+def _traits(v: int) -> LibraryTraits:
+    version = (v // 10000, v // 100 % 100, v % 100)
+    one = version >= (1, 0, 0)
+    return LibraryTraits(version, sync_context_is_ours=not one,
+                         make_current_failure_fatal=one,
+                         egl_extensions_needed=("EGL_KHR_surfaceless_context",
+                                                "EGL_KHR_create_context") if one else ())
+
+
+LIBRARY = _traits(lib.VV_VIRGL_VERSION)
 # virglrenderer.h: VIRGL_RENDERER_BLOB_FD_TYPE_*
 BLOB_FD_TYPE_DMABUF = 1
 BLOB_FD_TYPE_OPAQUE = 2
@@ -135,7 +176,14 @@ class Renderer:
         self.provider = provider
         self._callback_error: BaseException | None = None
         self._cookie = ffi.new_handle(self)
-        flags = (THREAD_SYNC if thread_sync else 0) | (VENUS if venus else 0)
+        self._check_display(provider.egl_display)
+        # USE_EXTERNAL_BLOB, as upstream's vtest_renderer.c:vtest_init_renderer: without
+        # it vrend advertises VIRGL_CAP_ARB_BUFFER_STORAGE (vrend_renderer.c:
+        # vrend_renderer_fill_caps_v2) and Mesa >= 23 virpipe then asks for HOST3D
+        # blobs for persistent/coherent buffers, which a vtest server cannot map into
+        # the guest (vrend's glBufferStorage buffers have no fd to export).
+        flags = (USE_EXTERNAL_BLOB | (THREAD_SYNC if thread_sync else 0)
+                 | (VENUS if venus else 0))
         _renderer = self
         rc = lib.vv_renderer_init(self._cookie, _ptr(provider.egl_display), flags)
         try:
@@ -150,6 +198,17 @@ class Renderer:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
+    @staticmethod
+    def _check_display(dpy: Cdata) -> None:
+        """Fail with the reason, where the library would only log it and fail."""
+        if not LIBRARY.egl_extensions_needed:
+            return
+        exts = ffi.string(lib.vv_egl_query_string(dpy, lib.EGL_EXTENSIONS)).decode().split()
+        missing = [e for e in LIBRARY.egl_extensions_needed if e not in exts]
+        if missing:
+            raise RendererError("virgl_renderer_init: the EGL display lacks "
+                                + ", ".join(missing), errno.ENOTSUP)
+
     def _check(self, call: str, rc: int) -> None:
         err = self._callback_error
         if err is not None:
@@ -214,7 +273,13 @@ class Renderer:
         return int(lib.vv_contexts_retiring())
 
     def submit_cmd(self, ctx_id: int, buf: bytearray | memoryview, ndw: int) -> None:
-        rc = lib.virgl_renderer_submit_cmd(ffi.from_buffer(buf), ctx_id, ndw)
+        # virglrenderer.h: the buffer must be 4-byte aligned (1.0.2+ fails with EFAULT,
+        # before that it is undefined). Whole-dword messages keep ours aligned; a
+        # stray view is copied rather than sent.
+        data = ffi.from_buffer(buf)
+        if int(ffi.cast("uintptr_t", data)) & 3:
+            data = ffi.from_buffer(bytearray(buf))
+        rc = lib.virgl_renderer_submit_cmd(data, ctx_id, ndw)
         self._check("virgl_renderer_submit_cmd", rc)
 
     def switch_to(self, ctx_id: int) -> None:

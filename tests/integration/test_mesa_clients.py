@@ -19,6 +19,7 @@ from support.mesa import (
     GEARS_LINE_RE,
     BackgroundClient,
     glxgears_argv,
+    mesa_env,
     parse_glmark2,
     parse_glxgears,
 )
@@ -166,9 +167,19 @@ def test_glmark2_build_scene_scores_and_draws(vtest_server: Server, xvfb: Xvfb,
 
 
 @pytest.mark.parametrize("name", PIGLIT_SLICE)
-def test_piglit_passes(name: str, vtest_server: Server, client_env: dict[str, str]) -> None:
+def test_piglit_passes(name: str, vtest_server: Server, client_env: dict[str, str],
+                       request: pytest.FixtureRequest) -> None:
     done = piglit.run_single(name, client_env, timeout=60)
-    assert done.result == "pass", done.client.describe()
+    if done.result != "pass":
+        # No test lost means: what the release's virgl_test_server passes, we pass. Some
+        # results belong to the client stack (Mesa 25's virpipe makes no GLES 1 context,
+        # oes_draw_texture skips with any server): the reference, in this run, shows it.
+        upstream = request.getfixturevalue("upstream_server")
+        ref = piglit.run_single(name, mesa_env(upstream.socket_path, client_env["DISPLAY"]),
+                                timeout=60)
+        assert ref.result != "pass" and ref.result == done.result, (
+            f"ours: {done.result}, virgl_test_server: {ref.result}\n"
+            + done.client.describe())
     assert_server_healthy(vtest_server)
 
 

@@ -48,25 +48,14 @@ def _runtime(name: str) -> str:
 
 @pytest.mark.timeout(900)
 def test_server_tests_pass_under_asan_ubsan(tmp_path: Path) -> None:
-    from cffi import FFI
-
     sys.path.insert(0, str(NATIVE))
     try:
         import build_native as b
     finally:
         sys.path.remove(str(NATIVE))
-    ffi = FFI()
-    ffi.cdef("\n".join((NATIVE / name).read_text() for name in b.CDEFS))
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-    ffi.set_source(
-        "virgl_viewer._native",
-        "".join(f'#include "{h}"\n' for h in ("vv_glue.h", "vv_rewrite.h", "vv_present.h",
-                                               "vv_ring.h", "vv_fast.h")),
-        sources=[str(NATIVE / s) for s in b.SOURCES],
-        include_dirs=[str(NATIVE), "/usr/include/virgl"],
-        libraries=["virglrenderer", "EGL", "OpenGL"],
-        extra_compile_args=["-std=gnu11", "-O1", "-g", "-fno-omit-frame-pointer", *sanitize],
-        extra_link_args=sanitize)
+    ffi = b.make_builder(cflags=["-O1", "-g", "-fno-omit-frame-pointer", *sanitize],
+                         ldflags=sanitize)
     built = Path(ffi.compile(tmpdir=str(tmp_path / "build")))
     # A copy of the package whose _native is the sanitized build (the
     # interpreter-specific suffix wins over the regular .abi3.so).
@@ -88,6 +77,9 @@ def test_server_tests_pass_under_asan_ubsan(tmp_path: Path) -> None:
     assert which.stdout.strip() == str(pkg / built.name)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         # Peak-RSS budgets measure ASan's shadow and quarantine here, not us (18 MiB
+         # on Debian 13's GCC 14); they run in the normal suite.
+         "-k", "not allocate_nothing and not allocates_nothing",
          *(str(ROOT / "tests" / "integration" / t) for t in SERVER_TESTS)],
         check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=840)
     reports = [p.read_text(errors="replace")

@@ -1,13 +1,15 @@
 """Run Mesa virpipe clients (glxgears, glmark2, piglit binaries) against a private server.
 
-Mesa 22.3.6 always connects to ``/tmp/.virgl_test``; ``build/vtest_redirect.so`` (built by
-``make setup``) is ``LD_PRELOAD``-ed so that one path goes to ``$VTEST_SOCKET_NAME``.
+Mesa reads ``$VTEST_SOCKET_NAME`` since 23.1 (virgl_vtest_socket.c); Mesa 22.3.6 always
+connects to ``/tmp/.virgl_test``, so for Mesa < 23.1 ``build/vtest_redirect.so`` (built by
+``make setup``) is ``LD_PRELOAD``-ed to send that one path to ``$VTEST_SOCKET_NAME``.
 Clients run in their own session and are killed with their children on timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -20,6 +22,8 @@ from types import TracebackType
 from support import REPO_ROOT
 
 VTEST_REDIRECT = REPO_ROOT / "build" / "vtest_redirect.so"
+# The first Mesa whose vtest winsys connects to $VTEST_SOCKET_NAME.
+MESA_READS_VTEST_SOCKET_NAME = (23, 1)
 
 _GEARS_RE = re.compile(r"(\d+) frames in ([\d.]+) seconds")
 _GLMARK_SCORE_RE = re.compile(r"glmark2 Score: (\d+)")
@@ -28,21 +32,38 @@ _GLMARK_SCENE_RE = re.compile(
     re.MULTILINE)
 
 
+@functools.cache
+def mesa_version() -> tuple[int, int]:
+    """The installed Mesa's (major, minor): the version of Debian's package holding the
+    gallium drivers (virpipe included)."""
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libgl1-mesa-dri"],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.match(r"(?:\d+:)?(\d+)\.(\d+)", out)
+    if m is None:
+        raise RuntimeError(f"cannot read Mesa's version from {out!r}")
+    return int(m[1]), int(m[2])
+
+
+def needs_vtest_redirect() -> bool:
+    return mesa_version() < MESA_READS_VTEST_SOCKET_NAME
+
+
 def mesa_env(socket: str | os.PathLike[str], display: str,
              base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a Mesa virpipe client talking to the server on ``socket``."""
-    if not VTEST_REDIRECT.exists():
-        raise FileNotFoundError(f"{VTEST_REDIRECT} is missing: run `make setup`")
     env = dict(os.environ if base is None else base)
-    preload = env.get("LD_PRELOAD", "")
     env.update({
         "GALLIUM_DRIVER": "virpipe",
         "LIBGL_ALWAYS_SOFTWARE": "1",
         "DISPLAY": display,
         "MESA_SHADER_CACHE_DISABLE": "true",
         "VTEST_SOCKET_NAME": os.fspath(socket),
-        "LD_PRELOAD": f"{VTEST_REDIRECT}:{preload}" if preload else str(VTEST_REDIRECT),
     })
+    if needs_vtest_redirect():
+        if not VTEST_REDIRECT.exists():
+            raise FileNotFoundError(f"{VTEST_REDIRECT} is missing: run `make setup`")
+        preload = env.get("LD_PRELOAD", "")
+        env["LD_PRELOAD"] = f"{VTEST_REDIRECT}:{preload}" if preload else str(VTEST_REDIRECT)
     return env
 
 

@@ -6,20 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SHIM = ROOT / "build" / "vtest_redirect.so"
-
-
-def mesa_env(socket_path: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GALLIUM_DRIVER="virpipe", LIBGL_ALWAYS_SOFTWARE="1",
-               LD_PRELOAD=str(SHIM), VTEST_SOCKET_NAME=socket_path,
-               MESA_SHADER_CACHE_DISABLE="true")
-    return env
+from support.mesa import mesa_env
 
 
 def colour_counts(img) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -40,7 +29,7 @@ def colour_counts(img) -> dict[str, int]:  # type: ignore[no-untyped-def]
 @pytest.mark.mesa
 @pytest.mark.skipif(shutil.which("glxgears") is None, reason="glxgears (mesa-utils) missing")
 def test_glxgears_gets_a_window_that_animates(virgl_viewer) -> None:  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(["glxgears"], env=mesa_env(virgl_viewer.path),
+    proc = subprocess.Popen(["glxgears"], env=mesa_env(virgl_viewer.path, os.environ["DISPLAY"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         (win,) = virgl_viewer.wait_scanouts(1)

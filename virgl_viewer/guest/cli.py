@@ -201,10 +201,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         return
     sigs = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.getsignal(s) for s in sigs}
+    received: list[int] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
+        # No logging here: the signal may land inside the main thread's own write to
+        # stderr, and a reentrant write raises (Python 3.13) before stop is set.
         stop.set()
+        received.append(signum)
         for s in sigs:
             signal.signal(s, old[s])
 
@@ -216,6 +219,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s in sigs:
             signal.signal(s, old[s])
+        if received:
+            log.info("stopped by signal %d", received[0])
 
 
 def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:

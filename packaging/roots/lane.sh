@@ -1,0 +1,52 @@
+#!/bin/bash
+# lane.sh RELEASE [PYTEST_ARGS]: the README's two commands in a fresh Debian RELEASE root,
+# as a new user (vv) with a clean checkout (`git archive HEAD`: commit what you test).
+#
+# build/roots/RELEASE is the pristine root (mkroot.sh, cached); every run copies it to
+# build/roots/RELEASE-run, so each lane starts from what debootstrap made. Downloads are
+# cached outside the copy (apt's .debs, pip's cache). Setup (`make run ARGS=--help`: apt,
+# pip, the binding) uses the network; `make test` then runs with loopback only, so the
+# suite's X servers and sockets cannot meet the host's (X's abstract sockets are per
+# network namespace). The suite's output ends in build/roots/RELEASE-test.log.
+set -euo pipefail
+
+[ $# -ge 1 ] || { echo "usage: $0 bookworm|trixie [PYTEST_ARGS]" >&2; exit 2; }
+release=$1
+pytest_args=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+roots=$repo/build/roots
+pristine=$roots/$release
+work=$roots/$release-run
+cache=$roots/$release-cache
+log=$roots/$release-test.log
+
+"$here/mkroot.sh" "$release" "$pristine"
+rm -rf "$work"
+cp -a "$pristine" "$work"
+src=$work/home/vv/virgl-viewer
+mkdir -p "$src" "$cache/apt/partial" "$cache/pip"
+git -C "$repo" archive HEAD | tar -x -C "$src"
+vv=$(stat -c %u:%g "$work/home/vv")
+chown -R "$vv" "$src" "$cache/pip"
+mkdir -p "$work/home/vv/.cache/pip"
+chown -R "$vv" "$work/home/vv/.cache"
+
+as_vv() {  # as_vv INROOT_OPTIONS... -- COMMAND: a login shell of vv in the checkout
+    local opts=()
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    "$here/inroot.sh" "${opts[@]}" --bind "$cache/apt:/var/cache/apt/archives" \
+        --bind "$cache/pip:/home/vv/.cache/pip" "$work" \
+        runuser -l vv -c "cd ~/virgl-viewer && $*"
+}
+
+echo "lane $release: setup (make run ARGS=--help)"
+as_vv -- make run ARGS=--help
+echo "lane $release: make test"
+set +e
+as_vv --no-net -- make test "PYTEST_ARGS='$pytest_args'" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+echo "lane $release: make test exit status $rc (log: $log)"
+exit "$rc"
