@@ -19,7 +19,7 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 # packaging tests: the validators and installers a user's desktop and tools run
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 
-.PHONY: all setup run test test-fast test-trixie conformance conformance-ci bench lint clean native
+.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native
 
 all: setup
 
@@ -69,6 +69,15 @@ test-fast: setup
 # suite 4), well inside CI's 90.
 test-trixie:
 	packaging/roots/lane.sh trixie "$(PYTEST_ARGS)"
+
+# The Debian 12 lane: the same in a fresh bookworm root, RUNS times in a row (each run
+# from a fresh copy of the debootstrapped root; default 1).
+RUNS ?= 1
+test-bookworm:
+	for i in $$(seq $(RUNS)); do \
+	  packaging/roots/lane.sh bookworm "$(PYTEST_ARGS)" || exit 1; \
+	  echo "bookworm lane run $$i of $(RUNS): $$(tail -n 1 build/roots/bookworm-test.log)"; \
+	done
 
 conformance: setup
 	$(PY) bench/conformance.py $(ARGS)

@@ -19,7 +19,7 @@ from virgl_viewer.errors import RendererError
 
 log = logging.getLogger(__name__)
 
-EGL_EXTENSIONS = lib.EGL_EXTENSIONS
+EGL_EXTENSIONS = virgl.EGL_EXTENSIONS
 EGL_VENDOR = 0x3053
 EGL_VERSION = 0x3054
 REQUIRED_EXTENSIONS = ("EGL_KHR_no_config_context", "EGL_KHR_surfaceless_context")

@@ -199,11 +199,11 @@ class Renderer:
 
     # ------------------------------------------------------------ plumbing
     @staticmethod
-    def _check_display(dpy: Cdata) -> None:
+    def _check_display(dpy: int) -> None:
         """Fail with the reason, where the library would only log it and fail."""
         if not LIBRARY.egl_extensions_needed:
             return
-        exts = ffi.string(lib.vv_egl_query_string(dpy, lib.EGL_EXTENSIONS)).decode().split()
+        exts = egl_query_string(dpy, EGL_EXTENSIONS).split()
         missing = [e for e in LIBRARY.egl_extensions_needed if e not in exts]
         if missing:
             raise RendererError("virgl_renderer_init: the EGL display lacks "
@@ -493,6 +493,9 @@ def egl_initialize(display: int) -> tuple[int, int]:
 
 def egl_terminate(display: int) -> None:
     lib.vv_egl_terminate(_ptr(display))
+
+
+EGL_EXTENSIONS: int = lib.EGL_EXTENSIONS  # egl.h, through the cdef
 
 
 def egl_query_string(display: int, name: int) -> str:
