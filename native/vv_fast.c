@@ -50,6 +50,10 @@ enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUB
  * the binding before any client is served. */
 static struct vv_limits limits;
 static uint64_t live_mappings; /* shm mappings of every client's resources */
+static uint64_t est_all;       /* estimated bytes of every client's resources */
+/* The C path makes only resources up to this (16 bytes a texel, a whole mip chain);
+ * bigger ones go to Python, which knows their format and counts them exactly. */
+#define C_PATH_MAX_EST (64ull << 20)
 
 void vv_fast_set_limits(const struct vv_limits *l)
 {
@@ -62,6 +66,7 @@ struct vv_res {
    uint64_t shm_size;
    /* resources created here (RESOURCE_CREATE2) are owned here: */
    uint32_t format, nr_samples;
+   uint64_t est;        /* estimated bytes (vv_conn_admit's resource budgets) */
    int owned;           /* C unrefs it and unmaps its shm */
    int py_known;        /* Python took its CREATED event */
    double created;
@@ -80,6 +85,7 @@ struct vv_res_table {
    struct vv_res *slots; /* client == 0: empty; client == UINT32_MAX: tombstone */
    uint32_t cap, used, live;
    uint64_t shm_total; /* shm bytes of the live entries */
+   uint64_t est_total; /* their estimated bytes (the renderer's storage) */
 };
 
 #define TOMB UINT32_MAX
@@ -151,6 +157,8 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
       t->used++;
    t->live++;
    t->shm_total += src->shm_size;
+   t->est_total += src->est;
+   est_all += src->est;
    if (src->shm_size)
       live_mappings++;
    *r = *src;
@@ -162,10 +170,10 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
 int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
                          uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
                          uint32_t depth, uint32_t array_size, uint32_t last_level,
-                         uint64_t shm_size)
+                         uint64_t shm_size, uint64_t est)
 {
    struct vv_res r = {client, server, target, bind, width, height, depth, array_size,
-                      last_level, shm_size, .py_known = 1};
+                      last_level, shm_size, .py_known = 1, .est = est};
    int err;
    res_insert(c->res, &r, &err);
    return err;
@@ -177,6 +185,8 @@ static void res_drop(struct vv_res_table *t, struct vv_res *r)
    r->client = TOMB;
    t->live--;
    t->shm_total -= r->shm_size;
+   t->est_total -= r->est;
+   est_all -= r->est;
    if (r->shm_size)
       live_mappings--;
 }
@@ -188,7 +198,7 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
       res_drop(c->res, r);
 }
 
-int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size)
+int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est)
 {
    if (c->res->live >= limits.resources)
       return VV_ADMIT_RESOURCES;
@@ -196,6 +206,10 @@ int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size)
       return VV_ADMIT_SHM_BYTES;
    if (shm_size && live_mappings >= limits.mappings)
       return VV_ADMIT_MAPPINGS;
+   if (c->res->est_total + est > limits.resource_bytes)
+      return VV_ADMIT_RESOURCE_BYTES;
+   if (est_all + est > limits.server_resource_bytes)
+      return VV_ADMIT_SERVER_RESOURCE_BYTES;
    return 0;
 }
 
@@ -737,14 +751,22 @@ int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max
    return n;
 }
 
-uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
-                      uint32_t nr_samples, uint32_t last_level)
+/* 16 bytes a texel, a full mip chain (at most twice the base), 64 KiB of slack:
+ * at least what any resource of this shape needs, saturated at 2^64 - 1. */
+uint64_t vv_texture_upper(uint32_t width, uint32_t height, uint32_t depth,
+                          uint32_t array_size, uint32_t nr_samples, uint32_t last_level)
 {
-   /* 16 bytes a texel, a full mip chain (at most twice the base), 64 KiB of slack */
    unsigned __int128 texels = (unsigned __int128)max1(width) * max1(height) * max1(depth) *
                               max1(array_size) * max1(nr_samples);
    unsigned __int128 b = texels * 16 * (last_level ? 2 : 1) + (1u << 16);
-   return b > limits.shm_bytes_per_resource ? limits.shm_bytes_per_resource : (uint64_t)b;
+   return b > UINT64_MAX ? UINT64_MAX : (uint64_t)b;
+}
+
+uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
+                      uint32_t nr_samples, uint32_t last_level)
+{
+   uint64_t b = vv_texture_upper(width, height, depth, array_size, nr_samples, last_level);
+   return b > limits.shm_bytes_per_resource ? limits.shm_bytes_per_resource : b;
 }
 
 static uint64_t shm_bound(const uint32_t *f)
@@ -778,7 +800,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    uint32_t f[RES_CREATE2_DWORDS], i;
    struct virgl_renderer_resource_create_args args;
    struct vv_res src, *r;
-   uint64_t size;
+   uint64_t size, est = 0;
    int rc, err, fd = -1;
    char name[32];
    for (i = 0; i < RES_CREATE2_DWORDS; i++)
@@ -787,14 +809,15 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
     * An fd must not overtake output already queued. */
    if (c->protocol_version >= 3 || f[0] == 0 || f[0] == TOMB || res_find(c->res, f[0]) ||
-       vv_conn_admit(c, size) || size > shm_bound(f) ||
+       (est = vv_texture_upper(f[4], f[5], f[6], f[7], f[9], f[8])) > C_PATH_MAX_EST ||
+       vv_conn_admit(c, size, est) || size > shm_bound(f) ||
        (size && (c->out_len || c->py_out_busy)))
       return VV_FAST_SLOW;
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
    src = (struct vv_res){.client = f[0], .target = f[1], .format = f[2], .bind = f[3],
                          .width = f[4], .height = f[5], .depth = f[6], .array_size = f[7],
                          .last_level = f[8], .nr_samples = f[9], .shm_size = size,
-                         .owned = 1, .created = now_s()};
+                         .est = est, .owned = 1, .created = now_s()};
    src.server = vv_res_id_alloc();
    if (!src.server)
       return fail(c, CMD_RESOURCE_CREATE2, "no free resource id");

@@ -161,7 +161,7 @@ size_t vv_conn_take_output(struct vv_conn *c, uint8_t *dst, size_t cap);
 int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
                          uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
                          uint32_t depth, uint32_t array_size, uint32_t last_level,
-                         uint64_t shm_size);
+                         uint64_t shm_size, uint64_t est);
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 
 /* Fences the context's work so far (after an empty submit when switch_first);
@@ -178,15 +178,19 @@ int vv_fast_take_ready(struct vv_ready *out, int max);
 /* Budgets (virgl_viewer/budgets.py); set before any client is served. */
 struct vv_limits {
    uint64_t message_bytes, parked_input_bytes, resources, shm_bytes_per_resource, shm_bytes,
-            mappings;
+            mappings, resource_bytes, server_resource_bytes;
 };
 void vv_fast_set_limits(const struct vv_limits *l);
 /* May the client make one more resource with this much shm? 0, or which budget not. */
 #define VV_ADMIT_RESOURCES 1
 #define VV_ADMIT_SHM_BYTES 2
 #define VV_ADMIT_MAPPINGS 3
-int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size);
+#define VV_ADMIT_RESOURCE_BYTES 4
+#define VV_ADMIT_SERVER_RESOURCE_BYTES 5
+int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est);
 /* Largest shm a resource of this shape can need (capped at shm_bytes_per_resource). */
+uint64_t vv_texture_upper(uint32_t width, uint32_t height, uint32_t depth,
+                          uint32_t array_size, uint32_t nr_samples, uint32_t last_level);
 uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
                       uint32_t nr_samples, uint32_t last_level);
 

@@ -37,6 +37,11 @@ class Budgets:
     # shm mappings of all clients together (C: vv_conn_admit); None: half of
     # vm.max_map_count, so the renderer's own mappings never run out
     server_mappings: int | None = None
+    # the renderer's storage of a client's resources, estimated from their format and
+    # shape (one 16384x16384 BGRA texture is 1 GiB from a 48-byte message), and of all
+    # clients together; None: half of the machine's memory (C: vv_conn_admit)
+    resource_bytes: int = 4 << 30
+    server_resource_bytes: int | None = None
     # sync objects of a client, its pending SYNC_WAITs (each holds an eventfd) and
     # the syncs those wait on in total
     syncs: int = 1 << 14
@@ -50,6 +55,11 @@ class Budgets:
         if self.server_mappings is not None:
             return self.server_mappings
         return max_map_count() // 2
+
+    def all_resource_bytes(self) -> int:
+        if self.server_resource_bytes is not None:
+            return self.server_resource_bytes
+        return memory_bytes() // 2
 
     def with_overrides(self, specs: list[str]) -> Budgets:
         """A copy with ``NAME=VALUE`` overrides (ValueError naming a bad one)."""
@@ -69,7 +79,11 @@ class Budgets:
         out = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out.append((f.name, self.mappings() if f.name == "server_mappings" else value))
+            if f.name == "server_mappings":
+                value = self.mappings()
+            elif f.name == "server_resource_bytes":
+                value = self.all_resource_bytes()
+            out.append((f.name, value))
         return out
 
 
@@ -89,6 +103,18 @@ def max_map_count() -> int:
         return int(Path("/proc/sys/vm/max_map_count").read_text())
     except (OSError, ValueError):
         return 65530  # the kernel's default
+
+
+def memory_bytes() -> int:
+    """The machine's memory (MemTotal)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 8 << 30
 
 
 DEFAULT = Budgets()

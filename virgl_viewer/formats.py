@@ -299,7 +299,8 @@ def estimate_resource_bytes(
     info = _require(format)
     w, h, d = max(width, 1), max(height, 1), max(depth, 1)
     total = 0
-    for _level in range(max(last_level, 0) + 1):
+    # past 31 halvings every level is 1x1x1 (and the renderer refuses such a chain)
+    for _level in range(min(max(last_level, 0), 31) + 1):
         if target == PIPE_TEXTURE_CUBE:
             slices = 6
         elif target == PIPE_TEXTURE_3D:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from virgl_viewer import virgl
 from virgl_viewer.errors import ClientError, RendererError
-from virgl_viewer.formats import format_info
+from virgl_viewer.formats import estimate_resource_bytes, format_info
 from virgl_viewer.objects import Resource
 from virgl_viewer.session_parts import SessionCore
 from virgl_viewer.virgl import BLOB_FD_TYPE_DMABUF, BLOB_FD_TYPE_SHM, SharedMemory
@@ -21,6 +21,18 @@ def shm_bound(ev: P.ResourceCreate | P.ResourceCreate2 | Resource) -> int:
     """Largest backing a resource of this shape can need (the C path's rule)."""
     return virgl.shm_bound(ev.width, ev.height, ev.depth, ev.array_size, ev.nr_samples,
                            ev.last_level)
+
+
+def storage_estimate(res: P.ResourceCreate | P.ResourceCreate2 | Resource) -> int:
+    """Bytes the renderer stores for a resource (the resource-bytes budgets): exact for
+    known formats, 16 bytes a texel for others."""
+    try:
+        return estimate_resource_bytes(res.target, res.format, res.width, res.height,
+                                       res.depth, res.array_size, res.last_level,
+                                       res.nr_samples)
+    except ValueError:
+        return virgl.texture_upper_bound(res.width, res.height, res.depth, res.array_size,
+                                         res.nr_samples, res.last_level)
 
 
 def _blocks(texels: int, block: int) -> int:
@@ -88,7 +100,7 @@ class ResourceCommands:
         if data_size > shm_bound(ev):
             raise ClientError(f"data_size {data_size} is larger than a "
                               f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
-        over = self.fast.admit(data_size)
+        over = self.fast.admit(data_size, storage_estimate(ev))
         if over is not None:
             raise ClientError(over, cmd)
         ctx_id = self._ensure_context()
@@ -129,7 +141,7 @@ class ResourceCommands:
             raise ClientError(f"unknown blob type {ev.blob_type}", cmd)
         if ev.size == 0 or ev.size > self.server.budgets.shm_bytes_per_resource:
             raise ClientError(f"blob size {ev.size} out of range", cmd)
-        over = self.fast.admit(0 if ev.blob_type == P.BLOB_TYPE_HOST3D else ev.size)
+        over = self.fast.admit(0 if ev.blob_type == P.BLOB_TYPE_HOST3D else ev.size, ev.size)
         if over is not None:
             raise ClientError(over, cmd)
         ctx_id = self._ensure_context()
@@ -177,7 +189,8 @@ class ResourceCommands:
         """Tell the C path about a resource (its transfers run there)."""
         self.fast.add_resource(res.client_handle, res.server_handle, res.target, res.bind,
                                res.width, res.height, res.depth, res.array_size,
-                               res.last_level, res.shm.size if res.shm is not None else 0)
+                               res.last_level, res.shm.size if res.shm is not None else 0,
+                               storage_estimate(res))
 
     def _on_resource_unref(self: SessionCore, ev: P.ResourceUnref) -> None:
         self._command = "RESOURCE_UNREF"

@@ -680,8 +680,17 @@ def set_budgets(budgets: Budgets) -> None:
         "resources": budgets.resources,
         "shm_bytes_per_resource": budgets.shm_bytes_per_resource,
         "shm_bytes": budgets.shm_bytes,
-        "mappings": budgets.mappings()})
+        "mappings": budgets.mappings(),
+        "resource_bytes": budgets.resource_bytes,
+        "server_resource_bytes": budgets.all_resource_bytes()})
     lib.vv_fast_set_limits(limits)
+
+
+def texture_upper_bound(width: int, height: int, depth: int, array_size: int,
+                        nr_samples: int, last_level: int) -> int:
+    """At least what any resource of this shape stores (16 bytes a texel, a whole mip
+    chain): vv_shm_bound without the per-resource cap."""
+    return int(lib.vv_texture_upper(width, height, depth, array_size, nr_samples, last_level))
 
 
 def shm_bound(width: int, height: int, depth: int, array_size: int, nr_samples: int,
@@ -771,19 +780,20 @@ class FastConn:
 
     def add_resource(self, client: int, server: int, target: int, bind: int, width: int,
                      height: int, depth: int, array_size: int, last_level: int,
-                     shm_size: int) -> None:
+                     shm_size: int, est: int) -> None:
         rc = lib.vv_conn_add_resource(self._c, client, server, target, bind, width, height,
-                                      depth, array_size, last_level, shm_size)
+                                      depth, array_size, last_level, shm_size, est)
         if rc:
             raise RendererError("vv_conn_add_resource", abs(rc))
 
     def remove_resource(self, client: int) -> None:
         lib.vv_conn_remove_resource(self._c, client)
 
-    def admit(self, shm_size: int) -> str | None:
+    def admit(self, shm_size: int, est: int) -> str | None:
         """None if the client may make one more resource with ``shm_size`` bytes of
-        shm; else which budget it would exceed (C's check, the C path's too)."""
-        code = int(lib.vv_conn_admit(self._c, shm_size))
+        shm and ``est`` bytes of storage; else which budget it would exceed (C's
+        check, the C path's too)."""
+        code = int(lib.vv_conn_admit(self._c, shm_size, est))
         if not code:
             return None
         b = _budgets
@@ -791,7 +801,11 @@ class FastConn:
             return f"over the budget of {b.resources} resources a client"
         if code == lib.VV_ADMIT_SHM_BYTES:
             return f"over the budget of {b.shm_bytes} shm bytes a client"
-        return f"over the budget of {b.mappings()} shm mappings of all clients"
+        if code == lib.VV_ADMIT_MAPPINGS:
+            return f"over the budget of {b.mappings()} shm mappings of all clients"
+        if code == lib.VV_ADMIT_RESOURCE_BYTES:
+            return f"over the budget of {b.resource_bytes} resource bytes a client"
+        return f"over the budget of {b.all_resource_bytes()} resource bytes of all clients"
 
     def fence(self, switch_first: bool = False) -> int:
         """Fence the context's work so far; returns the new fence id."""

@@ -29,6 +29,7 @@ from support.launch import launched
 
 from virgl_viewer.errors import RemoteProtocolError
 from virgl_viewer.guest import VtestClient
+from virgl_viewer.vtest import protocol as p
 
 pytestmark = pytest.mark.timeout(90)
 NOBODY = 65534
@@ -328,3 +329,33 @@ def test_cli_rejects_an_unknown_budget(sock_dir: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "--budget 'gpu_hours=3': expected NAME=VALUE with NAME one of" in proc.stderr
+
+
+def test_cli_resource_bytes_budgets(sock_dir: Path) -> None:
+    """A 16384x16384 BGRA texture is 1 GiB of the renderer's memory from one small
+    message: over a client's resource_bytes it is refused before the renderer makes it.
+    Over server_resource_bytes, the client that would pass it is dropped, not the one
+    that holds the memory."""
+    server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log",
+                       "--budget", "resource_bytes=256M",
+                       "--budget", "server_resource_bytes=100M")
+    try:
+        server.wait_serving()
+        with VtestClient.connect(server.path, "huge", 0) as huge, \
+                pytest.raises((RemoteProtocolError, OSError)):
+            huge.resource_create(p.TARGET_2D, 1, p.BIND_RENDER_TARGET, 16384, 16384)
+            huge.busy_wait(0, wait=True)  # a round trip: the drop is seen
+        assert wait_until(lambda: "client huge" in server.log() and "dropped: "
+                          "RESOURCE_CREATE: over the budget of 268435456 resource bytes a "
+                          "client" in server.log()), server.log()
+        with VtestClient.connect(server.path, "holder", 2) as holder, \
+                VtestClient.connect(server.path, "late", 2) as late:
+            held = [create_target(holder, 2048, 2048) for _ in range(5)]  # 5 x 16 MiB
+            create_target(late, 2048, 2048)
+            with pytest.raises(RemoteProtocolError):
+                create_target(late, 2048, 2048)
+            assert wait_until(lambda: "client late" in server.log() and "over the budget of "
+                              "104857600 resource bytes of all clients" in server.log())
+            assert_filled(render_clear(holder, held[4], BLUE, 2048, 2048), BLUE)
+    finally:
+        assert server.stop() == 0, server.log()
