@@ -198,7 +198,7 @@ def test_cli_client_names_cannot_forge_log_lines(cli: CliServer) -> None:
 # The other user's client: stdlib only (it cannot read our venv), prints
 # "served" if PING_PROTOCOL_VERSION is answered, "refused" if the server hangs up.
 _OTHER_USER = textwrap.dedent("""
-    import socket, struct, sys
+    import os, socket, struct, sys
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(20)
     s.connect(sys.argv[1])
@@ -208,7 +208,8 @@ _OTHER_USER = textwrap.dedent("""
         reply = s.recv(8)
     except (BrokenPipeError, ConnectionResetError):
         reply = b""
-    print("served" if reply == struct.pack("<2I", 0, 10) else "refused", flush=True)
+    print("served" if reply == struct.pack("<2I", 0, 10) else "refused", os.getpid(),
+          flush=True)
 """)
 
 
@@ -217,30 +218,35 @@ def test_cli_allow_uid(sock_dir: Path, allowed: bool) -> None:
     """With the socket made world-writable, a client running as uid 65534 is
     refused (and the refusal logged with its pid and uid) unless the server was
     started with ``--allow-uid 65534``."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a client as another uid")
     python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if python is None:
-        pytest.skip("no system python3 the other user can run")
+    assert python is not None, "no system python3 the other user can run"
+    as_nobody: dict[str, object] = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    argv = [python, "-I", "-c", _OTHER_USER]
+    if os.geteuid() != 0:  # a user of the README's commands, whose sudo installs the packages
+        if subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False).returncode:
+            pytest.skip("needs root or sudo without a password to run a client as another uid")
+        argv = ["sudo", "-n", "-u", f"#{NOBODY}", "-g", f"#{NOBODY}", *argv]
+        as_nobody = {}
     args = ("--allow-uid", str(NOBODY)) if allowed else ()
     server = CliServer(str(sock_dir / "vtest.sock"), sock_dir / "server.log", *args)
     try:
         server.wait_serving()
         os.chmod(sock_dir, 0o755)
         os.chmod(server.path, 0o666)
-        with subprocess.Popen([python, "-I", "-c", _OTHER_USER, server.path], user=NOBODY,
-                              group=NOBODY, extra_groups=[], cwd="/", text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        with subprocess.Popen([*argv, server.path], cwd="/", text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              **as_nobody) as child:
             out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err
+        result, pid = out.split()  # the client's own pid (sudo's child, when not root)
         if allowed:
-            assert out == "served\n"
-            who = f"client nobody-guest (pid {child.pid}) connected (uid {NOBODY})"
+            assert result == "served"
+            who = f"client nobody-guest (pid {pid}) connected (uid {NOBODY})"
             assert wait_until(lambda: who in server.log()), server.log()
             assert "is not allowed" not in server.log()
         else:
-            assert out == "refused\n"
-            refusal = f"refused client pid {child.pid}: uid {NOBODY} is not allowed"
+            assert result == "refused"
+            refusal = f"refused client pid {pid}: uid {NOBODY} is not allowed"
             assert wait_until(lambda: refusal in server.log()), server.log()
             assert "nobody-guest" not in server.log()
         # Our own uid is served either way.
