@@ -36,7 +36,8 @@ def _virgl_version() -> int:
     return parts[0] * 10000 + parts[1] * 100 + parts[2]
 
 
-CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h"]
+CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h",
+         "vv_limits.h"]
 SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c"]
 HEADERS = ["vv_glue.h", "vv_rewrite.h", "vv_present.h", "vv_ring.h", "vv_fast.h"]
 

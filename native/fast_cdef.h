@@ -75,21 +75,6 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 int vv_conn_fence(struct vv_conn *c, int switch_first);
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 int vv_fast_take_ready(struct vv_ready *out, int max);
-struct vv_limits {
-   uint64_t message_bytes, parked_input_bytes, resources, shm_bytes_per_resource, shm_bytes,
-            mappings, resource_bytes, server_resource_bytes;
-};
-void vv_fast_set_limits(const struct vv_limits *l);
-#define VV_ADMIT_RESOURCES 1
-#define VV_ADMIT_SHM_BYTES 2
-#define VV_ADMIT_MAPPINGS 3
-#define VV_ADMIT_RESOURCE_BYTES 4
-#define VV_ADMIT_SERVER_RESOURCE_BYTES 5
-int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est);
-uint64_t vv_texture_upper(uint32_t width, uint32_t height, uint32_t depth,
-                          uint32_t array_size, uint32_t nr_samples, uint32_t last_level);
-uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
-                      uint32_t nr_samples, uint32_t last_level);
 int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed);
 size_t vv_contexts_retiring(void);
 struct vv_sel_event { int fd; uint32_t events; };

@@ -175,24 +175,7 @@ int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out
  * clients' input); it reports virglrenderer's poll fd readable for this. */
 int vv_fast_take_ready(struct vv_ready *out, int max);
 
-/* Budgets (virgl_viewer/budgets.py); set before any client is served. */
-struct vv_limits {
-   uint64_t message_bytes, parked_input_bytes, resources, shm_bytes_per_resource, shm_bytes,
-            mappings, resource_bytes, server_resource_bytes;
-};
-void vv_fast_set_limits(const struct vv_limits *l);
-/* May the client make one more resource with this much shm? 0, or which budget not. */
-#define VV_ADMIT_RESOURCES 1
-#define VV_ADMIT_SHM_BYTES 2
-#define VV_ADMIT_MAPPINGS 3
-#define VV_ADMIT_RESOURCE_BYTES 4
-#define VV_ADMIT_SERVER_RESOURCE_BYTES 5
-int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est);
-/* Largest shm a resource of this shape can need (capped at shm_bytes_per_resource). */
-uint64_t vv_texture_upper(uint32_t width, uint32_t height, uint32_t depth,
-                          uint32_t array_size, uint32_t nr_samples, uint32_t last_level);
-uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t array_size,
-                      uint32_t nr_samples, uint32_t last_level);
+#include "vv_limits.h"
 
 /* Destroy a client's virgl context once all its fences have retired (now, if
  * they have: returns 1; else 0, or -ENOMEM: then it is never destroyed).
