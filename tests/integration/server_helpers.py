@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -208,6 +209,50 @@ class Bystander:
         self.client.close()
 
 
+class Watcher:
+    """A well-behaved client rendering in a thread of its own while a hostile one
+    attacks: every round trip (a clear read back, pixels checked) is timed; the
+    hostile-client issue asks that the others are answered within 250 ms throughout."""
+
+    LIMIT_S = 0.25
+
+    def __init__(self, server: RunningServer) -> None:
+        self.client = VtestClient.connect(server.path, "watcher", 2)
+        self.target = create_target(self.client)
+        self.worst = 0.0
+        self.rounds = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher")
+        self._thread.start()
+
+    def _run(self) -> None:
+        colors = (TEAL, PLUM)
+        try:
+            while not self._stop.is_set():
+                color = colors[self.rounds % 2]
+                t0 = time.monotonic()
+                assert_filled(render_clear(self.client, self.target, color), color)
+                self.worst = max(self.worst, time.monotonic() - t0)
+                self.rounds += 1
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.client.close()
+
+    def check(self) -> None:
+        """Stop; every round trip was right and answered within LIMIT_S."""
+        self.stop()
+        if self.error is not None:
+            raise self.error
+        assert self.rounds > 0
+        assert self.worst < self.LIMIT_S, (
+            f"the watcher waited {self.worst * 1000:.0f} ms for a round trip")
+
+
 @dataclass
 class Culprit:
     """Who ``hostile_client_checks`` expects to see dropped (the pid may be set
@@ -224,11 +269,14 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
     """Around a block in which one client misbehaves and is closed (``wait_closed``
     inside the block), check what the requirement promises: one warning naming
     ``name``, ``command`` and ``reason``; a bystander connected all along renders
-    correctly afterwards; this process's fd count returns to its value from before
-    the hostile client connected; only the bystander's session (and
+    correctly afterwards; a watcher rendering in a thread all along got every round
+    trip right within 250 ms; this process's fd count returns to its value from
+    before the hostile client connected; only the bystander's session (and
     ``other_sessions`` the caller keeps open) is left."""
     bystander = Bystander(server)
+    watcher = Watcher(server)
     try:
+        assert wait_until(lambda: watcher.rounds >= 2 or watcher.error is not None)
         baseline = open_fds()
         caplog.clear()
         culprit = Culprit(name, os.getpid())
@@ -237,7 +285,9 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
         bystander.renders()
         assert wait_until(lambda: open_fds() == baseline), (
             f"{open_fds()} fds open, {baseline} before the hostile client")
-        assert server.session_count() == 1 + other_sessions
+        watcher.check()
+        assert wait_until(lambda: server.session_count() == 1 + other_sessions)
         bystander.renders()
     finally:
         bystander.close()
+        watcher.stop()
