@@ -8,15 +8,20 @@ STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_DEV := $(VENV)/.dev-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
+CLANG_VERSION ?= 14
+FUZZ_SECONDS ?= 60
+
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libvirglrenderer1 libvirglrenderer-dev virgl-server \
 	libegl1 libegl-dev libgles-dev libgl-dev libopengl0 libopengl-dev libepoxy-dev libgl1-mesa-dri \
 	mesa-utils glmark2-x11 glmark2-es2-x11 piglit apitrace xvfb xauth x11-utils \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
-	libfontconfig1 libdbus-1-3 fonts-dejavu-core
+	libfontconfig1 libdbus-1-3 fonts-dejavu-core \
+	clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev
 
-.PHONY: all setup run test test-fast conformance conformance-ci bench lint clean native
+.PHONY: all setup run test test-fast conformance conformance-ci bench lint clean native fuzz
 
 all: setup
 
@@ -68,6 +73,11 @@ bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
+# Every fuzz target (tests/fuzz/) for FUZZ_SECONDS in total; fails on a crash,
+# leak or hang, and prints executions and coverage per target.
+fuzz: setup
+	CLANG_VERSION=$(CLANG_VERSION) $(PY) tests/fuzz/run_fuzz.py --seconds $(FUZZ_SECONDS)
+
 # The house rules: lint findings, type errors (mypy strict, ui/ included) and
 # broken import contracts (pyproject.toml [tool.importlinter]) each fail it.
 $(STAMP_DEV): $(STAMP_PIP)
@@ -80,4 +90,4 @@ lint: setup $(STAMP_DEV)
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf build $(VENV) *.egg-info virgl_viewer/_native*.so
+	rm -rf build fuzz-out $(VENV) *.egg-info virgl_viewer/_native*.so
