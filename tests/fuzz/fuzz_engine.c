@@ -20,9 +20,12 @@
  * nothing is left: no resource, context, fence, and (LeakSanitizer) no
  * memory.
  *
+ * The stream is sent a message at a time unless the prefix asks for other cuts.
  * Control prefix: [0] flags (see F_*), [1] fault mask (FAKE_FAIL_*), [2] the
- * call from which faults start, [3] chunking seed, [4] fences retired per
- * round (0: only at the end), [5] ring result, [6..7] reserved.
+ * call from which faults start, [3] chunking seed, [4] fences: low nibble how
+ * many retire (15: all, 0: only at the end), high nibble every how many turns
+ * of the loop (+1), [5] ring result, [6..7] reserved. Like Mesa, the client
+ * waits (some turns) while the server has it parked in a BUSY_WAIT.
  */
 #define _GNU_SOURCE
 #include "fake_virgl.h"
@@ -46,6 +49,8 @@
 #define F_INTERVAL 16    /* presents rate-limited */
 #define F_SMALL_CHUNKS 32
 #define F_PY_FIRST 64    /* start in Python mode (as after a hand-off) */
+#define F_RAW_CHUNKS 128 /* chunks cut anywhere (else: a message at a time, as a client
+                            that waits for replies sends them) */
 #define CONTROL 8
 
 #define CHECK(cond)                                                             \
@@ -76,8 +81,9 @@ struct sess {
    size_t nres, res_cap;
 };
 
-static int epfd = -1, pollfd = -1;
-static uint32_t next_ctx = 1, flags;
+static int epfd = -1, pollfd = -1, trace;
+#define TRACE(...) (trace ? fprintf(stderr, __VA_ARGS__) : 0)
+static uint32_t next_ctx = 1, flags, retire_n, retire_period, tick;
 static struct sess *sessions[2];
 
 static void watch(struct sess *s, int on)
@@ -234,6 +240,7 @@ static int py_handle(struct sess *s, const uint8_t *p, uint32_t len, uint32_t cm
    struct vv_conn *c = s->c;
    const uint8_t *b = p + 8;
    struct pres *r;
+   TRACE("python: command %u, %u dwords\n", cmd, len);
    if (!s->have_renderer) {
       s->have_renderer = 1;
       return 0;
@@ -427,6 +434,7 @@ static void to_python(struct sess *s, int eof)
 static int after_pump(struct sess *s, int st)
 {
    struct vv_conn *c = s->c;
+   TRACE("engine: status %d\n", st);
    if (c->out_len) { /* the stand-in sends nothing more after it: just drop it */
       uint8_t tmp[256];
       while (vv_conn_output_size(c))
@@ -537,7 +545,7 @@ static struct sess *by_token(uint32_t token)
    return token < 2 && sessions[token] && !sessions[token]->closed ? sessions[token] : NULL;
 }
 
-/* One turn of the render thread's loop; fences retire if `retire`. */
+/* One turn of the render thread's loop; up to `retire` fences retire. */
 static void turn(uint32_t retire)
 {
    struct vv_sel_event ev[64];
@@ -545,6 +553,7 @@ static void turn(uint32_t retire)
    int n, i, k;
    if (retire && fake_pending_fences()) {
       uint64_t one = 1;
+      TRACE("retire %u of %u fences\n", retire, fake_pending_fences());
       fake_retire(retire);
       CHECK(write(pollfd, &one, 8) == 8);
    }
@@ -579,6 +588,12 @@ static void turn(uint32_t retire)
           s->c->pending_status < 0 && !s->py_mode)
          pump(s);
    }
+}
+
+/* A turn, with fences retiring as the control prefix says. */
+static void step(void)
+{
+   turn(tick++ % retire_period == 0 ? retire_n : 0);
 }
 
 static struct sess *sess_new(uint32_t token)
@@ -636,6 +651,7 @@ static void drain_peer(struct sess *s)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
    (void)argc, (void)argv;
+   trace = getenv("FUZZ_ENGINE_TRACE") != NULL;
    CHECK(vv_renderer_init((void *)1, EGL_NO_DISPLAY, 0) == 0);
    CHECK((epfd = epoll_create1(EPOLL_CLOEXEC)) >= 0);
    CHECK((pollfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0);
@@ -649,7 +665,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
    uint8_t ctl[CONTROL] = {0};
-   uint32_t rng, retire;
+   uint32_t rng;
    size_t pos = 0;
    struct sess *s;
    int rounds;
@@ -661,7 +677,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
    flags = ctl[0];
    fake_faults(ctl[1], ctl[2]);
    rng = ctl[3] * 2654435761u | 1;
-   retire = ctl[4];
+   fake_retire(0);
+   {
+      uint64_t v;
+      (void)!read(pollfd, &v, 8); /* nothing left over from the last input */
+   }
+   retire_n = (ctl[4] & 15) == 15 ? 255 : ctl[4] & 15;
+   retire_period = (ctl[4] >> 4) + 1;
+   tick = 0;
    fake_ring_result = ctl[5] & 1;
 
    s = sessions[0] = sess_new(0);
@@ -679,16 +702,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
       if (flags & F_SMALL_CHUNKS)
          chunk = chunk < (rng % 64) + 1 ? chunk : (rng % 64) + 1;
-      else if (rng & 1)
+      else if ((flags & F_RAW_CHUNKS) && (rng & 1))
          chunk = chunk < (rng >> 20) + 1 ? chunk : (rng >> 20) + 1;
+      else if (!(flags & F_RAW_CHUNKS) && chunk >= 8) { /* the next message */
+         uint32_t len = rd32(data + pos), cmd = rd32(data + pos + 4);
+         uint64_t whole = 8 + (pos == 0 && cmd == 8 ? len : 4 * (uint64_t)len);
+         if (cmd == 5 && chunk >= 52) /* TRANSFER_PUT: its data follows */
+            whole = 52 + (uint64_t)rd32(data + pos + 48);
+         chunk = whole < chunk ? (size_t)whole : chunk;
+      }
       w = send(s->peer, data + pos, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (w > 0)
          pos += (size_t)w;
-      turn(retire);
+      step();
+      for (rounds = 0; rounds < 64 && s->c->parked && !s->closed; rounds++)
+         step(); /* the client waits for its BUSY_WAIT's answer */
       if (!(flags & F_NO_DRAIN))
          drain_peer(s);
       if (w <= 0) { /* the server does not read: let fences retire, or give up */
-         turn(retire ? retire : 1);
+         turn(retire_n ? retire_n : 1);
          if (s->c->parked || !s->watched)
             turn(255);
          if (send(s->peer, data + pos, 1, MSG_DONTWAIT | MSG_NOSIGNAL) <= 0)
@@ -700,7 +732,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
    shutdown(s->peer, SHUT_WR);
    for (rounds = 0; rounds < 1000 && !s->closed; rounds++) {
       drain_peer(s);
-      turn(rounds > 10 ? 255 : retire);
+      if (rounds > 10)
+         turn(255);
+      else
+         step();
       if (!s->closed && !s->watched && !s->c->parked)
          resume(s);
    }

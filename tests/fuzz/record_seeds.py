@@ -40,7 +40,7 @@ from virgl_viewer.vtest import codec  # noqa: E402
 from virgl_viewer.vtest import protocol as p  # noqa: E402
 
 CORPUS = HERE / "corpus"
-HEAD = 24 << 10  # bytes of a session in the engine and codec seeds
+HEAD = 16 << 10  # bytes of a session in the engine and codec seeds
 SERVER_HEAD = 96 << 10
 MAX_SUBMITS = 3  # rewrite seeds per session
 GUEST_RUNS = {
@@ -49,11 +49,15 @@ GUEST_RUNS = {
     "guest-2scanouts-resize": ["--frames", "6", "--scanouts", "2", "--size", "32x32,16x8",
                                "--resize-at", "3:24x24"],
 }
-# fuzz_engine.c control prefix: flags, fault mask, fault start, chunk seed, retire
+# fuzz_engine.c control prefix: flags, fault mask, fault start, chunk seed, fences
+# (low nibble: how many retire, high nibble: every how many turns - 1), ring result
 ENGINE_CONTROLS = {
-    "plain": bytes([0, 0, 0, 0, 1, 0, 0, 0]),
-    "observed": bytes([1 | 2 | 4 | 16, 0, 0, 7, 2, 1, 0, 0]),
+    "plain": bytes([0, 0, 0, 0, 0x21, 0, 0, 0]),
+    "observed": bytes([1 | 2 | 4 | 16, 0, 0, 7, 0x12, 1, 0, 0]),
+    "bystander": bytes([2, 0, 0, 0, 0x3F, 0, 0, 0]),
     "chunked": bytes([32, 0, 0, 3, 0, 0, 0, 0]),
+    "stalled": bytes([8 | 2, 0, 0, 0, 0x0F, 0, 0, 0]),  # the client never reads
+    "faults": bytes([0, 0x1F, 6, 0, 0x0F, 0, 0, 0]),  # renderer calls fail from the 6th
 }
 
 

@@ -7,7 +7,7 @@ How: the libFuzzer targets (``fuzz_engine``: native/vv_fast.c against fake_virgl
 ``fuzz_rewrite``: native/vv_rewrite.c) are built with clang -fsanitize=fuzzer,address,
 undefined into build/fuzz/. The budget is split among them, the codec's atheris target
 and the whole-server fuzzer by ``SHARES``. Each libFuzzer run starts from the committed
-seeds (tests/fuzz/corpus/<target>) plus what earlier runs found (build/fuzz/corpus/
+seeds (tests/fuzz/corpus/<target>) plus what earlier runs found (fuzz-out/corpus/
 <target>), with -timeout (a hang), -rss_limit_mb and LeakSanitizer (a leak) on; any of
 them, a sanitizer report or a failed check ends the run non-zero and leaves the input in
 fuzz-out/<target>/. Per target it prints the executions and libFuzzer's final cov/ft
@@ -73,9 +73,11 @@ def build(name: str) -> Path:
     return exe
 
 
-def command(target: str, seconds: float, inputs: list[Path] | None = None) -> list[str]:
-    """The command that fuzzes ``target`` for ``seconds`` (or replays ``inputs``)."""
-    artifacts = OUT / target
+def command(target: str, seconds: float, inputs: list[Path] | None = None,
+            out: Path = OUT) -> list[str]:
+    """The command that fuzzes ``target`` for ``seconds`` (or replays ``inputs``); crash
+    files go to ``out``/<target>, the corpus grows in ``out``/corpus/<target>."""
+    artifacts = out / target
     artifacts.mkdir(parents=True, exist_ok=True)
     if target == "server":
         argv = [sys.executable, str(HERE / "fuzz_server.py"), "--out", str(artifacts)]
@@ -88,7 +90,7 @@ def command(target: str, seconds: float, inputs: list[Path] | None = None) -> li
     argv += [*LIBFUZZER_FLAGS, f"-artifact_prefix={artifacts}/"]
     if inputs is not None:
         return [*argv, "-runs=1", *map(str, inputs)]
-    work = BUILD / "corpus" / target
+    work = out / "corpus" / target
     work.mkdir(parents=True, exist_ok=True)
     return [*argv, f"-max_total_time={max(1, round(seconds))}", str(work),
             str(HERE / "corpus" / target)]
@@ -114,11 +116,12 @@ _DONE_RE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+)(?: ft: (\d+))?")
 _STAT_RE = re.compile(r"stat::number_of_executed_units: (\d+)")
 
 
-def run_target(target: str, seconds: float, inputs: list[Path] | None = None) -> Result:
+def run_target(target: str, seconds: float, inputs: list[Path] | None = None,
+               out: Path = OUT) -> Result:
     start = time.monotonic()
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    proc = subprocess.run(command(target, seconds, inputs), cwd=ROOT, env=env,
+    proc = subprocess.run(command(target, seconds, inputs, out), cwd=ROOT, env=env,
                           capture_output=True, text=True, errors="replace", check=False,
                           timeout=seconds + 300)
     out = proc.stdout + proc.stderr
