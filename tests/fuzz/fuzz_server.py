@@ -9,10 +9,12 @@ How: the server runs on a private socket (``support.servers.Server``). A bystand
 input is a seed from ``tests/fuzz/corpus/server`` (recorded sessions, see record_seeds.py)
 with a few mutations (bit flips, dwords set to edge values, whole messages dropped,
 repeated, swapped or spliced from another session, header lengths changed, truncation),
-sent in random chunks by a new client that reads whatever comes back, then hangs up or
-just closes. After each input the server must be alive, must not have logged a Python
-traceback or an internal error, and the bystander must still render: a solid frame of a
-new colour presented and read back within 5 s. Otherwise the input is saved as
+sent by a new client (a message at a time waiting briefly for replies, or in random
+chunks), which reads whatever comes back, then hangs up or just closes; a quarter of the
+inputs are two such clients at once (saved together in one file). After each input the
+server must be alive, must not have logged a Python traceback or an internal error, and
+the bystander must still render: a solid frame of a new colour presented and read back
+within 5 s. Otherwise the input is saved as
 ``crash-<sha1>`` (with the server's log beside it), the server restarted, and the run
 fails. Not coverage-guided: the server is another process; its coverage proxy is the
 number of distinct reasons for which it dropped a client (``cov:``).
@@ -31,6 +33,7 @@ import select
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,44 +112,72 @@ def mutate(seed: bytes, other: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+def _read(sock: socket.socket, timeout: float) -> bool:
+    """Read (and close the fds of) what the server sent; False once it hung up."""
+    r, _, _ = select.select([sock], [], [], timeout)
+    if not r:
+        return True
+    try:
+        got, fds, _, _ = socket.recv_fds(sock, 1 << 16, 16)
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        return False
+    for fd in fds:
+        socket.close(fd)
+    return bool(got)
+
+
 def send_input(path: Path, data: bytes, rng: random.Random) -> None:
-    """One hostile client: send ``data`` in random chunks, read what comes back."""
+    """One hostile client: send ``data`` and read what comes back. Half the time a
+    message at a time, waiting a little for replies as Mesa does (the server's answers
+    then shape what follows); else in random chunks without waiting. Then it hangs up
+    or just closes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
         sock.setblocking(False)
         deadline = time.monotonic() + INPUT_SECONDS
+        if rng.random() < 0.5:
+            cuts = [end for _, end in message_spans(data)]
+        else:
+            cuts, pos = [], 0
+            while pos < len(data):
+                pos += rng.choice((1, 7, 64, 4096, 1 << 16))
+                cuts.append(min(pos, len(data)))
+        if not cuts or cuts[-1] < len(data):
+            cuts.append(len(data))
         pos = 0
-        while time.monotonic() < deadline:
-            want_write = pos < len(data)
-            r, w, _ = select.select([sock], [sock] if want_write else [], [], 0.05)
-            if r:
-                try:
-                    got, fds, _, _ = socket.recv_fds(sock, 1 << 16, 16)
-                except (BlockingIOError, InterruptedError):
-                    got, fds = b"x", []
-                except OSError:
+        for cut in cuts:
+            while pos < cut and time.monotonic() < deadline:
+                _, w, _ = select.select([], [sock], [], 0.05)
+                if w:
+                    try:
+                        pos += sock.send(data[pos:cut])
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        return
+                if not _read(sock, 0):
                     return
-                for fd in fds:
-                    socket.close(fd)
-                if not got:
-                    return  # the server dropped us
-            if w:
-                n = rng.choice((1, 7, 64, 4096, 1 << 16))
-                try:
-                    pos += sock.send(data[pos : pos + n])
-                except (BlockingIOError, InterruptedError):
-                    pass
-                except OSError:
-                    return
-            if pos >= len(data) and not r:
-                if rng.random() < 0.5:
-                    return  # just close
-                sock.shutdown(socket.SHUT_WR)
-                data = b""
-                pos = 0
+            if not _read(sock, 0.005):
+                return
+        if rng.random() < 0.5:
+            sock.shutdown(socket.SHUT_WR)
+            while time.monotonic() < deadline and _read(sock, 0.05):
+                pass
     finally:
         sock.close()
+
+
+def send_inputs(path: Path, data: list[bytes], rng: random.Random) -> None:
+    """Several hostile clients at once (their own threads)."""
+    threads = [threading.Thread(target=send_input, args=(path, d, random.Random(rng.random())))
+               for d in data]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 class Target:
@@ -200,6 +231,21 @@ class Target:
         return None
 
 
+PAIR_MAGIC = b"VVFUZZ2\0"
+
+
+def _pair(a: bytes, b: bytes) -> bytes:
+    """Two inputs sent at once, saved as one file (see _unpair)."""
+    return PAIR_MAGIC + len(a).to_bytes(4, "little") + a + b
+
+
+def _unpair(data: bytes) -> list[bytes]:
+    if not data.startswith(PAIR_MAGIC) or len(data) < 12:
+        return [data]
+    n = int.from_bytes(data[8:12], "little")
+    return [data[12 : 12 + n], data[12 + n :]]
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,11 +264,19 @@ def run(args: argparse.Namespace) -> int:
                     if execs == len(replay):
                         break
                     data = replay[execs].read_bytes()
+                    send_inputs(target.sock, _unpair(data), rng)
                 elif time.monotonic() - start >= args.seconds:
                     break
                 else:
                     data = mutate(rng.choice(seeds), rng.choice(seeds), rng)
-                send_input(target.sock, data, rng)
+                if replay:
+                    pass
+                elif rng.random() < 0.25:  # two at once: their handles collide
+                    data2 = mutate(rng.choice(seeds), rng.choice(seeds), rng)
+                    send_inputs(target.sock, [data, data2], rng)
+                    data = _pair(data, data2)
+                else:
+                    send_input(target.sock, data, rng)
                 execs += 1
                 problem = target.check()
                 log = target.new_log()

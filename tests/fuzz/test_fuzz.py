@@ -28,7 +28,8 @@ def _inputs(target: str) -> list[Path]:
     for kind in ("regressions", "corpus"):
         d = HERE / kind / target
         if d.is_dir():
-            files += sorted(f for f in d.iterdir() if f.is_file() and f.suffix != ".log")
+            files += sorted(f for f in d.iterdir()
+                            if f.is_file() and f.suffix not in (".log", ".md"))
     return files
 
 
