@@ -71,11 +71,19 @@ struct vv_res {
 };
 
 struct vv_res_table {
-   struct vv_res *slots; /* client == 0: empty; client == UINT32_MAX: tombstone */
+   struct vv_res *slots; /* client == 0: free, a tombstone if server == TOMB */
    uint32_t cap, used, live;
 };
 
+/* Any nonzero client handle is valid, UINT32_MAX too: a removed entry keeps
+ * client 0 and is told from a never-used one by its server field. */
 #define TOMB UINT32_MAX
+
+static void res_kill(struct vv_res *r)
+{
+   r->client = 0;
+   r->server = TOMB;
+}
 
 static uint32_t hash32(uint32_t x)
 {
@@ -86,13 +94,13 @@ static uint32_t hash32(uint32_t x)
 static struct vv_res *res_find(struct vv_res_table *t, uint32_t client)
 {
    uint32_t i;
-   if (!t->cap || client == 0 || client == TOMB)
+   if (!t->cap || client == 0)
       return NULL;
    for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
       struct vv_res *r = &t->slots[i];
       if (r->client == client)
          return r;
-      if (r->client == 0)
+      if (r->client == 0 && r->server != TOMB)
          return NULL;
    }
 }
@@ -108,7 +116,7 @@ static int res_grow(struct vv_res_table *t)
       return -ENOMEM;
    for (i = 0; i < t->cap; i++) {
       uint32_t j;
-      if (old[i].client == 0 || old[i].client == TOMB)
+      if (old[i].client == 0)
          continue;
       for (j = hash32(old[i].client) & (ncap - 1); n[j].client; j = (j + 1) & (ncap - 1))
          ;
@@ -127,7 +135,7 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
    struct vv_res *r;
    uint32_t i, client = src->client;
    *err = -EINVAL;
-   if (!t || client == 0 || client == TOMB)
+   if (!t || client == 0)
       return NULL;
    *err = -EEXIST;
    if (res_find(t, client) != NULL)
@@ -137,10 +145,10 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
       return NULL;
    for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
       r = &t->slots[i];
-      if (r->client == 0 || r->client == TOMB)
+      if (r->client == 0)
          break;
    }
-   if (r->client == 0)
+   if (r->server != TOMB)
       t->used++;
    t->live++;
    *r = *src;
@@ -165,7 +173,7 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
 {
    struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
    if (r) {
-      r->client = TOMB;
+      res_kill(r);
       c->res->live--;
    }
 }
@@ -317,7 +325,7 @@ void vv_conn_close(struct vv_conn *c)
       int switched = 0;
       for (i = 0; i < c->res->cap; i++) {
          struct vv_res *r = &c->res->slots[i];
-         if (r->client == 0 || r->client == TOMB || !r->owned)
+         if (r->client == 0 || !r->owned)
             continue;
          if (!switched && c->ctx_id) { /* vrend unrefs in the current GL context */
             virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
@@ -654,7 +662,7 @@ static void destroy_owned(struct vv_conn *c, struct vv_res *r)
       }
       c->res_events = c->ev_n;
    }
-   r->client = TOMB;
+   res_kill(r);
    r->shm = NULL;
    r->iov = NULL;
    c->res->live--;
@@ -749,7 +757,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    size = f[10];
    /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
     * An fd must not overtake output already queued. */
-   if (c->protocol_version >= 3 || f[0] == 0 || f[0] == TOMB || res_find(c->res, f[0]) ||
+   if (c->protocol_version >= 3 || f[0] == 0 || res_find(c->res, f[0]) ||
        c->res->live >= MAX_RESOURCES_PER_CLIENT || size > shm_bound(f) ||
        (size && (c->out_len || c->py_out_busy)))
       return VV_FAST_SLOW;
@@ -793,7 +801,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
       err = -ENOMEM;
    if (!r || err) {
       if (r) {
-         r->client = TOMB;
+         res_kill(r);
          c->res->live--;
       }
       if (fd >= 0)
