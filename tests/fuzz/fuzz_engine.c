@@ -545,6 +545,30 @@ static struct sess *by_token(uint32_t token)
    return token < 2 && sessions[token] && !sessions[token]->closed ? sessions[token] : NULL;
 }
 
+/* What Python reads between turns: the fence log (stats, timelines) and the
+ * presents the rate limit held back; both must agree with the counters. */
+static void observe(struct sess *s)
+{
+   struct vv_fence_rec log[32];
+   struct vv_conn *c = s->c;
+   uint64_t from = c->fence_submitted > 20 ? c->fence_submitted - 20 : 0, prev = 0;
+   int n = vv_conn_fences(c, from, log, 32), i;
+   size_t k;
+   CHECK(n >= 0 && n <= 32);
+   for (i = 0; i < n; i++) {
+      CHECK(log[i].fence_id > prev && log[i].fence_id >= from);
+      CHECK(log[i].fence_id <= c->fence_submitted);
+      CHECK((log[i].retired != 0) == (log[i].fence_id <= c->fence_completed));
+      prev = log[i].fence_id;
+   }
+   for (k = 0; k < s->nres; k++) {
+      double last = 0;
+      int fresh = 0;
+      if (s->res[k].native && vv_conn_take_skipped_presents(c, s->res[k].client, &last, &fresh))
+         CHECK(last > 0);
+   }
+}
+
 /* One turn of the render thread's loop; up to `retire` fences retire. */
 static void turn(uint32_t retire)
 {
@@ -582,6 +606,9 @@ static void turn(uint32_t retire)
          on_readable(s);
       }
    }
+   for (i = 0; i < 2; i++)
+      if (sessions[i] && !sessions[i]->closed)
+         observe(sessions[i]);
    for (i = 0; i < 2; i++) { /* a YIELD or a resumed parked client: go on */
       struct sess *s = sessions[i];
       if (s && !s->closed && !s->c->parked && s->watched && vv_conn_input_size(s->c) &&
