@@ -14,10 +14,12 @@ chunks), which reads whatever comes back, then hangs up or just closes; a quarte
 inputs are two such clients at once (saved together in one file). After each input the
 server must be alive, must not have logged a Python traceback or an internal error, and
 the bystander must still render: a solid frame of a new colour presented and read back
-within 5 s. Otherwise the input is saved as
-``crash-<sha1>`` (with the server's log beside it), the server restarted, and the run
-fails. Not coverage-guided: the server is another process; its coverage proxy is the
-number of distinct reasons for which it dropped a client (``cov:``).
+within 30 s. Otherwise the input is saved as ``crash-<sha1>`` (with the server's log
+beside it), the server restarted, and the run fails. A frame slower than 5 s keeps the
+input as ``slow-<sha1>`` without failing (like libFuzzer's slow units): llvmpipe is shared,
+so a client's heavy draw delays everyone's fences; these are leads for budgets.
+Not coverage-guided: the server is another process; its coverage proxy is the number
+of distinct reasons for which it dropped a client (``cov:``).
 
 Run: ``python tests/fuzz/fuzz_server.py --seconds N --out DIR [FILE...]``; with files
 (``tests/fuzz/regressions/server``) each is sent once instead.
@@ -48,7 +50,8 @@ from virgl_viewer.vtest import codec  # noqa: E402
 
 CORPUS = HERE / "corpus" / "server"
 INPUT_SECONDS = 2.0  # one input's client gives up after this
-BYSTANDER_TIMEOUT = 5.0
+BYSTANDER_SLOW = 5.0  # a bystander frame slower than this: the input is kept as slow-*
+HANG_TIMEOUT = 30.0  # no bystander frame within this: a hang, a failure
 EDGES = (0, 1, 2, 3, 4, 7, 8, 10, 11, 12, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF,
          0x80000000, 0xFFFFFFFE, 0xFFFFFFFF)
 _DROP_RE = re.compile(r"dropped: (\S+): (.*)$")
@@ -192,13 +195,14 @@ class Target:
         self.scene: GuestScene | None = None
         self.frame = 0
         self.log_seen = 0
+        self.last_frame = 0.0
 
     def start(self) -> None:
         self.log.write_text("")
         self.log_seen = 0
         self.server = Server("ours", self.sock, self.log).start()
         self.client = VtestClient.connect(str(self.sock), name="bystander", protocol_version=2,
-                                          timeout=BYSTANDER_TIMEOUT)
+                                          timeout=HANG_TIMEOUT)
         self.scene = GuestScene(self.client, "solid:ff0000", [(32, 32)])
 
     def stop(self) -> None:
@@ -214,18 +218,22 @@ class Target:
         return new
 
     def check(self) -> str | None:
-        """None if all is well, else what went wrong."""
+        """None if all is well, else what went wrong. ``last_frame``: how long the
+        bystander's frame took (s)."""
         assert self.server is not None and self.scene is not None
         if not self.server.alive():
             return "the server died"
         colour = COLOURS[self.frame % len(COLOURS)]
         self.frame += 1
         self.scene.pattern = f"solid:{colour}"
+        start = time.monotonic()
         try:
             self.scene.present_frame(self.frame)
             pixel = self.scene.read_rgba(0)[:4]
         except (OSError, codec.RemoteProtocolError) as exc:
             return f"the bystander failed: {exc!r}"
+        finally:
+            self.last_frame = time.monotonic() - start
         if pixel != bytes.fromhex(colour) + b"\xff":
             return f"the bystander read {pixel.hex()}, not {colour}ff"
         return None
@@ -253,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = [f.read_bytes() for f in sorted(CORPUS.iterdir())] if not replay else []
     rng = random.Random(args.seed)
     reasons: set[str] = set()
-    execs = crashes = 0
+    execs = crashes = slow = 0
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vv-fuzz-server-") as tmp:
         target = Target(Path(tmp))
@@ -286,6 +294,12 @@ def run(args: argparse.Namespace) -> int:
                         reasons.add(m[1] + ": " + re.sub(r"\d+", "N", m[2]))
                     if problem is None and _BUG_RE.search(line):
                         problem = f"the server logged: {line.strip()}"
+                if problem is None and target.last_frame > BYSTANDER_SLOW:
+                    slow += 1
+                    name = "slow-" + hashlib.sha1(data).hexdigest()
+                    (out / name).write_bytes(data)
+                    print(f"#{execs} SLOW the bystander's frame took {target.last_frame:.1f} s: "
+                          f"saved {out / name}", flush=True)
                 if problem is not None:
                     crashes += 1
                     name = "crash-" + hashlib.sha1(data).hexdigest()
@@ -295,11 +309,11 @@ def run(args: argparse.Namespace) -> int:
                     target.stop()
                     target.start()
                 if execs & (execs - 1) == 0:
-                    print(f"#{execs} pulse cov: {len(reasons)} crashes: {crashes} "
+                    print(f"#{execs} pulse cov: {len(reasons)} crashes: {crashes} slow: {slow} "
                           f"exec/s: {execs / (time.monotonic() - start):.1f}", flush=True)
         finally:
             target.stop()
-    print(f"#{execs} DONE cov: {len(reasons)} crashes: {crashes} "
+    print(f"#{execs} DONE cov: {len(reasons)} crashes: {crashes} slow: {slow} "
           f"exec/s: {execs / max(time.monotonic() - start, 1e-9):.1f}", flush=True)
     return 1 if crashes else 0
 
