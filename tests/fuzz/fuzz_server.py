@@ -14,10 +14,12 @@ chunks), which reads whatever comes back, then hangs up or just closes; a quarte
 inputs are two such clients at once (saved together in one file). After each input the
 server must be alive, must not have logged a Python traceback or an internal error, and
 the bystander must still render: a solid frame of a new colour presented and read back
-within 30 s. Otherwise the input is saved as ``crash-<sha1>`` (with the server's log
-beside it), the server restarted, and the run fails. A frame slower than 5 s keeps the
-input as ``slow-<sha1>`` without failing (like libFuzzer's slow units): llvmpipe is shared,
-so a client's heavy draw delays everyone's fences; these are leads for budgets.
+within 30 s; within 3 s of the client's leaving, the server's fds and shm mappings
+must be back to what they were with the bystander alone (a leak otherwise). Otherwise
+the input is saved as ``crash-<sha1>`` (with the server's log beside it), the server
+restarted, and the run fails. A frame slower than 5 s keeps the input as ``slow-<sha1>``
+without failing (like libFuzzer's slow units): llvmpipe is shared, so a client's heavy
+draw delays everyone's fences; these are leads for budgets.
 Not coverage-guided: the server is another process; its coverage proxy is the number
 of distinct reasons for which it dropped a client (``cov:``).
 
@@ -52,6 +54,7 @@ CORPUS = HERE / "corpus" / "server"
 INPUT_SECONDS = 2.0  # one input's client gives up after this
 BYSTANDER_SLOW = 5.0  # a bystander frame slower than this: the input is kept as slow-*
 HANG_TIMEOUT = 30.0  # no bystander frame within this: a hang, a failure
+LEAK_WAIT = 3.0  # the server's fds and mappings must be back to the baseline by then
 EDGES = (0, 1, 2, 3, 4, 7, 8, 10, 11, 12, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF,
          0x80000000, 0xFFFFFFFE, 0xFFFFFFFF)
 _DROP_RE = re.compile(r"dropped: (\S+): (.*)$")
@@ -196,6 +199,7 @@ class Target:
         self.frame = 0
         self.log_seen = 0
         self.last_frame = 0.0
+        self.baseline: tuple[int, int] | None = None
 
     def start(self) -> None:
         self.log.write_text("")
@@ -204,6 +208,8 @@ class Target:
         self.client = VtestClient.connect(str(self.sock), name="bystander", protocol_version=2,
                                           timeout=HANG_TIMEOUT)
         self.scene = GuestScene(self.client, "solid:ff0000", [(32, 32)])
+        self.check()  # its steady state ...
+        self.leaked()  # ... is the baseline
 
     def stop(self) -> None:
         if self.client is not None:
@@ -216,6 +222,31 @@ class Target:
         text = self.log.read_text(errors="replace")
         new, self.log_seen = text[self.log_seen :], len(text)
         return new
+
+    def _usage(self) -> tuple[int, int]:
+        """The server's open fds and its mappings of resource shm (memfd vtest-*)."""
+        assert self.server is not None and self.server.pid is not None
+        proc = Path(f"/proc/{self.server.pid}")
+        try:
+            fds = len(list((proc / "fd").iterdir()))
+            maps = (proc / "maps").read_text().count("memfd:vtest-")
+        except OSError:
+            return 0, 0
+        return fds, maps
+
+    def leaked(self) -> str | None:
+        """None once fds and mappings are back to the baseline (waits up to 3 s)."""
+        deadline = time.monotonic() + LEAK_WAIT
+        while True:
+            fds, maps = self._usage()
+            if self.baseline is None:
+                self.baseline = (fds, maps)
+            if fds <= self.baseline[0] and maps <= self.baseline[1]:
+                return None
+            if time.monotonic() > deadline:
+                return (f"leak: {fds} fds and {maps} shm mappings, {self.baseline[0]} and "
+                        f"{self.baseline[1]} with the bystander alone")
+            time.sleep(0.05)
 
     def check(self) -> str | None:
         """None if all is well, else what went wrong. ``last_frame``: how long the
@@ -286,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     send_input(target.sock, data, rng)
                 execs += 1
-                problem = target.check()
+                problem = target.check() or target.leaked()
                 log = target.new_log()
                 for line in log.splitlines():
                     m = _DROP_RE.search(line)

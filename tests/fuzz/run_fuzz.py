@@ -74,13 +74,16 @@ def build(name: str) -> Path:
 
 
 def command(target: str, seconds: float, inputs: list[Path] | None = None,
-            out: Path = OUT) -> list[str]:
+            out: Path = OUT, seed: int | None = None) -> list[str]:
     """The command that fuzzes ``target`` for ``seconds`` (or replays ``inputs``); crash
-    files go to ``out``/<target>, the corpus grows in ``out``/corpus/<target>."""
+    files go to ``out``/<target>, the corpus grows in ``out``/corpus/<target>. A ``seed``
+    makes the mutations repeat (random by default)."""
     artifacts = out / target
     artifacts.mkdir(parents=True, exist_ok=True)
     if target == "server":
         argv = [sys.executable, str(HERE / "fuzz_server.py"), "--out", str(artifacts)]
+        if seed is not None:
+            argv += ["--seed", str(seed)]
         return argv + ([str(p) for p in inputs] if inputs is not None
                        else ["--seconds", str(seconds)])
     if target == "codec":
@@ -88,6 +91,8 @@ def command(target: str, seconds: float, inputs: list[Path] | None = None,
     else:
         argv = [str(build(f"fuzz_{target}"))]
     argv += [*LIBFUZZER_FLAGS, f"-artifact_prefix={artifacts}/"]
+    if seed is not None:
+        argv.append(f"-seed={seed}")
     if inputs is not None:
         return [*argv, "-runs=1", *map(str, inputs)]
     work = out / "corpus" / target
@@ -117,11 +122,11 @@ _STAT_RE = re.compile(r"stat::number_of_executed_units: (\d+)")
 
 
 def run_target(target: str, seconds: float, inputs: list[Path] | None = None,
-               out: Path = OUT) -> Result:
+               out: Path = OUT, seed: int | None = None) -> Result:
     start = time.monotonic()
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    proc = subprocess.run(command(target, seconds, inputs, out), cwd=ROOT, env=env,
+    proc = subprocess.run(command(target, seconds, inputs, out, seed), cwd=ROOT, env=env,
                           capture_output=True, text=True, errors="replace", check=False,
                           timeout=seconds + 300)
     out = proc.stdout + proc.stderr
