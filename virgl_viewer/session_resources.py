@@ -116,12 +116,16 @@ class ResourceCommands:
             self._send(self.conn.send(P.ResourceIdReply(int(P.Cmd.RESOURCE_CREATE2 if v2 else
                                                             P.Cmd.RESOURCE_CREATE),
                                                         server_handle)))
+            if self.closed:  # the client is gone: close() destroyed res already
+                return
         if data_size:
             shm = SharedMemory(data_size, f"vtest-res-{client_handle}")
             res.shm = shm
             host.renderer.attach_iov(server_handle, shm.iov)
             fd, shm.fd = shm.fd, -1
             self._send_fd(fd)
+            if self.closed:
+                return
         self._mirror(res)
         self.server.resource_created(self, res)
 
@@ -172,7 +176,13 @@ class ResourceCommands:
         self.map.set(handle, handle)
         host.renderer.ctx_attach_resource(ctx_id, handle)
         self._send(self.conn.send(P.ResourceIdReply(int(P.Cmd.RESOURCE_CREATE_BLOB), handle)))
+        if self.closed:  # the client is gone: close() destroyed res; the fd is ours
+            import os
+            os.close(fd)
+            return
         self._send_fd(fd)
+        if self.closed:
+            return
         self._mirror(res)
         self.server.resource_created(self, res)
 
