@@ -11,6 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
 CLANG_VERSION ?= 14
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libvirglrenderer1 libvirglrenderer-dev virgl-server \
@@ -73,10 +74,11 @@ bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
-# Every fuzz target (tests/fuzz/) for FUZZ_SECONDS in total; fails on a crash,
-# leak or hang, and prints executions and coverage per target.
+# Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
+# FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and
+# coverage per target.
 fuzz: setup
-	CLANG_VERSION=$(CLANG_VERSION) $(PY) tests/fuzz/run_fuzz.py --seconds $(FUZZ_SECONDS)
+	CLANG_VERSION=$(CLANG_VERSION) $(PY) tests/fuzz/run_fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The house rules: lint findings, type errors (mypy strict, ui/ included) and
 # broken import contracts (pyproject.toml [tool.importlinter]) each fail it.
