@@ -9,17 +9,25 @@ STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_DEV := $(VENV)/.dev-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
+# the clang (libFuzzer, sanitizers) of the release: 14 on Debian 12, 19 on Debian 13
+CLANG_VERSION ?= $(shell . /etc/os-release 2>/dev/null; [ "$$VERSION_CODENAME" = bookworm ] && echo 14 || echo 19)
+export CLANG_VERSION
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libvirglrenderer1 libvirglrenderer-dev virgl-server \
 	libegl1 libegl-dev libgles-dev libgl-dev libopengl0 libopengl-dev libepoxy-dev libgl1-mesa-dri \
 	mesa-utils glmark2-x11 glmark2-es2-x11 piglit apitrace xvfb xauth x11-utils \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
-	libfontconfig1 libdbus-1-3 fonts-dejavu-core
+	libfontconfig1 libdbus-1-3 fonts-dejavu-core \
+	clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev
 # packaging tests: the validators and installers a user's desktop and tools run
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 
-.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native
+.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native fuzz
 
 all: setup
 
@@ -89,6 +97,12 @@ bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
+# Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
+# FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and
+# coverage per target.
+fuzz: setup
+	CLANG_VERSION=$(CLANG_VERSION) $(PY) tests/fuzz/run_fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # The house rules: lint findings, type errors (mypy strict, ui/ included) and
 # broken import contracts (pyproject.toml [tool.importlinter]) each fail it.
 $(STAMP_DEV): $(STAMP_PIP)
@@ -121,4 +135,4 @@ test-deb: setup
 	VV_TEST_DEB=1 VV_DEB_ROOT=$(abspath $(DEB_ROOT)) $(PY) -m pytest -ra tests/packaging/test_deb.py $(PYTEST_ARGS)
 
 clean:
-	rm -rf build dist $(VENV) *.egg-info virgl_viewer/_native*.so
+	rm -rf build dist fuzz-out $(VENV) *.egg-info virgl_viewer/_native*.so

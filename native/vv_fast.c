@@ -82,13 +82,21 @@ struct vv_res {
 };
 
 struct vv_res_table {
-   struct vv_res *slots; /* client == 0: empty; client == UINT32_MAX: tombstone */
+   struct vv_res *slots; /* client == 0: free, a tombstone if server == TOMB */
    uint32_t cap, used, live;
    uint64_t shm_total; /* shm bytes of the live entries */
    uint64_t est_total; /* their estimated bytes (the renderer's storage) */
 };
 
+/* Any nonzero client handle is valid, UINT32_MAX too: a removed entry keeps
+ * client 0 and is told from a never-used one by its server field. */
 #define TOMB UINT32_MAX
+
+static void res_kill(struct vv_res *r)
+{
+   r->client = 0;
+   r->server = TOMB;
+}
 
 static uint32_t hash32(uint32_t x)
 {
@@ -99,13 +107,13 @@ static uint32_t hash32(uint32_t x)
 static struct vv_res *res_find(struct vv_res_table *t, uint32_t client)
 {
    uint32_t i;
-   if (!t->cap || client == 0 || client == TOMB)
+   if (!t->cap || client == 0)
       return NULL;
    for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
       struct vv_res *r = &t->slots[i];
       if (r->client == client)
          return r;
-      if (r->client == 0)
+      if (r->client == 0 && r->server != TOMB)
          return NULL;
    }
 }
@@ -121,7 +129,7 @@ static int res_grow(struct vv_res_table *t)
       return -ENOMEM;
    for (i = 0; i < t->cap; i++) {
       uint32_t j;
-      if (old[i].client == 0 || old[i].client == TOMB)
+      if (old[i].client == 0)
          continue;
       for (j = hash32(old[i].client) & (ncap - 1); n[j].client; j = (j + 1) & (ncap - 1))
          ;
@@ -140,7 +148,7 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
    struct vv_res *r;
    uint32_t i, client = src->client;
    *err = -EINVAL;
-   if (!t || client == 0 || client == TOMB)
+   if (!t || client == 0)
       return NULL;
    *err = -EEXIST;
    if (res_find(t, client) != NULL)
@@ -150,10 +158,10 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
       return NULL;
    for (i = hash32(client) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
       r = &t->slots[i];
-      if (r->client == 0 || r->client == TOMB)
+      if (r->client == 0)
          break;
    }
-   if (r->client == 0)
+   if (r->server != TOMB)
       t->used++;
    t->live++;
    t->shm_total += src->shm_size;
@@ -182,7 +190,7 @@ int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
 /* The entry is gone (a tombstone); its shm counts no more. */
 static void res_drop(struct vv_res_table *t, struct vv_res *r)
 {
-   r->client = TOMB;
+   res_kill(r);
    t->live--;
    t->shm_total -= r->shm_size;
    t->est_total -= r->est;
@@ -360,7 +368,7 @@ void vv_conn_close(struct vv_conn *c)
       int switched = 0;
       for (i = 0; i < c->res->cap; i++) {
          struct vv_res *r = &c->res->slots[i];
-         if (r->client == 0 || r->client == TOMB)
+         if (r->client == 0)
             continue;
          if (!r->owned) { /* Python frees it; its shm counts no more here */
             res_drop(c->res, r);
@@ -808,7 +816,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    size = f[10];
    /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
     * An fd must not overtake output already queued. */
-   if (c->protocol_version >= 3 || f[0] == 0 || f[0] == TOMB || res_find(c->res, f[0]) ||
+   if (c->protocol_version >= 3 || f[0] == 0 || res_find(c->res, f[0]) ||
        (est = vv_texture_upper(f[4], f[5], f[6], f[7], f[9], f[8])) > C_PATH_MAX_EST ||
        vv_conn_admit(c, size, est) || size > shm_bound(f) ||
        (size && (c->out_len || c->py_out_busy)))
