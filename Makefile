@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_DEV := $(VENV)/.dev-stamp
+WHEELHOUSE := build/wheelhouse
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
@@ -46,9 +47,16 @@ $(STAMP_PIP): $(STAMP_APT) pyproject.toml setup.py native/*.c native/*.h native/
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-setup: $(STAMP_PIP) build/vtest_redirect.so
+setup: $(STAMP_PIP) build/vtest_redirect.so $(WHEELHOUSE)/.stamp
 
 native: $(STAMP_PIP)
+
+# Wheels of what pyproject.toml's build and install need from PyPI, so that the packaging
+# tests build and install the wheel (isolated, as users do) from them without the network
+# (the Debian lanes run `make test` with loopback only). Refilled when pyproject changes.
+$(WHEELHOUSE)/.stamp: pyproject.toml packaging/wheelhouse.py | $(STAMP_PIP)
+	$(PY) packaging/wheelhouse.py $(WHEELHOUSE)
+	@touch $@
 
 # LD_PRELOAD shim: lets Mesa 22.3.6 clients (hard-coded /tmp/.virgl_test)
 # reach a server on $$VTEST_SOCKET_NAME, so tests never touch the default path.

@@ -1,7 +1,9 @@
 """The wheel as a user gets it: ``python -m build`` makes an sdist and, from it, a wheel
 carrying the compiled binding; installed into a fresh venv (no access to this checkout)
 it serves a Mesa glxgears headless (the frames it snapshots show the gears) and opens
-the guest's scanout in the GUI; ``pipx install .`` gives working commands."""
+the guest's scanout in the GUI; ``pipx install .`` gives working commands. pip gets
+setuptools, cffi, PySide6 and the rest from the wheels ``make setup`` keeps (the
+Makefile's WHEELHOUSE), never from an index: ``make test`` may run with loopback only."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO_ROOT
 from support.mesa import GEARS_LINE_RE, BackgroundClient, glxgears_argv, mesa_env
 from support.procs import start_serving, stop_process, wait_for
 from support.screen import Image, colour_counts
@@ -26,6 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.mesa, pytest.mark.timeout(600)]
 # what the binding may link against: the runtime libraries a user installs
 RUNTIME_LIBS = {"libvirglrenderer.so.1", "libEGL.so.1", "libOpenGL.so.0", "libc.so.6",
                 "ld-linux-x86-64.so.2"}
+
+WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
 
 
 def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
@@ -45,10 +50,17 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _pip_offline(env: dict[str, str]) -> dict[str, str]:
+    """env for pip (and the pip that build and pipx run) to install from WHEELHOUSE only."""
+    assert (WHEELHOUSE / ".stamp").exists(), f"{WHEELHOUSE} is missing: `make setup` fills it"
+    return dict(env, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(WHEELHOUSE))
+
+
 @pytest.fixture(scope="module")
 def wheel(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(repo_root)], timeout=600)
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(repo_root)],
+         env=_pip_offline(dict(os.environ)), timeout=600)
     (whl,) = dist.glob("virgl_viewer-*.whl")
     assert len(list(dist.glob("virgl_viewer-*.tar.gz"))) == 1
     return whl
@@ -60,7 +72,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # the interpreter the wheel was built for, without this checkout's venv around it
     base_python = Path(sys.base_prefix) / "bin" / "python3"
     _run([str(base_python), "-m", "venv", str(where)], env=_clean_env())
-    _run([str(where / "bin" / "pip"), "install", "-q", str(wheel)], env=_clean_env())
+    _run([str(where / "bin" / "pip"), "install", "-q", str(wheel)],
+         env=_pip_offline(_clean_env()))
     return where
 
 
@@ -148,7 +161,7 @@ def test_venv_gui_shows_the_scanout(venv: Path, xvfb: Xvfb, tmp_path: Path,
 def test_pipx_install_from_the_checkout(repo_root: Path, tmp_path: Path) -> None:
     env = _clean_env(PIPX_HOME=str(tmp_path / "pipx"), PIPX_BIN_DIR=str(tmp_path / "bin"),
                      PIPX_MAN_DIR=str(tmp_path / "man"))
-    _run(["pipx", "install", str(repo_root)], env=env, timeout=600)
+    _run(["pipx", "install", str(repo_root)], env=_pip_offline(env), timeout=600)
     for prog in ("virgl-viewer", "virgl-guest"):
         out = _run([str(tmp_path / "bin" / prog), "--version"], env=env)
         assert out.startswith(f"{prog} "), out
