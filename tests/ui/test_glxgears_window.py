@@ -14,7 +14,6 @@ from support.mesa import mesa_env
 from virgl_viewer.ui.controller import present_interval
 
 
-
 def colour_counts(img) -> dict[str, int]:  # type: ignore[no-untyped-def]
     counts = {"red": 0, "green": 0, "blue": 0}
     for y in range(0, img.height(), 3):
