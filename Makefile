@@ -80,9 +80,9 @@ test-fast: setup
 # The Debian 13 lane (virglrenderer 1.1, Mesa 25, Python 3.13): a debootstrapped trixie
 # root, cached in build/roots/, copied fresh for each run; in it a new user runs the
 # README's commands on `git archive HEAD` (packaging/roots/lane.sh). Needs root or sudo
-# (debootstrap, mounts). CI runs it whole, after `make test`: 8.5 minutes measured on
-# our 2-core machines (debootstrap 0.5 when not cached, apt + pip + binding 4, the
-# suite 4), well inside CI's 90.
+# (debootstrap, mounts). CI runs it whole, after `make test`: 8.5 to 12 minutes measured
+# on our shared 2-core machines (debootstrap 0.5 when not cached, apt + pip + binding
+# 4-6, the suite 4-6), well inside CI's 90.
 test-trixie:
 	packaging/roots/lane.sh trixie "$(PYTEST_ARGS)"
 

@@ -7,7 +7,10 @@ Runs ``piglit run -p mixed_glx_egl -c --timeout 60 --test-list LIST quick OUT`` 
 socket through ``build/vtest_redirect.so``, one Xvfb for the whole run. Prints pass/fail/
 skip/crash and wall time per server, and the regressions: tests whose reference result
 through virgl_test_server (the ``virgl`` column) is ``pass`` but which did not pass here.
-Exits 1 on any regression, crash, or a server that died or did not stop cleanly.
+Exits 1 on any regression, crash, or a server that died or did not stop cleanly. With
+``--server both`` ours is held against upstream's results in the same run instead (tests
+it passes that ours does not, crashes it does not have): on another Debian release the
+reference file, Debian 12's, is not that release's reference.
 
 ``--slice full`` is piglit-dev.txt (300 tests, ~70 s a server); ``--slice ci`` is
 ``bench/piglit-ci.tsv``: a fixed subset with its reference rows, so CI needs no
@@ -91,8 +94,16 @@ def regressions(run: ServerRun, reference: dict[str, dict[str, str]]) -> list[st
                   if reference.get(n, {}).get("virgl") == "pass" and r != "pass")
 
 
+def lost(run: ServerRun, upstream: ServerRun) -> list[str]:
+    """Tests the same run's virgl_test_server passes that ``run`` does not."""
+    return sorted(n for n, r in run.results.items()
+                  if upstream.results.get(n) == "pass" and r != "pass")
+
+
 def report(runs: list[ServerRun], reference: dict[str, dict[str, str]]) -> bool:
-    """Print the summary; True when everything is acceptable."""
+    """Print the summary; True when everything is acceptable. With both servers, ours is
+    held against upstream's results in this run (the release's own, as the reference
+    file is one stack's); alone, against the reference."""
     ok = True
     ref_counts = dict.fromkeys(("pass", "fail", "skip", "crash"), 0)
     for n in runs[0].results if runs else []:
@@ -110,9 +121,26 @@ def report(runs: list[ServerRun], reference: dict[str, dict[str, str]]) -> bool:
     if "ours" in by_kind and "upstream" in by_kind and by_kind["upstream"].seconds:
         print(f"wall time ours/upstream: "
               f"{by_kind['ours'].seconds / by_kind['upstream'].seconds:.2f}")
+    same_run = by_kind.get("upstream") if "ours" in by_kind else None
     for run in runs:
         regs = regressions(run, reference)
         crashes = sorted(n for n, r in run.results.items() if r in ("crash", "timeout"))
+        if same_run is not None:
+            losses = lost(run, same_run) if run is not same_run else []
+            upstream_crashes = {n for n, r in same_run.results.items()
+                                if r in ("crash", "timeout")}
+            print(f"\n{run.kind}: {len(losses)} lost against virgl_test_server in this run "
+                  f"({len(regs)} against the reference file)")
+            for n in losses:
+                print(f"  LOST {n}: {run.results[n]} (virgl_test_server: pass)")
+            ours_crashes = [n for n in crashes if n not in upstream_crashes]
+            for n in crashes:
+                print(f"  CRASH {n}: {run.results[n]}")
+            for p in run.problems:
+                print(f"  PROBLEM {p}")
+            ok = ok and not losses and not run.problems and (
+                run is same_run or not ours_crashes)
+            continue
         gains = sorted(n for n, r in run.results.items()
                        if r == "pass" and reference.get(n, {}).get("virgl") != "pass")
         print(f"\n{run.kind}: {len(regs)} regression(s) against the reference")
@@ -155,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(
             {r.kind: {"seconds": r.seconds, "counts": r.counts(), "results": r.results,
-                      "regressions": regressions(r, reference), "problems": r.problems}
+                      "regressions": regressions(r, reference), "problems": r.problems,
+                      **({"lost": lost(r, runs[0])} if len(runs) == 2 and r is runs[1] else {})}
              for r in runs}, indent=1))
     print(f"\nresults in {outdir}: {'OK' if ok else 'FAILED'}")
     return 0 if ok else 1

@@ -637,6 +637,9 @@ static long fast_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
    }
 }
 
+/* body is 4-byte aligned, as virgl_renderer_submit_cmd requires (virglrenderer.h; 1.x
+ * fails with EFAULT): the input buffer is malloc'ed and only ever consumed in whole
+ * messages of whole dwords. */
 static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
 {
    int rc;
