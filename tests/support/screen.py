@@ -13,7 +13,10 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from support.procs import wait_for
 
 _QT_GRAB = """
 import sys
@@ -99,6 +102,20 @@ def grab_root(display: str, timeout: float = 30.0) -> Image:
         raise RuntimeError(f"screenshot failed ({' '.join(argv[:2])}): "
                            f"{done.stderr.decode(errors='replace')}")
     return parse_ppm(done.stdout)
+
+
+def wait_for_screen(display: str, shows: Callable[[Image], bool], timeout: float) -> Image:
+    """Screenshots of ``display`` until one ``shows`` what is wanted (a generous
+    ``timeout`` in seconds); that one, else the last taken."""
+    shots: list[Image] = []
+
+    def grabbed() -> bool:
+        shots.append(grab_root(display))
+        del shots[:-1]
+        return shows(shots[-1])
+
+    wait_for(grabbed, timeout, step=0.2)
+    return shots[-1]
 
 
 def classify(r: int, g: int, b: int) -> str:
