@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
                                                   (signal.SIGTERM, True),
                                                   (signal.SIGINT, False)])
 def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) -> None:
-    assert os.environ.get("DISPLAY"), "run under xvfb-run (make test does)"
+    assert os.environ.get("DISPLAY"), "no display (tests/conftest.py starts an Xvfb)"
     with tempfile.TemporaryDirectory(prefix="vv-app-") as d:
         sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")
         env = dict(os.environ, XDG_CONFIG_HOME=d)  # the layout settings stay private
