@@ -12,16 +12,15 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.launch import launched
+from support.png import read_png_rgba
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.cli import main, parse_args, parse_resize, parse_sizes, sizes_for
@@ -33,34 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(64, 48), (33, 17), (100, 7)]
 
 
-def read_png(path: Path) -> tuple[int, int, bytes]:
-    """Decode the guest's PNGs (RGBA8, filter 0 on every row)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        (length,), tag = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        if tag == b"IHDR":
-            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert (depth, ctype) == (8, 6)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = 4 * width
-    rows = [raw[y * (stride + 1):(y + 1) * (stride + 1)] for y in range(height)]
-    assert all(r[0] == 0 for r in rows)
-    return width, height, b"".join(r[1:] for r in rows)
-
-
 def check_dump(directory: Path, pattern: str, frame: int,
                sizes: list[tuple[int, int]]) -> None:
     info = json.loads((directory / "dump.json").read_text())
     assert info["last_frame"] == frame
     assert [(s["width"], s["height"]) for s in info["scanouts"]] == sizes
     for i, (w, h) in enumerate(sizes):
-        got_w, got_h, pixels = read_png(directory / f"scanout-{i}.png")
+        got_w, got_h, pixels = read_png_rgba(directory / f"scanout-{i}.png")
         assert (got_w, got_h) == (w, h)
         expected = expected_image(pattern, w, h, frame, i)
         if pixels != expected:
