@@ -14,12 +14,12 @@ import logging
 import os
 import re
 import struct
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+from support.procs import wait_for
 
 from virgl_viewer.guest import Resource, VtestClient
 from virgl_viewer.guest.commands import CommandBuffer, ObjectType
@@ -72,17 +72,6 @@ def peak_rss_growth() -> int:
     """How far the peak RSS rose above the RSS at ``reset_peak_rss()``: catches an
     allocation that was freed again before anyone looked."""
     return _status_kib("VmHWM") * 1024 - _peak_base[0]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
 
 
 def recv_exactly(client: VtestClient, n: int, timeout: float = 10.0) -> bytes:
@@ -235,7 +224,7 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
         yield culprit
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
-        assert wait_until(lambda: open_fds() == baseline), (
+        assert wait_for(lambda: open_fds() == baseline), (
             f"{open_fds()} fds open, {baseline} before the hostile client")
         assert server.session_count() == 1 + other_sessions
         bystander.renders()

@@ -14,13 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.launch import launched
 from support.png import read_png_rgba
+from support.procs import stop_process, wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.cli import main, parse_args, parse_resize, parse_sizes, sizes_for
@@ -115,8 +115,8 @@ def test_sigterm_exits_cleanly(virgl_server: RunningServer, tmp_path: Path,
         assert proc.returncode == 0, err[-2000:]
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            stop_process(proc, sig=signal.SIGKILL)
+            proc.communicate()  # closes its pipes
     frame = json.loads((tmp_path / "dump.json").read_text())["last_frame"]
     assert frame >= 1
     check_dump(tmp_path, "counter", frame, [(30, 20), (20, 30)])
@@ -133,15 +133,12 @@ def upstream_server(tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen([exe, "--use-egl-surfaceless", "--no-fork",
                                  f"--socket-path={path}"], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(path):
-            assert proc.poll() is None, "virgl_test_server exited"
-            assert time.monotonic() < deadline, "virgl_test_server did not listen"
-            time.sleep(0.02)
+        assert wait_for(lambda: os.path.exists(path) or proc.poll() is not None, 20), (
+            "virgl_test_server did not listen")
+        assert proc.poll() is None, "virgl_test_server exited"
         yield path
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, 20)
 
 
 def test_against_upstream_virgl_test_server(upstream_server: str, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from support.png import read_png_rgba
-from support.procs import wait_for
+from support.procs import stop_process, wait_for
 
 from virgl_viewer.guest.patterns import expected_image
 
@@ -41,9 +41,5 @@ def test_snapshot_dir_on_sigusr1_and_exit(tmp_path: Path) -> None:
         assert server.wait(30) == 0
         assert len(list(snaps.glob("snapguest-*.png"))) == 2
     finally:
-        if guest is not None:
-            guest.kill()
-            guest.wait()
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        for p in (guest, server):
+            stop_process(p, sig=signal.SIGKILL)

@@ -13,13 +13,14 @@ import atexit
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from types import TracebackType
+
+from support.procs import stop_process
 
 SCREEN = "1280x1024x24"  # the size conformance/README.md's reference runs used
 START_TIMEOUT_S = 20.0
@@ -95,14 +96,7 @@ class Xvfb:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
     def __enter__(self) -> Xvfb:
         return self.start()

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support.procs import start_guest_cli, start_serving, wait_for
+from support.procs import start_guest_cli, start_serving, stop_process, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,9 +48,7 @@ def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) ->
             assert app.wait(30) == 0, f"exit status {app.returncode}\n{log()}"
         finally:
             for p in (app, guest):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
+                stop_process(p, sig=signal.SIGKILL)
         text = log()
         for bad in ("Traceback", "Segmentation fault", "Fatal Python error", "Aborted"):
             assert bad not in text, text
