@@ -4,7 +4,8 @@ Why: virglrenderer is a process-wide singleton with C callbacks; keeping every
 call here lets the rest of the code see Python exceptions, not return codes.
 How: C return codes become RendererError(call, errno). The cheap callbacks
 (make_current, write_context_fence) are C in native/vv_glue.c; fence
-retirements are queued there and drained by ``poll()``. The rare callbacks
+retirements are queued there and drained by the C fast path (native/vv_fast.c) after
+virgl_renderer_poll() returns. The rare callbacks
 (create/destroy GL context) come here through ``extern "Python"`` functions,
 routed to the GLContextProvider; an exception raised there is stored and
 re-raised after the C call that triggered it returns.
@@ -543,9 +544,6 @@ class GLPresenter:
 
     def internal_format(self, tex: int) -> int:
         return int(lib.vv_gl_texture_internal_format(tex, self.GL_TEXTURE_2D))
-
-    def create_texture(self, internal_format: int, width: int, height: int) -> int:
-        return int(lib.vv_gl_create_texture(internal_format, width, height))
 
 
 
