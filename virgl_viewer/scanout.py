@@ -34,7 +34,7 @@ from virgl_viewer.virgl import (
     FrameRing,
     GLPresenter,
     Renderer,
-    ResourceInfo,
+    RendererResourceInfo,
 )
 from virgl_viewer.vtest.protocol import TARGET_2D
 
@@ -292,7 +292,7 @@ class ScanoutManager(ServerObserver):
             sc._attached = None
             fast.attach_ring(client, None)
 
-    def _copy(self, sc: Scanout, info: ResourceInfo) -> bool:
+    def _copy(self, sc: Scanout, info: RendererResourceInfo) -> bool:
         """Copy the texture of ``info`` into a free ring entry of ``sc`` and
         publish it; False when every entry is busy (the frame is skipped)."""
         gl = self.gl

@@ -108,7 +108,10 @@ def _address(ptr: Cdata) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceInfo:
+class RendererResourceInfo:
+    """virglrenderer's own view of a resource (struct virgl_renderer_resource_info):
+    its GL texture, format and size. The inspector's rows are ``state.ResourceInfo``."""
+
     handle: int
     virgl_format: int
     width: int
@@ -335,11 +338,11 @@ class Renderer:
     def ctx_attach_resource(self, ctx_id: int, handle: int) -> None:
         lib.virgl_renderer_ctx_attach_resource(ctx_id, handle)
 
-    def resource_info(self, handle: int) -> ResourceInfo:
+    def resource_info(self, handle: int) -> RendererResourceInfo:
         info = ffi.new("struct virgl_renderer_resource_info *")
         rc = lib.virgl_renderer_resource_get_info(handle, info)
         self._check("virgl_renderer_resource_get_info", rc)
-        return ResourceInfo(info.handle, info.virgl_format, info.width, info.height,
+        return RendererResourceInfo(info.handle, info.virgl_format, info.width, info.height,
                             info.depth, info.flags, info.tex_id, info.stride)
 
     def transfer_read(self, handle: int, ctx_id: int, level: int, stride: int,

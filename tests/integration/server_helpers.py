@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 from support.procs import wait_for
 
-from virgl_viewer.guest import Resource, VtestClient
+from virgl_viewer.guest import GuestResource, VtestClient
 from virgl_viewer.guest.commands import CommandBuffer, ObjectType
 from virgl_viewer.testing import RunningServer
 from virgl_viewer.vtest import protocol as p
@@ -102,7 +102,7 @@ def bgrx(color: Color) -> bytes:
 
 
 def create_target(client: VtestClient, width: int = WIDTH, height: int = HEIGHT,
-                  handle: int | None = None) -> Resource:
+                  handle: int | None = None) -> GuestResource:
     """A 2D B8G8R8X8 display target like glxgears' window buffer; from protocol 2 on
     with a shm of width*height*4 bytes that TRANSFER_GET2 fills. ``handle``
     overrides the client's choice (protocol < 3)."""
@@ -122,7 +122,7 @@ def clear_commands(res_handle: int, color: Color) -> bytes:
     return cb.to_bytes()
 
 
-def read_back(client: VtestClient, res: Resource, width: int = WIDTH,
+def read_back(client: VtestClient, res: GuestResource, width: int = WIDTH,
               height: int = HEIGHT) -> bytes:
     """The resource's pixels as Mesa's present reads them: TRANSFER_GET2 into the
     shm and BUSY_WAIT(WAIT) (protocol >= 2), or an inline TRANSFER_GET (0)."""
@@ -136,7 +136,7 @@ def read_back(client: VtestClient, res: Resource, width: int = WIDTH,
     return bytes(res.shm[:size])
 
 
-def render_clear(client: VtestClient, res: Resource, color: Color, width: int = WIDTH,
+def render_clear(client: VtestClient, res: GuestResource, color: Color, width: int = WIDTH,
                  height: int = HEIGHT) -> bytes:
     """Clear ``res`` to ``color`` with SUBMIT_CMD and read it back."""
     client.submit(clear_commands(res.handle, color))
