@@ -67,15 +67,13 @@ build/vtest_redirect.so: native/vtest_redirect.c $(STAMP_APT)
 run: setup
 	$(VENV)/bin/virgl-viewer $(ARGS)
 
-# The suite runs on its own virtual X server (Qt windows need a display with
-# EGL); tests that start Mesa clients use it too.
-XVFB_RUN := xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp"
-
+# The suite starts its own virtual X servers (tests/support/xvfb.py): one for the
+# whole run (Qt windows need a display with EGL), private ones for screenshots.
 test: setup
-	$(XVFB_RUN) $(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-fast: setup
-	$(XVFB_RUN) $(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
 
 # The Debian 13 lane (virglrenderer 1.1, Mesa 25, Python 3.13): a debootstrapped trixie
 # root, cached in build/roots/, copied fresh for each run; in it a new user runs the
@@ -103,7 +101,7 @@ conformance-ci: setup
 
 bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
-	$(XVFB_RUN) $(PY) bench/viewer_bench.py $(VIEWER_ARGS)
+	$(PY) bench/viewer_bench.py $(VIEWER_ARGS)
 
 # Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
 # FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and

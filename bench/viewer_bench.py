@@ -2,7 +2,7 @@
 
     python bench/viewer_bench.py [--rounds 5] [--only glxgears,latency] [--json OUT]
 
-Runs under an existing X display (DISPLAY; `make bench` runs it under xvfb-run). Every
+Runs on DISPLAY, or on an Xvfb of its own without one (support.xvfb). Every
 measurement starts its own server and stops it afterwards, so an idle GUI (its timers)
 never runs while the other side is measured; the order of the sides flips every round;
 the report shows per-side medians over the rounds and their ratio. Benches:
@@ -69,6 +69,7 @@ from run_bench import (  # noqa: E402  (run_bench puts tests/ on sys.path)
 from support import REPO_ROOT  # noqa: E402
 from support.mesa import run_client  # noqa: E402
 from support.servers import Server, ServerError, server_env  # noqa: E402
+from support.xvfb import session_display  # noqa: E402
 from viewer_load import ForeignLoad, wait_quiet  # noqa: E402
 
 INSPECTOR_SCENES = (":duration=3", "build:use-vbo=true", "texture:texture-filter=linear",
@@ -350,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         ap.error(f"unknown bench(es) {unknown}; known: {', '.join(BENCHES)}")
-    display = os.environ.get("DISPLAY")
-    if not display:
-        ap.error("DISPLAY is not set: run under xvfb-run or in a desktop session")
+    if not os.environ.get("DISPLAY") and session_display(os.environ) is None:
+        ap.error("DISPLAY is not set and Xvfb is not installed (apt-get install xvfb)")
+    display = os.environ["DISPLAY"]
     if any("upstream" in BENCHES[n].sides for n in names) and not shutil.which(
             "virgl_test_server"):
         ap.error("virgl_test_server is missing (apt-get install virgl-server)")

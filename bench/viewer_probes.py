@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.procs import stop_process
 from viewer_gui import install, pump, start_viewer
 
 GUEST = [sys.executable, "-m", "virgl_viewer.guest.cli"]
@@ -81,17 +83,6 @@ def start_guest(socket: str, size: str, fps: float, frames: int, name: str,
     with open(log, "wb") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT)
-
-
-def stop_guest(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def shutdown(controller: Any) -> None:
@@ -162,7 +153,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         pump(args.seconds, until=lambda: guest.poll() is not None)
         frames = copied() - first
     finally:
-        rc = stop_guest(guest)
+        rc = stop_process(guest)
         shutdown(controller)
     if rc not in (0, -15) or time.monotonic() - start < WARMUP_S + args.seconds - 0.5:
         raise SystemExit(f"the guest ended early (status {rc})")
@@ -307,7 +298,7 @@ def run_present(args: argparse.Namespace) -> dict[str, Any]:
     try:
         pump(args.timeout, until=lambda: guest.poll() is not None)
     finally:
-        rc = stop_guest(guest)
+        rc = stop_process(guest)
         shutdown(controller)
     if rc != 0:
         raise SystemExit(f"the guest did not finish its frames (status {rc})")

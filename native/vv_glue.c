@@ -2,8 +2,9 @@
  *
  * virglrenderer calls make_current on every context switch and
  * write_context_fence on every retired fence; both stay in C. Fence
- * retirements are queued here and drained by Python after
- * virgl_renderer_poll() returns, so no Python runs inside the poll.
+ * retirements are queued here and drained by the fast path (vv_fast.c,
+ * vv_drain_fences) after virgl_renderer_poll() returns, so nothing else runs
+ * inside the poll.
  * create/destroy_gl_context are rare and go to the Python GL provider.
  */
 #define _GNU_SOURCE

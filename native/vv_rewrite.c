@@ -5,7 +5,7 @@
  * virglrenderer's resource ids are global. The server hands out its own ids
  * and must translate each resource handle in a client's SUBMIT_CMD payload
  * before virglrenderer sees it, refusing handles the client does not own.
- * See vv_rewrite.h for the contract and /work/shared/VIRGL_HANDLES.md for
+ * See vv_rewrite.h for the contract and docs/virgl-handles.md for
  * the map of handle positions this file encodes.
  *
  * How:

@@ -12,7 +12,7 @@
  * How: vv_handle_map is an open-addressing hash table (client id -> server
  * id). vv_rewrite_cmds() walks the command stream exactly as virglrenderer's
  * decoder does (next = cur + len + 1) and, per command id, knows which payload
- * dwords hold resource handles (see /work/shared/VIRGL_HANDLES.md and
+ * dwords hold resource handles (see docs/virgl-handles.md and
  * virgl_protocol.h). Nothing else in the stream is touched.
  *
  * Threading: no globals. A map may be read (vv_map_get, vv_rewrite_cmds) from

@@ -1,4 +1,10 @@
-"""Shared fixtures: an Xvfb display and vtest servers for tests with real Mesa clients.
+"""The test run's X display; shared fixtures: an Xvfb display and vtest servers for tests
+with real Mesa clients.
+
+Every run gets a private Xvfb (``support.xvfb.session_display``) as soon as this file is
+loaded: before the viewer's pytest plugin picks the Qt platform for it (pytest_configure
+comes after the root conftest) and before Qt or PyOpenGL start. Without Xvfb the display
+the run was given is used.
 
 ``vtest_server`` is our server (``python -m virgl_viewer --headless``) unless
 ``VV_TEST_SERVER=upstream`` picks ``virgl_test_server``: the same Mesa tests then check
@@ -19,9 +25,11 @@ from pathlib import Path
 import pytest
 from support.mesa import mesa_env
 from support.servers import Server, ServerKind
-from support.xvfb import Xvfb
+from support.xvfb import Xvfb, session_display
 
 SERVER_ENV_VAR = "VV_TEST_SERVER"
+
+session_display(os.environ)
 
 
 def selected_server_kind() -> ServerKind:

@@ -20,7 +20,13 @@ from virgl_viewer import virgl
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
 from virgl_viewer.egl import SharedProvider
-from virgl_viewer.scanout import Frame, Scanout, ScanoutManager, TexturePreviewService
+from virgl_viewer.scanout import (
+    Frame,
+    Scanout,
+    ScanoutManager,
+    TexturePreview,
+    TexturePreviewService,
+)
 from virgl_viewer.server import RenderThread
 from virgl_viewer.virgl import gl_blit_frame, gl_draw_frame
 
@@ -28,8 +34,8 @@ if TYPE_CHECKING:
     from virgl_viewer.server import VtestServer
     from virgl_viewer.state import StateRegistry
 
-__all__ = ["Frame", "RenderSide", "Scanout", "current_egl_handles", "gl_blit_frame",
-           "gl_draw_frame"]
+__all__ = ["Frame", "RenderSide", "Scanout", "TexturePreview", "current_egl_handles",
+           "gl_blit_frame", "gl_draw_frame"]
 
 
 def current_egl_handles() -> tuple[int, int]:
@@ -106,15 +112,15 @@ class RenderSide:
             self.manager.close()
 
     # ------------------------------------------------------------ texture previews (UI)
-    def open_preview(self, server_handle: int) -> Scanout | None:
-        """A preview of texture ``server_handle``: a Scanout whose frames are
-        copies of it (``refresh_preview`` copies again)."""
+    def open_preview(self, server_handle: int) -> TexturePreview | None:
+        """A preview of texture ``server_handle``: frames that are copies of it
+        (``refresh_preview`` copies again)."""
         return self._previews.open(server_handle) if self._previews is not None else None
 
-    def refresh_preview(self, source: Scanout) -> None:
+    def refresh_preview(self, source: TexturePreview) -> None:
         if self._previews is not None:
             self._previews.refresh(source)
 
-    def close_preview(self, source: Scanout) -> None:
+    def close_preview(self, source: TexturePreview) -> None:
         if self._previews is not None:
             self._previews.close(source)

@@ -34,7 +34,7 @@ from virgl_viewer.virgl import (
     FrameRing,
     GLPresenter,
     Renderer,
-    ResourceInfo,
+    RendererResourceInfo,
 )
 from virgl_viewer.vtest.protocol import TARGET_2D
 
@@ -148,6 +148,18 @@ class Scanout:
             ring.drawn(frame.index, ui_fence)
 
 
+@dataclass(eq=False)
+class TexturePreview(Scanout):
+    """A copy of any 2D texture (``resource_handle``) for the inspector's preview: frames
+    in a ring like a scanout's, but no guest presents it: it is copied on request and
+    repainted on a timer, so new frames do not notify the UI. Not one of the scanouts
+    (its ``id`` is 0, never a scanout's)."""
+
+    @classmethod
+    def of(cls, server_handle: int) -> TexturePreview:
+        return cls(0, "preview", 0, 0, server_handle, 0)
+
+
 class TexturePreviewService:
     """Copies of any 2D texture for the inspector's preview (GUI-facing).
 
@@ -162,15 +174,15 @@ class TexturePreviewService:
         self.server = server
         self.call = call
 
-    def open(self, server_handle: int) -> Scanout:
-        src = Scanout(-server_handle, "preview", 0, 0, server_handle, 0)
+    def open(self, server_handle: int) -> TexturePreview:
+        src = TexturePreview.of(server_handle)
         self.call(self.manager.copy_preview, src, self.server)
         return src
 
-    def refresh(self, source: Scanout) -> None:
+    def refresh(self, source: TexturePreview) -> None:
         self.call(self.manager.copy_preview, source, self.server)
 
-    def close(self, source: Scanout) -> None:
+    def close(self, source: TexturePreview) -> None:
         self.call(self.manager.free_preview, source)
 
 
@@ -270,10 +282,11 @@ class ScanoutManager(ServerObserver):
             self._attach(sc, s.fast, r.client_handle)
 
     def _ring(self, sc: Scanout) -> FrameRing:
-        """``sc``'s ring, made at its first use (render thread). A preview's (negative
-        id) does not notify the UI: previews repaint on a timer."""
+        """``sc``'s ring, made at its first use (render thread). A texture preview's
+        does not notify the UI: previews repaint on a timer."""
         if sc._ring is None:
-            sc._ring = FrameRing(self.gl, self.notify_fd if sc.id > 0 else -1)
+            notify = -1 if isinstance(sc, TexturePreview) else self.notify_fd
+            sc._ring = FrameRing(self.gl, notify)
         return sc._ring
 
     @staticmethod
@@ -292,7 +305,7 @@ class ScanoutManager(ServerObserver):
             sc._attached = None
             fast.attach_ring(client, None)
 
-    def _copy(self, sc: Scanout, info: ResourceInfo) -> bool:
+    def _copy(self, sc: Scanout, info: RendererResourceInfo) -> bool:
         """Copy the texture of ``info`` into a free ring entry of ``sc`` and
         publish it; False when every entry is busy (the frame is skipped)."""
         gl = self.gl
@@ -309,7 +322,7 @@ class ScanoutManager(ServerObserver):
         return True
 
     # ------------------------------------------------------------ texture previews
-    def copy_preview(self, src: Scanout, server: VtestServer) -> None:
+    def copy_preview(self, src: TexturePreview, server: VtestServer) -> None:
         """Render thread: copy level 0 of texture ``src.resource_handle`` into
         the preview's ring (2D, single-sample textures only)."""
         if not src.alive:
@@ -321,7 +334,7 @@ class ScanoutManager(ServerObserver):
             return
         self._copy(src, self.renderer.resource_info(res.server_handle))
 
-    def free_preview(self, src: Scanout) -> None:
+    def free_preview(self, src: TexturePreview) -> None:
         src.alive = False
         self.gl.make_current()
         try:

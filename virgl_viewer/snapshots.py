@@ -5,7 +5,7 @@ Why without Qt: CI runs the server headless. How: the observer remembers, per
 client, the display targets it presented (in first-present order, a
 re-created target taking over its predecessor's number); a snapshot reads
 each one back through virglrenderer on the render thread (the one place a
-readback is fine: on request, for a file) and encodes a PNG with zlib.
+readback is fine: on request, for a file) and encodes a PNG (png.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from virgl_viewer.formats import format_info, format_name
+from virgl_viewer.png import encode_png
 from virgl_viewer.server import ServerObserver
 
 if TYPE_CHECKING:
@@ -26,20 +25,6 @@ if TYPE_CHECKING:
     from virgl_viewer.session import Session
 
 log = logging.getLogger(__name__)
-
-
-def encode_png(width: int, height: int, rgba: bytes) -> bytes:
-    """An 8-bit RGBA PNG of ``rgba`` (rows top first)."""
-    stride = width * 4
-    raw = b"".join(b"\0" + rgba[y * stride:(y + 1) * stride] for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def to_rgba(data: bytes, virgl_format: int) -> bytes | None:

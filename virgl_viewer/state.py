@@ -30,10 +30,10 @@ from virgl_viewer.state_records import (
     LATENCY_EDGES_MS,
     ClientInfo,
     Delta,
-    FenceInfo,
     ResourceInfo,
     Sample,
     Snapshot,
+    SyncPointInfo,
     TableDelta,
     bind_names,
     capset_name,
@@ -42,9 +42,21 @@ from virgl_viewer.state_records import (
 )
 from virgl_viewer.state_records import TableDeltaBuilder as _Builder
 
-__all__ = ["LATENCY_EDGES_MS", "ClientInfo", "Delta", "FenceInfo", "ResourceInfo", "Sample",
-           "Snapshot", "StateRegistry", "TableDelta", "bind_names", "capset_name",
-           "latency_bucket", "target_name"]
+__all__ = [
+    "LATENCY_EDGES_MS",
+    "ClientInfo",
+    "Delta",
+    "ResourceInfo",
+    "Sample",
+    "Snapshot",
+    "StateRegistry",
+    "SyncPointInfo",
+    "TableDelta",
+    "bind_names",
+    "capset_name",
+    "latency_bucket",
+    "target_name",
+]
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
@@ -114,7 +126,7 @@ class StateRegistry(ServerObserver):
         self._next_key = 1
         self._client_recs: dict[int, ClientInfo] = {}
         self._res_recs: dict[int, ResourceInfo] = {}
-        self._fence_recs: dict[int, FenceInfo] = {}
+        self._fence_recs: dict[int, SyncPointInfo] = {}
         self._now = time.monotonic()
         self.resyncs = 0
 
@@ -154,7 +166,7 @@ class StateRegistry(ServerObserver):
         self._now = now
         dc: _Builder[ClientInfo] = _Builder()
         dr: _Builder[ResourceInfo] = _Builder()
-        df: _Builder[FenceInfo] = _Builder()
+        df: _Builder[SyncPointInfo] = _Builder()
         q = self._q
         overflow = len(q) >= (q.maxlen or 0)
         pop = q.popleft
@@ -212,7 +224,7 @@ class StateRegistry(ServerObserver):
     def resource(self, key: int) -> ResourceInfo | None:
         return self._res_recs.get(key)
 
-    def fence(self, key: int) -> FenceInfo | None:
+    def fence(self, key: int) -> SyncPointInfo | None:
         return self._fence_recs.get(key)
 
     # ------------------------------------------------------------ events
@@ -260,7 +272,7 @@ class StateRegistry(ServerObserver):
             rec = self._res_recs[rec.key] = rec._replace(scanout=True)
             d.change(rec)
 
-    def _read_fences(self, c: _Client, s: Session, d: _Builder[FenceInfo]) -> None:
+    def _read_fences(self, c: _Client, s: Session, d: _Builder[SyncPointInfo]) -> None:
         """New and newly retired fences from the session's C fence log."""
         from_id = c.last_fid + 1
         if c.pending:
@@ -280,7 +292,7 @@ class StateRegistry(ServerObserver):
             if r.retired is not None and r.fence_id > c.done_fid:
                 self._fence_done(c, r.fence_id, r.retired, d)
 
-    def _fence_new(self, c: _Client, fid: int, t: float, d: _Builder[FenceInfo],
+    def _fence_new(self, c: _Client, fid: int, t: float, d: _Builder[SyncPointInfo],
                    retired: float | None = None) -> None:
         """A new fence; ``retired``: it has retired too (no older fence is pending)."""
         if fid <= c.last_fid:
@@ -289,7 +301,7 @@ class StateRegistry(ServerObserver):
         s = c.session
         key = self._next_key
         self._next_key += 1
-        rec = FenceInfo(key, "fence", c.key, c.name, s.pid, s.ctx_id, fid, t, retired,
+        rec = SyncPointInfo(key, "fence", c.key, c.name, s.pid, s.ctx_id, fid, t, retired,
                         fid - c.done_fid)
         self._fence_recs[key] = rec
         c.fence_keys.append(key)
@@ -303,7 +315,7 @@ class StateRegistry(ServerObserver):
         if len(c.fence_keys) > self.fence_history:
             self._evict_fence(c, d)
 
-    def _fence_done(self, c: _Client, fid: int, t: float, d: _Builder[FenceInfo]) -> None:
+    def _fence_done(self, c: _Client, fid: int, t: float, d: _Builder[SyncPointInfo]) -> None:
         # Retiring a fence retires every fence of the context before it.
         c.done_fid = max(c.done_fid, fid)
         recs = self._fence_recs
@@ -316,14 +328,14 @@ class StateRegistry(ServerObserver):
             if rec.id > fid:
                 break
             pending.popleft()
-            done = FenceInfo(rec.key, "fence", rec.client_key, rec.client_name,
+            done = SyncPointInfo(rec.key, "fence", rec.client_key, rec.client_name,
                              rec.client_pid, rec.ctx_id, rec.id, rec.created, t, rec.pending)
             recs[rec.key] = done
             c.hist_counts[latency_bucket((t - rec.created) * 1e3)] += 1
             c.sync_dirty = True  # may have signalled timeline syncs
             d.change(done)
 
-    def _evict_fence(self, c: _Client, d: _Builder[FenceInfo]) -> None:
+    def _evict_fence(self, c: _Client, d: _Builder[SyncPointInfo]) -> None:
         key = c.fence_keys.popleft()
         rec = self._fence_recs.pop(key, None)
         if rec is None:
@@ -336,7 +348,7 @@ class StateRegistry(ServerObserver):
         d.remove(key)
 
     def _close(self, c: _Client, t: float, dr: _Builder[ResourceInfo],
-               df: _Builder[FenceInfo]) -> None:
+               df: _Builder[SyncPointInfo]) -> None:
         if c.closed_at is not None:
             return
         c.closed_at = t
@@ -352,7 +364,7 @@ class StateRegistry(ServerObserver):
         c.sync_keys.clear()
 
     def _resync(self, now: float, dr: _Builder[ResourceInfo],
-                df: _Builder[FenceInfo]) -> None:
+                df: _Builder[SyncPointInfo]) -> None:
         """Reconcile the mirror with the sessions after events were lost."""
         self.resyncs += 1
         live = self._sessions.copy()
@@ -376,7 +388,7 @@ class StateRegistry(ServerObserver):
 
     # ------------------------------------------------------------ per pull
     def _refresh(self, c: _Client, now: float, dc: _Builder[ClientInfo],
-                 dr: _Builder[ResourceInfo], df: _Builder[FenceInfo]) -> None:
+                 dr: _Builder[ResourceInfo], df: _Builder[SyncPointInfo]) -> None:
         horizon = now - HISTORY_S
         recs = self._fence_recs
         while c.fence_keys and (c.fence_keys[0] not in recs
@@ -426,7 +438,7 @@ class StateRegistry(ServerObserver):
         while c.series and c.series[0].t < now - HISTORY_S:
             c.series.popleft()
 
-    def _scan_syncs(self, c: _Client, s: Session, now: float, d: _Builder[FenceInfo]) -> None:
+    def _scan_syncs(self, c: _Client, s: Session, now: float, d: _Builder[SyncPointInfo]) -> None:
         c.sync_dirty = False
         syncs = s.syncs.copy()
         waiting: dict[int, int] = {}
@@ -445,7 +457,7 @@ class StateRegistry(ServerObserver):
                 key = self._next_key
                 self._next_key += 1
                 c.sync_keys[sid] = key
-                rec = recs[key] = FenceInfo(key, "sync", c.key, c.name, s.pid, s.ctx_id, sid,
+                rec = recs[key] = SyncPointInfo(key, "sync", c.key, c.name, s.pid, s.ctx_id, sid,
                                             now, None, pend, value)
                 d.add(rec)
                 continue
@@ -457,7 +469,7 @@ class StateRegistry(ServerObserver):
                     signalled=now if old.value != value else old.signalled)
                 d.change(rec)
 
-    def _expire(self, c: _Client, dc: _Builder[ClientInfo], df: _Builder[FenceInfo]) -> None:
+    def _expire(self, c: _Client, dc: _Builder[ClientInfo], df: _Builder[SyncPointInfo]) -> None:
         while c.fence_keys:
             self._evict_fence(c, df)
         del self._clients[id(c.session)]

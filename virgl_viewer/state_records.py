@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 from virgl_viewer.formats import format_name
 from virgl_viewer.vtest import protocol as P
@@ -148,8 +148,12 @@ class ResourceInfo(NamedTuple):
         return bind_names(self.bind)
 
 
-class FenceInfo(NamedTuple):
-    """A context fence (kind "fence") or a protocol-3 sync object (kind "sync").
+SyncPointKind = Literal["fence", "sync"]
+
+
+class SyncPointInfo(NamedTuple):
+    """Something a guest waits on, one row of the inspector's fences table: a context
+    fence (kind "fence") or a protocol-3 sync object (kind "sync").
 
     Fence: ``created``/``signalled`` are when it was created and retired; ``pending`` is
     how many fences of its context were in flight once it was created. Sync: ``created``
@@ -158,7 +162,7 @@ class FenceInfo(NamedTuple):
     """
 
     key: int
-    kind: str
+    kind: SyncPointKind
     client_key: int
     client_name: str
     client_pid: int
@@ -176,7 +180,7 @@ class FenceInfo(NamedTuple):
         return (self.signalled - self.created) * 1e3
 
 
-R = TypeVar("R", ClientInfo, ResourceInfo, FenceInfo)
+R = TypeVar("R", ClientInfo, ResourceInfo, SyncPointInfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +200,7 @@ class Delta:
     time: float
     clients: TableDelta[ClientInfo]
     resources: TableDelta[ResourceInfo]
-    fences: TableDelta[FenceInfo]
+    fences: TableDelta[SyncPointInfo]
     resynced: bool = False
 
     def __bool__(self) -> bool:
@@ -218,7 +222,7 @@ class Snapshot:
     wall_offset: float  # add to a monotonic time to get Unix time
     clients: tuple[ClientInfo, ...]
     resources: tuple[ResourceInfo, ...]
-    fences: tuple[FenceInfo, ...]
+    fences: tuple[SyncPointInfo, ...]
     histograms: Mapping[int, tuple[int, ...]]  # client key -> fence latency buckets
     series: Mapping[int, tuple[Sample, ...]]  # client key -> last minute, 1 Hz
 

@@ -24,10 +24,10 @@ from typing import Any
 from virgl_viewer.state import (
     LATENCY_EDGES_MS,
     ClientInfo,
-    FenceInfo,
     ResourceInfo,
     Snapshot,
     StateRegistry,
+    SyncPointInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _wall(snap: Snapshot, t: float | None) -> float | None:
     return None if t is None else round(t + snap.wall_offset, 6)
 
 
-def latency_summary(fences: list[FenceInfo]) -> dict[str, Any]:
+def latency_summary(fences: list[SyncPointInfo]) -> dict[str, Any]:
     """count, mean, p50, p95 and max (ms) of the retired fences given."""
     lat = sorted(f.latency_ms for f in fences if f.latency_ms is not None)
     if not lat:
@@ -83,7 +83,7 @@ def resource_dict(snap: Snapshot, r: ResourceInfo) -> dict[str, Any]:
     }
 
 
-def fence_dict(snap: Snapshot, f: FenceInfo) -> dict[str, Any]:
+def fence_dict(snap: Snapshot, f: SyncPointInfo) -> dict[str, Any]:
     lat = f.latency_ms
     return {
         "key": f.key, "kind": f.kind, "id": f.id, "client_key": f.client_key,
@@ -97,7 +97,7 @@ def fence_dict(snap: Snapshot, f: FenceInfo) -> dict[str, Any]:
 def snapshot_dict(snap: Snapshot, fences_per_client: int | None = FENCES_PER_CLIENT,
                   meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of a snapshot (``fences_per_client=None``: every fence kept)."""
-    fences: dict[int, list[FenceInfo]] = {}
+    fences: dict[int, list[SyncPointInfo]] = {}
     syncs = []
     for f in snap.fences:
         if f.kind == "sync":

@@ -4,7 +4,8 @@ Why: virglrenderer is a process-wide singleton with C callbacks; keeping every
 call here lets the rest of the code see Python exceptions, not return codes.
 How: C return codes become RendererError(call, errno). The cheap callbacks
 (make_current, write_context_fence) are C in native/vv_glue.c; fence
-retirements are queued there and drained by ``poll()``. The rare callbacks
+retirements are queued there and drained by the C fast path (native/vv_fast.c) after
+virgl_renderer_poll() returns. The rare callbacks
 (create/destroy GL context) come here through ``extern "Python"`` functions,
 routed to the GLContextProvider; an exception raised there is stored and
 re-raised after the C call that triggered it returns.
@@ -107,7 +108,10 @@ def _address(ptr: Cdata) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceInfo:
+class RendererResourceInfo:
+    """virglrenderer's own view of a resource (struct virgl_renderer_resource_info):
+    its GL texture, format and size. The inspector's rows are ``state.ResourceInfo``."""
+
     handle: int
     virgl_format: int
     width: int
@@ -334,11 +338,11 @@ class Renderer:
     def ctx_attach_resource(self, ctx_id: int, handle: int) -> None:
         lib.virgl_renderer_ctx_attach_resource(ctx_id, handle)
 
-    def resource_info(self, handle: int) -> ResourceInfo:
+    def resource_info(self, handle: int) -> RendererResourceInfo:
         info = ffi.new("struct virgl_renderer_resource_info *")
         rc = lib.virgl_renderer_resource_get_info(handle, info)
         self._check("virgl_renderer_resource_get_info", rc)
-        return ResourceInfo(info.handle, info.virgl_format, info.width, info.height,
+        return RendererResourceInfo(info.handle, info.virgl_format, info.width, info.height,
                             info.depth, info.flags, info.tex_id, info.stride)
 
     def transfer_read(self, handle: int, ctx_id: int, level: int, stride: int,
@@ -543,9 +547,6 @@ class GLPresenter:
 
     def internal_format(self, tex: int) -> int:
         return int(lib.vv_gl_texture_internal_format(tex, self.GL_TEXTURE_2D))
-
-    def create_texture(self, internal_format: int, width: int, height: int) -> int:
-        return int(lib.vv_gl_create_texture(internal_format, width, height))
 
 
 

@@ -16,13 +16,14 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+from support.procs import wait_for
 
-from virgl_viewer.guest import Resource, VtestClient
+from virgl_viewer.guest import GuestResource, VtestClient
 from virgl_viewer.guest.commands import CommandBuffer, ObjectType
 from virgl_viewer.testing import RunningServer
 from virgl_viewer.vtest import protocol as p
@@ -75,17 +76,6 @@ def peak_rss_growth() -> int:
     return _status_kib("VmHWM") * 1024 - _peak_base[0]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-
-
 def recv_exactly(client: VtestClient, n: int, timeout: float = 10.0) -> bytes:
     """Read exactly ``n`` raw bytes from the server (fails on EOF)."""
     data = b""
@@ -114,7 +104,7 @@ def bgrx(color: Color) -> bytes:
 
 
 def create_target(client: VtestClient, width: int = WIDTH, height: int = HEIGHT,
-                  handle: int | None = None) -> Resource:
+                  handle: int | None = None) -> GuestResource:
     """A 2D B8G8R8X8 display target like glxgears' window buffer; from protocol 2 on
     with a shm of width*height*4 bytes that TRANSFER_GET2 fills. ``handle``
     overrides the client's choice (protocol < 3)."""
@@ -134,7 +124,7 @@ def clear_commands(res_handle: int, color: Color) -> bytes:
     return cb.to_bytes()
 
 
-def read_back(client: VtestClient, res: Resource, width: int = WIDTH,
+def read_back(client: VtestClient, res: GuestResource, width: int = WIDTH,
               height: int = HEIGHT) -> bytes:
     """The resource's pixels as Mesa's present reads them: TRANSFER_GET2 into the
     shm and BUSY_WAIT(WAIT) (protocol >= 2), or an inline TRANSFER_GET (0)."""
@@ -148,7 +138,7 @@ def read_back(client: VtestClient, res: Resource, width: int = WIDTH,
     return bytes(res.shm[:size])
 
 
-def render_clear(client: VtestClient, res: Resource, color: Color, width: int = WIDTH,
+def render_clear(client: VtestClient, res: GuestResource, color: Color, width: int = WIDTH,
                  height: int = HEIGHT) -> bytes:
     """Clear ``res`` to ``color`` with SUBMIT_CMD and read it back."""
     client.submit(clear_commands(res.handle, color))
@@ -276,17 +266,17 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
     bystander = Bystander(server)
     watcher = Watcher(server)
     try:
-        assert wait_until(lambda: watcher.rounds >= 2 or watcher.error is not None)
+        assert wait_for(lambda: watcher.rounds >= 2 or watcher.error is not None)
         baseline = open_fds()
         caplog.clear()
         culprit = Culprit(name, os.getpid())
         yield culprit
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
-        assert wait_until(lambda: open_fds() == baseline), (
+        assert wait_for(lambda: open_fds() == baseline), (
             f"{open_fds()} fds open, {baseline} before the hostile client")
         watcher.check()
-        assert wait_until(lambda: server.session_count() == 1 + other_sessions)
+        assert wait_for(lambda: server.session_count() == 1 + other_sessions)
         bystander.renders()
     finally:
         bystander.close()

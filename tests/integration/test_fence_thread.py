@@ -26,8 +26,8 @@ from server_helpers import (
     clear_commands,
     create_target,
     read_back,
-    wait_until,
 )
+from support.procs import wait_for
 from support.servers import Server
 
 from virgl_viewer.guest import VtestClient
@@ -83,7 +83,7 @@ def test_leaving_with_fences_in_flight_does_not_crash(vtest_server: Server) -> N
     grinder = threading.Thread(target=_grinder, args=(path, stop, errors, frames))
     grinder.start()
     try:
-        assert wait_until(lambda: frames[0] > 0 or bool(errors), 60)
+        assert wait_for(lambda: frames[0] > 0 or bool(errors), 60)
         leavers = [threading.Thread(target=_leaver, args=(path, k, errors))
                    for k in range(LEAVERS)]
         for t in leavers:
@@ -114,10 +114,10 @@ def test_a_leaving_clients_context_waits_for_its_last_fence(virgl_server: Runnin
         for _ in range(3):
             c.submit(cmds)
         c.close()
-        assert wait_until(lambda: virgl_server.session_count() == 1)
+        assert wait_for(lambda: virgl_server.session_count() == 1)
         seen = virgl_server.call(lambda: renderer.contexts_retiring)
         bystander.renders()
-        assert wait_until(lambda: virgl_server.call(lambda: renderer.contexts_retiring) == 0,
+        assert wait_for(lambda: virgl_server.call(lambda: renderer.contexts_retiring) == 0,
                           120)
         bystander.renders()
     finally:

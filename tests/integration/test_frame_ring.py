@@ -19,6 +19,13 @@ GL_TEXTURE_2D = 0x0DE1
 W = H = 8
 
 
+def texture(gl: GLPresenter) -> int:
+    """A W x H RGBA8 texture in the presenter's context (current), as a guest's
+    display target would be: the ring's copies read from it."""
+    assert gl is not None
+    return int(lib.vv_gl_create_texture(GL_RGBA8, W, H))
+
+
 @pytest.fixture
 def gl() -> Iterator[GLPresenter]:
     provider = SurfacelessProvider()
@@ -34,12 +41,12 @@ def ring_with_source(gl: GLPresenter) -> tuple[FrameRing, int]:
     ring = FrameRing(gl)
     assert ring.configure(W, H, GL_RGBA8, 1, False)  # made: it had no textures
     assert not ring.configure(W, H, GL_RGBA8, 1, False)  # same size: kept
-    return ring, gl.create_texture(GL_RGBA8, W, H)
+    return ring, texture(gl)
 
 
 def ui_fence(gl: GLPresenter, src: int) -> int:
     """A real GLsync, as a UI draw would hand back."""
-    scratch = gl.create_texture(GL_RGBA8, W, H)
+    scratch = texture(gl)
     fence = lib.vv_gl_copy_and_fence(src, GL_TEXTURE_2D, scratch, W, H)
     return int(ffi.cast("uintptr_t", fence))
 

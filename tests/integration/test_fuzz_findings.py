@@ -27,8 +27,8 @@ from server_helpers import (
     header,
     open_fds,
     render_clear,
-    wait_until,
 )
+from support.procs import wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.testing import RunningServer
@@ -71,7 +71,7 @@ def test_a_client_gone_before_its_create_reply_leaves_nothing(
                 0, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 16, 16, 1, 1, 0, 0, 16 * 16 * 4))
             client.sock.shutdown(socket.SHUT_RDWR)
             client.close()
-        assert wait_until(lambda: (open_fds(), _shm_mappings()) == (fds, maps), 5.0), (
+        assert wait_for(lambda: (open_fds(), _shm_mappings()) == (fds, maps), 5.0), (
             f"{open_fds()} fds and {_shm_mappings()} shm mappings, {fds} and {maps} before")
         assert_filled(render_clear(bystander, target, GREEN), GREEN)
     late = [r.getMessage() for r in caplog.records if "gone" in r.getMessage()

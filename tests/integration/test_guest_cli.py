@@ -12,16 +12,15 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.launch import launched
+from support.png import read_png_rgba
+from support.procs import stop_process, wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.cli import main, parse_args, parse_resize, parse_sizes, sizes_for
@@ -33,34 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(64, 48), (33, 17), (100, 7)]
 
 
-def read_png(path: Path) -> tuple[int, int, bytes]:
-    """Decode the guest's PNGs (RGBA8, filter 0 on every row)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        (length,), tag = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        if tag == b"IHDR":
-            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert (depth, ctype) == (8, 6)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = 4 * width
-    rows = [raw[y * (stride + 1):(y + 1) * (stride + 1)] for y in range(height)]
-    assert all(r[0] == 0 for r in rows)
-    return width, height, b"".join(r[1:] for r in rows)
-
-
 def check_dump(directory: Path, pattern: str, frame: int,
                sizes: list[tuple[int, int]]) -> None:
     info = json.loads((directory / "dump.json").read_text())
     assert info["last_frame"] == frame
     assert [(s["width"], s["height"]) for s in info["scanouts"]] == sizes
     for i, (w, h) in enumerate(sizes):
-        got_w, got_h, pixels = read_png(directory / f"scanout-{i}.png")
+        got_w, got_h, pixels = read_png_rgba(directory / f"scanout-{i}.png")
         assert (got_w, got_h) == (w, h)
         expected = expected_image(pattern, w, h, frame, i)
         if pixels != expected:
@@ -137,8 +115,8 @@ def test_sigterm_exits_cleanly(virgl_server: RunningServer, tmp_path: Path,
         assert proc.returncode == 0, err[-2000:]
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            stop_process(proc, sig=signal.SIGKILL)
+            proc.communicate()  # closes its pipes
     frame = json.loads((tmp_path / "dump.json").read_text())["last_frame"]
     assert frame >= 1
     check_dump(tmp_path, "counter", frame, [(30, 20), (20, 30)])
@@ -155,15 +133,12 @@ def upstream_server(tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen([exe, "--use-egl-surfaceless", "--no-fork",
                                  f"--socket-path={path}"], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(path):
-            assert proc.poll() is None, "virgl_test_server exited"
-            assert time.monotonic() < deadline, "virgl_test_server did not listen"
-            time.sleep(0.02)
+        assert wait_for(lambda: os.path.exists(path) or proc.poll() is not None, 20), (
+            "virgl_test_server did not listen")
+        assert proc.poll() is None, "virgl_test_server exited"
         yield path
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, 20)
 
 
 def test_against_upstream_virgl_test_server(upstream_server: str, tmp_path: Path) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import stop_process
+from support.procs import stop_process, wait_for
+from support.servers import accepts_connections
 
 from virgl_viewer.errors import RemoteProtocolError
 from virgl_viewer.guest import BatchSpec, VtestClient
@@ -41,19 +40,11 @@ def _start(multi_clients: bool) -> Iterator[str]:
     with (workdir / "server.log").open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            probe = socket.socket(socket.AF_UNIX)
-            try:
-                probe.connect(path)  # upstream accepts and drops a silent client
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log_text = (workdir / "server.log").read_text(errors="replace")
-                    pytest.fail(f"virgl_test_server did not start:\n{log_text}")
-                time.sleep(0.05)
-            finally:
-                probe.close()
+        # upstream accepts and drops a silent client: one probe that connects
+        if not wait_for(lambda: proc.poll() is not None
+                        or accepts_connections(Path(path)), 20) or proc.poll() is not None:
+            log_text = (workdir / "server.log").read_text(errors="replace")
+            pytest.fail(f"virgl_test_server did not start:\n{log_text}")
         yield path
     finally:
         stop_process(proc)

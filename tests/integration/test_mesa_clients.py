@@ -10,7 +10,7 @@ runs the same tests against virgl_test_server, which checks the tests themselves
 from __future__ import annotations
 
 import itertools
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,8 @@ from support.mesa import (
     parse_glmark2,
     parse_glxgears,
 )
-from support.screen import Box, Image, colour_counts, grab_root
+from support.procs import wait_for
+from support.screen import Box, Image, colour_counts, grab_root, wait_for_screen
 from support.servers import Server
 from support.xvfb import Xvfb
 
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.mesa, pytest.mark.slow, pytest.mark.timeout(180)]
 GEARS = 300  # glxgears window size
 GEAR_COLOURS = ("red", "green", "blue")
 MIN_GEAR_PIXELS = 200  # each gear covers thousands of pixels in a 300x300 window
+SCREEN_TIMEOUT_S = 60  # for a client's window to show something: drawing takes ~1 s
 
 # Pass through virgl_test_server in piglit-dev.reference.tsv, each well under a second:
 # drawing + readback, FBOs, PBOs, sync, GLSL compile/execute (VS, FS, TCS, compute),
@@ -80,11 +82,27 @@ def assert_server_healthy(server: Server) -> None:
     assert not problems, "server logged problems:\n" + "\n".join(problems[:40])
 
 
+def gears_visible(shot: Image, box: Box) -> bool:
+    counts = colour_counts(shot, box)
+    return all(counts[colour] >= MIN_GEAR_PIXELS for colour in GEAR_COLOURS)
+
+
+def gears_moved(first: Image, box: Box) -> Callable[[Image], bool]:
+    """A screenshot where ``box`` shows gears, other pixels than in ``first``."""
+    return lambda shot: (gears_visible(shot, box)
+                         and shot.crop(box).rgb != first.crop(box).rgb)
+
+
 def assert_gears_visible(shot: Image, box: Box, what: str) -> None:
     counts = colour_counts(shot, box)
     for colour in GEAR_COLOURS:
         assert counts[colour] >= MIN_GEAR_PIXELS, (
             f"{what}: only {counts[colour]} {colour} pixels in {box}; colours seen {counts}")
+
+
+def window_drawn(shot: Image, box: Box) -> bool:
+    """More than 5 % of ``box`` is not black."""
+    return box.w * box.h - colour_counts(shot, box)["black"] > 0.05 * box.w * box.h
 
 
 def assert_screen_clear(display: str, box: Box) -> None:
@@ -99,11 +117,10 @@ def test_glxgears_draws_gears_and_animates(vtest_server: Server, xvfb: Xvfb,
     assert_screen_clear(xvfb.display, box)
     with BackgroundClient(glxgears_argv(box.x, box.y, GEARS), client_env, tmp_path,
                           "glxgears") as gears:
-        time.sleep(2.5)
+        first = wait_for_screen(xvfb.display, lambda shot: gears_visible(shot, box),
+                                SCREEN_TIMEOUT_S)
         assert gears.running(), gears.describe()
-        first = grab_root(xvfb.display)
-        time.sleep(0.5)
-        second = grab_root(xvfb.display)
+        second = wait_for_screen(xvfb.display, gears_moved(first, box), SCREEN_TIMEOUT_S)
         # glxgears reports once 5 s have passed
         reported = gears.wait_for_output(GEARS_LINE_RE, 1, timeout=20)
         assert reported, gears.describe()
@@ -111,7 +128,7 @@ def test_glxgears_draws_gears_and_animates(vtest_server: Server, xvfb: Xvfb,
     assert frames[0][0] > 0, gears.describe()
     assert_gears_visible(first, box, "glxgears")
     assert_gears_visible(second, box, "glxgears")
-    assert first.crop(box).rgb != second.crop(box).rgb, "the gears did not move in 0.5 s"
+    assert first.crop(box).rgb != second.crop(box).rgb, "the gears did not move"
     assert_server_healthy(vtest_server)
 
 
@@ -123,12 +140,14 @@ def test_two_glxgears_side_by_side(vtest_server: Server, xvfb: Xvfb,
     clients = [BackgroundClient(glxgears_argv(b.x, b.y, GEARS), client_env, tmp_path,
                                 f"glxgears{i}") for i, b in enumerate(boxes)]
     try:
-        time.sleep(3.0)
+        shots = [wait_for_screen(xvfb.display,
+                                 lambda shot: all(gears_visible(shot, b) for b in boxes),
+                                 SCREEN_TIMEOUT_S)]
         for c in clients:
             assert c.running(), c.describe()
-        shots = [grab_root(xvfb.display)]
-        time.sleep(0.5)
-        shots.append(grab_root(xvfb.display))
+        shots.append(wait_for_screen(
+            xvfb.display, lambda shot: all(gears_moved(shots[0], b)(shot) for b in boxes),
+            SCREEN_TIMEOUT_S))
         for c in clients:
             assert c.wait_for_output(GEARS_LINE_RE, 1, timeout=20), c.describe()
     finally:
@@ -149,20 +168,16 @@ def test_glmark2_build_scene_scores_and_draws(vtest_server: Server, xvfb: Xvfb,
     box = Box(0, 0, 800, 600)
     argv = ["glmark2", "--size", "800x600", "-b", "build:use-vbo=true:duration=4"]
     with BackgroundClient(argv, client_env, tmp_path, "glmark2") as glmark:
-        time.sleep(2.5)
-        assert glmark.running(), glmark.describe()
-        shot = grab_root(xvfb.display)
-        deadline = time.monotonic() + 60
-        while glmark.running() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not glmark.running(), "glmark2 did not finish:\n" + glmark.describe()
+        shot = wait_for_screen(xvfb.display,
+                               lambda shot: window_drawn(shot, box) or not glmark.running(),
+                               SCREEN_TIMEOUT_S)
+        finished = wait_for(lambda: not glmark.running(), 60)
+        assert finished, "glmark2 did not finish:\n" + glmark.describe()
     assert glmark.proc.returncode == 0, glmark.describe()
     score, scenes = parse_glmark2(glmark.stdout())
     assert score is not None and score > 0, glmark.describe()
     assert [s.scene for s in scenes] == ["build"] and scenes[0].fps > 0
-    counts = colour_counts(shot, box)
-    drawn = box.w * box.h - counts["black"]
-    assert drawn > 0.05 * box.w * box.h, f"glmark2's window is nearly empty: {counts}"
+    assert window_drawn(shot, box), f"glmark2's window is nearly empty: {colour_counts(shot, box)}"
     assert_server_healthy(vtest_server)
 
 

@@ -19,8 +19,8 @@ from server_helpers import (
     assert_filled,
     create_target,
     render_clear,
-    wait_until,
 )
+from support.procs import wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import ObjectType
@@ -61,7 +61,7 @@ def test_query_result_after_its_buffer_is_unrefd(virgl_server: RunningServer,
             target = create_target(c)
             assert_filled(render_clear(c, target, TEAL), TEAL)
             bystander.renders()
-        assert wait_until(lambda: virgl_server.session_count() == 1)
+        assert wait_for(lambda: virgl_server.session_count() == 1)
         bystander.renders()
     finally:
         bystander.close()

@@ -34,8 +34,8 @@ from server_helpers import (
     render_clear,
     reset_peak_rss,
     rss_bytes,
-    wait_until,
 )
+from support.procs import stop_process, wait_for
 from support.servers import Server
 
 from virgl_viewer.guest import VtestClient
@@ -74,12 +74,10 @@ def test_client_killed_mid_transfer(virgl_server: RunningServer,
             os.kill(child.pid, signal.SIGKILL)
             assert child.wait(30) == -signal.SIGKILL
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            stop_process(child, sig=signal.SIGKILL)
             assert child.stdout is not None
             child.stdout.close()
-        assert wait_until(lambda: virgl_server.session_count() == 2)  # bystander, watcher
+        assert wait_for(lambda: virgl_server.session_count() == 2)  # bystander, watcher
 
 
 def _visit(path: str, i: int) -> None:
@@ -103,12 +101,12 @@ def test_many_short_lived_clients_leak_nothing(virgl_server: RunningServer,
     caplog.set_level(logging.WARNING)
     for i in range(20):
         _visit(virgl_server.path, i)
-    assert wait_until(lambda: virgl_server.session_count() == 0)
+    assert wait_for(lambda: virgl_server.session_count() == 0)
     fds, rss = open_fds(), rss_bytes()
     for i in range(20, 220):
         _visit(virgl_server.path, i)
-    assert wait_until(lambda: virgl_server.session_count() == 0)
-    assert wait_until(lambda: open_fds() == fds), f"{open_fds()} fds open, {fds} before"
+    assert wait_for(lambda: virgl_server.session_count() == 0)
+    assert wait_for(lambda: open_fds() == fds), f"{open_fds()} fds open, {fds} before"
     growth = rss_bytes() - rss
     assert growth < 30 << 20, f"RSS grew by {growth >> 20} MiB over 200 clients"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -148,11 +146,11 @@ def test_client_gone_before_its_replies_leaves_nothing(vtest_server: Server,
                    if who + "disconnected:" in ln or who + "dropped:" in ln)
 
     leave(1)  # the first client's one-time allocations are not a leak
-    assert wait_until(lambda: gone() == 1, 30)
+    assert wait_for(lambda: gone() == 1, 30)
     baseline = _fds_and_maps(pid)
     leave(5)
-    assert wait_until(lambda: gone() == 6, 30)
-    assert wait_until(lambda: _fds_and_maps(pid) == baseline), (
+    assert wait_for(lambda: gone() == 6, 30)
+    assert wait_for(lambda: _fds_and_maps(pid) == baseline), (
         f"fds and mappings {_fds_and_maps(pid)}, {baseline} before")
 
 
@@ -184,7 +182,7 @@ def test_client_that_never_reads_its_replies_is_held_not_buffered(
             sender = threading.Thread(target=c.sock.sendall, args=(request * n,))
             sender.start()
             bystander.renders()
-            assert wait_until(lambda: "replies unread: not reading" in caplog.text)
+            assert wait_for(lambda: "replies unread: not reading" in caplog.text)
             bystander.renders()
             assert peak_rss_growth() < 32 << 20, f"peak RSS grew {peak_rss_growth() >> 20} MiB"
             # a caps reply's length field counts the caps bytes plus one (upstream's)

@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_helpers import BLUE, RED, assert_filled, create_target, render_clear, wait_until
+from server_helpers import BLUE, RED, assert_filled, create_target, render_clear
 from support.launch import launched
+from support.procs import stop_process, wait_for
 
 from virgl_viewer.errors import RemoteProtocolError
 from virgl_viewer.guest import VtestClient
@@ -53,7 +54,7 @@ class CliServer:
         return self.log_path.read_text(errors="replace")
 
     def wait_serving(self) -> None:
-        assert wait_until(lambda: "serving vtest on" in self.log()
+        assert wait_for(lambda: "serving vtest on" in self.log()
                           or self.proc.poll() is not None, 60), "server did not start"
         assert self.proc.poll() is None, f"server exited:\n{self.log()}"
 
@@ -61,14 +62,10 @@ class CliServer:
         return self.proc.wait(timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+        """``sig``, then its exit status (-9: it had not exited 30 s later, and was killed)."""
+        rc = stop_process(self.proc, 30, sig=sig)
+        assert rc is not None
+        return rc
 
 
 @pytest.fixture
@@ -172,8 +169,8 @@ def test_cli_logs_each_connect_and_disconnect(cli: CliServer) -> None:
     who = f"probe-client (pid {os.getpid()})"
     with VtestClient.connect(cli.path, "probe-client", 2) as client:
         create_target(client)
-        assert wait_until(lambda: f"client {who} connected" in cli.log())
-    assert wait_until(lambda: f"client {who} disconnected" in cli.log())
+        assert wait_for(lambda: f"client {who} connected" in cli.log())
+    assert wait_for(lambda: f"client {who} disconnected" in cli.log())
     lines = cli.log().splitlines()
     assert len([ln for ln in lines if f"client {who} connected" in ln]) == 1
     assert len([ln for ln in lines if f"client {who} disconnected" in ln]) == 1
@@ -185,8 +182,8 @@ def test_cli_client_names_cannot_forge_log_lines(cli: CliServer) -> None:
     name = "evil\nclient x (pid 1) dropped: FORGED\x1b[31m\u202e"
     with VtestClient.connect(cli.path, name, 2) as client:
         create_target(client)
-        assert wait_until(lambda: "connected (uid" in cli.log())
-    assert wait_until(lambda: "disconnected" in cli.log())
+        assert wait_for(lambda: "connected (uid" in cli.log())
+    assert wait_for(lambda: "disconnected" in cli.log())
     log = cli.log()
     assert "\x1b" not in log and "\u202e" not in log
     assert not [ln for ln in log.splitlines() if ln.startswith("client x")]
@@ -242,12 +239,12 @@ def test_cli_allow_uid(sock_dir: Path, allowed: bool) -> None:
         if allowed:
             assert result == "served"
             who = f"client nobody-guest (pid {pid}) connected (uid {NOBODY})"
-            assert wait_until(lambda: who in server.log()), server.log()
+            assert wait_for(lambda: who in server.log()), server.log()
             assert "is not allowed" not in server.log()
         else:
             assert result == "refused"
             refusal = f"refused client pid {pid}: uid {NOBODY} is not allowed"
-            assert wait_until(lambda: refusal in server.log()), server.log()
+            assert wait_for(lambda: refusal in server.log()), server.log()
             assert "nobody-guest" not in server.log()
         # Our own uid is served either way.
         with VtestClient.connect(server.path, "owner", 2) as client:
@@ -273,7 +270,7 @@ def test_cli_out_of_fds_pauses_accept_and_resumes(sock_dir: Path) -> None:
     waiting: list[socket.socket] = []
     try:
         server.wait_serving()
-        while not wait_until(lambda: "cannot accept clients" in server.log(), 0.5):
+        while not wait_for(lambda: "cannot accept clients" in server.log(), 0.5):
             assert len(clients) < limit, server.log()
             clients.append(VtestClient.connect(server.path, f"c{len(clients)}", 2))
             clients[-1].sock.settimeout(0.5)
@@ -284,13 +281,13 @@ def test_cli_out_of_fds_pauses_accept_and_resumes(sock_dir: Path) -> None:
             _ping(s)
             waiting.append(s)
         # the server retries once a second (a debug line each): two retries, one error
-        assert wait_until(lambda: server.log().count("still cannot accept clients") >= 2, 20)
+        assert wait_for(lambda: server.log().count("still cannot accept clients") >= 2, 20)
         assert server.log().count("ERROR virgl_viewer.server: cannot accept clients") == 1
         assert_filled(render_clear(clients[0], create_target(clients[0]), RED), RED)
         clients.pop(1).close()
         waiting[0].settimeout(20)
         assert waiting[0].recv(8) == struct.pack("<2I", 0, 10)
-        assert wait_until(lambda: "accepting clients again" in server.log(), 10)
+        assert wait_for(lambda: "accepting clients again" in server.log(), 10)
     finally:
         for s in waiting:
             s.close()
@@ -314,7 +311,7 @@ def test_cli_budgets_drop_the_client_over_them(sock_dir: Path) -> None:
                 create_target(greedy, 256, 256)
                 create_target(greedy, 256, 256)
             assert greedy.wait_closed()
-        assert wait_until(lambda: "dropped: RESOURCE_CREATE2: over the budget of 1048576 "
+        assert wait_for(lambda: "dropped: RESOURCE_CREATE2: over the budget of 1048576 "
                                   "shm bytes a client" in server.log()), server.log()
         with VtestClient.connect(server.path, "holder", 2) as holder, \
                 VtestClient.connect(server.path, "fifth", 2) as fifth:
@@ -322,7 +319,7 @@ def test_cli_budgets_drop_the_client_over_them(sock_dir: Path) -> None:
             with pytest.raises(RemoteProtocolError):
                 create_target(fifth)
             assert fifth.wait_closed()
-            assert wait_until(lambda: "client fifth" in server.log() and "over the budget "
+            assert wait_for(lambda: "client fifth" in server.log() and "over the budget "
                               "of 4 shm mappings of all clients" in server.log()), server.log()
             assert_filled(render_clear(holder, targets[3], BLUE), BLUE)
     finally:
@@ -351,7 +348,7 @@ def test_cli_resource_bytes_budgets(sock_dir: Path) -> None:
                 pytest.raises((RemoteProtocolError, OSError)):
             huge.resource_create(p.TARGET_2D, 1, p.BIND_RENDER_TARGET, 16384, 16384)
             huge.busy_wait(0, wait=True)  # a round trip: the drop is seen
-        assert wait_until(lambda: "client huge" in server.log() and "dropped: "
+        assert wait_for(lambda: "client huge" in server.log() and "dropped: "
                           "RESOURCE_CREATE: over the budget of 268435456 resource bytes a "
                           "client" in server.log()), server.log()
         with VtestClient.connect(server.path, "holder", 2) as holder, \
@@ -360,7 +357,7 @@ def test_cli_resource_bytes_budgets(sock_dir: Path) -> None:
             create_target(late, 2048, 2048)
             with pytest.raises(RemoteProtocolError):
                 create_target(late, 2048, 2048)
-            assert wait_until(lambda: "client late" in server.log() and "over the budget of "
+            assert wait_for(lambda: "client late" in server.log() and "over the budget of "
                               "104857600 resource bytes of all clients" in server.log())
             assert_filled(render_clear(holder, held[4], BLUE, 2048, 2048), BLUE)
     finally:

@@ -31,8 +31,8 @@ from server_helpers import (
     header,
     read_back,
     recv_exactly,
-    wait_until,
 )
+from support.procs import wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.testing import RunningServer
@@ -121,9 +121,9 @@ def test_eof_inside_a_fast_message_is_reported(virgl_server: RunningServer,
         g.send_raw(msg[: len(msg) - 6])
         (s,) = [s for s in virgl_server.server.sessions if s.name == "fast-cut"]
         # the C path (not the Python codec) holds the partial message before the EOF
-        assert wait_until(lambda: virgl_server.call(
+        assert wait_for(lambda: virgl_server.call(
             lambda: (s.fast.py_mode, s.fast.input_size())) == (0, len(msg) - 6))
-    assert wait_until(lambda: any("dropped" in r.getMessage() for r in caplog.records))
+    assert wait_for(lambda: any("dropped" in r.getMessage() for r in caplog.records))
     assert_one_drop(caplog, "fast-cut", os.getpid(), "SUBMIT_CMD",
                     "connection closed mid-message")
 

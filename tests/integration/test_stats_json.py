@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.procs import wait_for
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import CommandBuffer
@@ -29,17 +30,19 @@ DT_BIND = P.BIND_RENDER_TARGET | P.BIND_SAMPLER_VIEW | P.BIND_DISPLAY_TARGET
 
 
 def wait_json(path: Path, cond: Callable[[dict[str, Any]], bool],
-              timeout: float = 5.0) -> dict[str, Any]:
+              timeout: float = 30.0) -> dict[str, Any]:
     """Read ``path`` until ``cond(doc)``; every read must parse (atomic replace)."""
-    deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        if path.exists():
-            doc = json.loads(path.read_text())
-            if cond(doc):
-                return doc
-        time.sleep(0.02)
-    raise AssertionError(f"timed out; last document: {json.dumps(doc)[:2000]}")
+
+    def holds() -> bool:
+        nonlocal doc
+        if not path.exists():
+            return False
+        doc = json.loads(path.read_text())
+        return cond(doc)
+
+    assert wait_for(holds, timeout), f"timed out; last document: {json.dumps(doc)[:2000]}"
+    return doc
 
 
 @pytest.fixture

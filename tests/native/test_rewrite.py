@@ -2,7 +2,7 @@
 
 Each test builds a command stream dword by dword and checks the exact dwords
 that come back. Handle positions are written out literally from
-/work/shared/VIRGL_HANDLES.md (payload index p0 = first dword after the
+docs/virgl-handles.md (payload index p0 = first dword after the
 header), independent of how the C code derives them.
 """
 

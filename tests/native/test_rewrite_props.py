@@ -1,7 +1,7 @@
 """Property tests for vv_rewrite against a small Python reference model.
 
 The model below is a second, deliberately plain implementation of
-/work/shared/VIRGL_HANDLES.md (explicit slot lists per command, not the C
+docs/virgl-handles.md (explicit slot lists per command, not the C
 code's arithmetic runs). Random well-formed streams must rewrite cleanly and
 exactly like the model; random garbage must give the model's answer too
 (code, error fields and every output dword), which also shows it never

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import REPO_ROOT
+from support.png import png_image
 from support.screen import Box, Image, colour_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.mesa, pytest.mark.timeout(1800)]
@@ -122,14 +122,6 @@ def test_apt_installs_it_with_desktop_files_and_man_pages(work: Path) -> None:
     assert "Validation was successful" in out
 
 
-def _png_image(path: Path) -> Image:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-    try:
-        from test_snapshots import read_png_rgba
-    finally:
-        sys.path.pop(0)
-    w, h, rgba = read_png_rgba(path)
-    return Image(w, h, b"".join(rgba[i:i + 3] for i in range(0, len(rgba), 4)))
 
 
 def test_headless_serves_mesa_glxgears(work: Path) -> None:
@@ -157,7 +149,7 @@ def test_headless_serves_mesa_glxgears(work: Path) -> None:
     assert "viewer exit 0" in out, out + log
     assert "Traceback" not in log, log
     (png, *_) = sorted((work / "snaps").glob("*.png"))
-    counts = colour_counts(_png_image(png))
+    counts = colour_counts(png_image(png))
     assert all(counts[c] > 200 for c in ("red", "green", "blue")), counts
     print(f"\nglxgears through the installed .deb, headless: {frames[0]} frames in 5 s")
 

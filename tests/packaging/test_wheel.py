@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from support import REPO_ROOT
 from support.mesa import GEARS_LINE_RE, BackgroundClient, glxgears_argv, mesa_env
+from support.png import png_image
 from support.procs import start_serving, stop_process, wait_for
-from support.screen import Image, colour_counts
+from support.screen import colour_counts
 from support.xvfb import Xvfb
 
 pytestmark = [pytest.mark.slow, pytest.mark.mesa, pytest.mark.timeout(600)]
@@ -94,15 +95,6 @@ def test_wheel_carries_the_binding_and_resources(wheel: Path, tmp_path: Path,
     assert needed and needed <= RUNTIME_LIBS, needed
 
 
-def _png_image(path: Path) -> Image:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
-    try:
-        from test_snapshots import read_png_rgba
-    finally:
-        sys.path.pop(0)
-    w, h, rgba = read_png_rgba(path)
-    rgb = b"".join(rgba[i:i + 3] for i in range(0, len(rgba), 4))
-    return Image(w, h, rgb)
 
 
 @pytest.fixture
@@ -135,7 +127,7 @@ def test_venv_serves_glxgears_headless(venv: Path, xvfb: Xvfb, tmp_path: Path,
         stop_process(app)
     assert app.returncode == 0, log()
     (png, *_) = sorted(snaps.glob("*.png"))
-    counts = colour_counts(_png_image(png))
+    counts = colour_counts(png_image(png))
     assert all(counts[c] > 200 for c in ("red", "green", "blue")), (png, counts)
 
 

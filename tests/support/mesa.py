@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from support import REPO_ROOT
+from support.procs import stop_process, wait_for
 
 VTEST_REDIRECT = REPO_ROOT / "build" / "vtest_redirect.so"
 # The first Mesa whose vtest winsys connects to $VTEST_SOCKET_NAME.
@@ -136,25 +137,13 @@ class BackgroundClient:
 
     def wait_for_output(self, pattern: re.Pattern[str], count: int, timeout: float) -> bool:
         """Poll stdout until ``pattern`` matched ``count`` times; False on timeout or exit."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(pattern.findall(self.stdout())) >= count:
-                return True
-            if not self.running():
-                return len(pattern.findall(self.stdout())) >= count
-            time.sleep(0.1)
-        return False
+        wait_for(lambda: len(pattern.findall(self.stdout())) >= count or not self.running(),
+                 timeout, step=0.1)
+        return len(pattern.findall(self.stdout())) >= count
 
     def stop(self) -> int | None:
         """SIGTERM (SIGKILL after 5 s); the exit status (negative: killed by a signal)."""
-        if self.proc.poll() is None:
-            _kill_group(self.proc, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _kill_group(self.proc)
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, 5, group=True)
 
     def describe(self) -> str:
         return (f"$ {' '.join(self.argv)}\n[status {self.proc.poll()}]\n--- stdout ---\n"

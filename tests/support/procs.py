@@ -1,8 +1,13 @@
-"""Waiting on conditions and stopping subprocesses, as the tests that start the app, a
-guest or a server as processes of their own do it."""
+"""Waiting on conditions and stopping subprocesses: the one place for both, used by the
+tests that start the app, a guest, a server, Xvfb or a Mesa client as processes of their
+own (and by ``bench/``). Qt tests wait with ``qtbot.waitUntil`` instead, which keeps
+processing Qt events."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def wait_for(pred: Callable[[], object], timeout: float, step: float = 0.05) -> bool:
-    """Poll ``pred`` until it is true or ``timeout`` seconds pass; its last value."""
+def wait_for(pred: Callable[[], object], timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll ``pred`` until it is true or ``timeout`` seconds pass (a generous deadline:
+    it only bounds a failure); whether it became true."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
@@ -20,16 +26,29 @@ def wait_for(pred: Callable[[], object], timeout: float, step: float = 0.05) -> 
     return bool(pred())
 
 
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """SIGTERM ``proc`` if it still runs; SIGKILL it if it has not exited in ``timeout``."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0, *,
+                 sig: int = signal.SIGTERM, group: bool = False) -> int | None:
+    """Send ``sig`` to ``proc`` (with ``group``: to its process group, which it leads)
+    if it still runs; SIGKILL it (the group) if it has not exited in ``timeout``. Its
+    exit status (negative: ended by that signal); None without a process."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        _signal(proc, sig, group)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGKILL, group)
+            proc.wait()
+    return proc.returncode
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
 
 
 def start_logged(argv: list[str], log_path: Path, env: dict[str, str]

@@ -1,4 +1,5 @@
-"""Screenshots of an X display and the colours in them.
+"""Screenshots of an X display (or grabs of Qt windows) and the colours in them: the one
+place that says which pixels are red, green or blue.
 
 ``import -window root`` (ImageMagick) writes the root window as binary PPM; where
 ImageMagick is missing, a PySide6 subprocess grabs it instead (PySide6 is a project
@@ -13,7 +14,11 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from support.procs import wait_for
 
 _QT_GRAB = """
 import sys
@@ -59,6 +64,16 @@ class Image:
         return Image(max(x1 - x0, 0), max(y1 - y0, 0), b"".join(rows))
 
 
+def image_of(qimage: Any) -> Image:
+    """A Qt ``QImage`` (a grab of a window or widget) as an ``Image``."""
+    from PySide6.QtGui import QImage
+
+    img = qimage.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    raw = bytes(img.constBits())
+    return Image(w, h, b"".join(raw[y * bpl:y * bpl + 3 * w] for y in range(h)))
+
+
 def parse_ppm(data: bytes) -> Image:
     """A binary (P6) 8-bit PPM, as ``import``/``convert`` write it."""
     fields: list[bytes] = []
@@ -101,11 +116,27 @@ def grab_root(display: str, timeout: float = 30.0) -> Image:
     return parse_ppm(done.stdout)
 
 
+def wait_for_screen(display: str, shows: Callable[[Image], bool], timeout: float) -> Image:
+    """Screenshots of ``display`` until one ``shows`` what is wanted (a generous
+    ``timeout`` in seconds); that one, else the last taken."""
+    shots: list[Image] = []
+
+    def grabbed() -> bool:
+        shots.append(grab_root(display))
+        del shots[:-1]
+        return shows(shots[-1])
+
+    wait_for(grabbed, timeout, step=0.2)
+    return shots[-1]
+
+
 def classify(r: int, g: int, b: int) -> str:
     """``red``/``green``/``blue`` for a clearly saturated pixel, ``black``, else ``other``.
 
     glxgears' gears are (0.8, 0.1, 0), (0, 0.8, 0.2) and (0.2, 0.2, 1.0) lit by one light,
-    so a lit gear pixel has one dominant channel and the other two well below it.
+    so a lit gear pixel has one dominant channel and the other two well below it; the
+    app icon's scanouts (resources/icons) are #e0403a, #3fb34f and #3d7be0 (green at 0.55
+    of blue).
     """
     top = max(r, g, b)
     if top < 24:
@@ -113,7 +144,7 @@ def classify(r: int, g: int, b: int) -> str:
     if top >= 90:
         for name, main, others in (("red", r, (g, b)), ("green", g, (r, b)),
                                    ("blue", b, (r, g))):
-            if main == top and all(o <= 0.45 * top for o in others):
+            if main == top and all(o <= 0.6 * top for o in others):
                 return name
     return "other"
 

@@ -22,12 +22,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from support import REPO_ROOT
+from support.procs import stop_process, wait_for
 
 ServerKind = Literal["ours", "upstream"]
 UpstreamMode = Literal["fork", "multi"]
@@ -117,14 +117,14 @@ class Server:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise ServerError(f"{self.kind} server exited with status "
-                                  f"{self._proc.returncode} before listening:\n{self.log()}")
-            if accepts_connections(self.socket_path):
+        proc = self._proc
+        assert proc is not None
+        if wait_for(lambda: proc.poll() is not None or accepts_connections(self.socket_path),
+                    START_TIMEOUT_S):
+            if proc.poll() is None:
                 return
-            time.sleep(0.05)
+            raise ServerError(f"{self.kind} server exited with status "
+                              f"{proc.returncode} before listening:\n{self.log()}")
         raise ServerError(f"{self.kind} server did not listen on {self.socket_path} within "
                           f"{START_TIMEOUT_S} s:\n{self.log()}")
 
@@ -151,17 +151,8 @@ class Server:
         proc = self._proc
         if proc is None:
             return self.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            if self.kind == "upstream":  # its forked children serve clients on their own
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # upstream's forked children serve clients on their own: its whole group
+        stop_process(proc, STOP_TIMEOUT_S, group=self.kind == "upstream")
         with contextlib.suppress(ProcessLookupError):  # stragglers of our own group
             os.killpg(proc.pid, signal.SIGKILL)
         self.returncode = proc.returncode

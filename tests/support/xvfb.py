@@ -1,22 +1,31 @@
-"""A private Xvfb for Mesa GLX clients.
+"""Private Xvfb servers: the one way the tests (and ``bench/``) get an X display.
 
 Xvfb's ``-displayfd`` picks a free display number itself and writes it to a pipe once the
-server accepts connections, so there is no guessing of free numbers and no polling.
+server accepts connections, so there is no guessing of free numbers and no polling. It is
+started through a tiny launcher that asks the kernel to SIGTERM it when its parent dies
+(PR_SET_PDEATHSIG, then exec: no preexec_fn in a threaded process), so a killed test run
+leaves no Xvfb behind. ``session_display`` gives a whole test run (or a benchmark) one.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import shutil
-import signal
 import subprocess
+import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from types import TracebackType
 
+from support.procs import stop_process
+
 SCREEN = "1280x1024x24"  # the size conformance/README.md's reference runs used
 START_TIMEOUT_S = 20.0
+_LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+           "os.execv(sys.argv[1], sys.argv[1:])")  # 1: PR_SET_PDEATHSIG
 
 
 class XvfbError(RuntimeError):
@@ -50,7 +59,8 @@ class Xvfb:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [exe, "-displayfd", str(write_fd), "-screen", "0", self.screen,
+                [sys.executable, "-c", _LAUNCH, exe, "-displayfd", str(write_fd),
+                 "-screen", "0", self.screen,
                  "-nolisten", "tcp", "-noreset"],
                 pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
@@ -86,14 +96,7 @@ class Xvfb:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
     def __enter__(self) -> Xvfb:
         return self.start()
@@ -101,3 +104,16 @@ class Xvfb:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def session_display(env: MutableMapping[str, str]) -> Xvfb | None:
+    """Start an Xvfb for the rest of this process and point ``env["DISPLAY"]`` at it
+    (stopped at exit, or by the kernel when the process dies). Without Xvfb installed,
+    ``env`` keeps the display it has (a desktop session's) and None is returned."""
+    if shutil.which("Xvfb") is None:
+        return None
+    xvfb = Xvfb().start()
+    atexit.register(xvfb.stop)
+    env["DISPLAY"] = xvfb.display
+    env.pop("WAYLAND_DISPLAY", None)
+    return xvfb

@@ -8,11 +8,8 @@ Pixels are compared as RGBA8 bytes, rows top-first, which is what
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,33 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from virgl_viewer.ui.app import choose_platform
-
-# Xvfb gets SIGTERM when this process dies, even if atexit never runs (PR_SET_PDEATHSIG
-# set by a tiny launcher, then exec: no preexec_fn in a threaded process).
-_LAUNCH = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
-           "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
-def _ensure_display() -> None:
-    """A display for the Qt tests when none is set (``make test`` gives one through
-    xvfb-run): Qt reads these when the QApplication is created, PyOpenGL when it is
-    imported, both after this conftest is loaded."""
-    if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
-        r, w = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "Xvfb", "-displayfd", str(w),
-                                 "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                                pass_fds=(w,), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        os.close(w)
-        with os.fdopen(r) as f:
-            os.environ["DISPLAY"] = ":" + f.readline().strip()
-        atexit.register(proc.terminate)
-    choose_platform(os.environ)
-
-
-_ensure_display()
+from support.procs import stop_process
 
 
 # ---------------------------------------------------------------- guest processes
@@ -77,13 +48,7 @@ class GuestProcess:
         return int(self.proc.returncode)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
 
 
 class Guests:

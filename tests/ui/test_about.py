@@ -7,25 +7,11 @@ from typing import Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox
+from support.screen import colour_counts, image_of
 
 from virgl_viewer import __version__
 from virgl_viewer.desktop import APP_ID
 from virgl_viewer.ui.about import ABOUT_ICON_SIZE, add_help_menu, apply_identity
-
-
-def _colour_counts(image: Any) -> dict[str, int]:
-    counts = {"red": 0, "green": 0, "blue": 0}
-    for y in range(image.height()):
-        for x in range(image.width()):
-            c = image.pixelColor(x, y)
-            r, g, b = c.red(), c.green(), c.blue()
-            if r > 180 and g < 100 and b < 100:
-                counts["red"] += 1
-            elif g > 150 and r < 100 and b < 120:
-                counts["green"] += 1
-            elif b > 150 and r < 100 and g < 160:
-                counts["blue"] += 1
-    return counts
 
 
 def test_help_about_shows_icon_and_version(qtbot: Any) -> None:
@@ -66,7 +52,7 @@ def test_help_about_shows_icon_and_version(qtbot: Any) -> None:
     assert "Qt " in seen["text"] and "PySide6 " in seen["text"]
     icon = seen["icon"]
     assert icon.width() >= ABOUT_ICON_SIZE and icon.height() >= ABOUT_ICON_SIZE
-    counts = _colour_counts(icon)
+    counts = colour_counts(image_of(icon))
     # the three scanouts of the icon: red, green and blue areas, each clearly there
-    assert all(n > 200 for n in counts.values()), counts
-    assert _colour_counts(seen["grab"])["red"] >= counts["red"]
+    assert all(counts[c] > 200 for c in ("red", "green", "blue")), counts
+    assert colour_counts(image_of(seen["grab"]))["red"] >= counts["red"]

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support.procs import start_guest_cli, start_serving, wait_for
+from support.procs import start_guest_cli, start_serving, stop_process, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
                                                   (signal.SIGTERM, True),
                                                   (signal.SIGINT, False)])
 def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) -> None:
-    assert os.environ.get("DISPLAY"), "run under xvfb-run (make test does)"
+    assert os.environ.get("DISPLAY"), "no display (tests/conftest.py starts an Xvfb)"
     with tempfile.TemporaryDirectory(prefix="vv-app-") as d:
         sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")
         env = dict(os.environ, XDG_CONFIG_HOME=d)  # the layout settings stay private
@@ -48,9 +48,7 @@ def test_gui_exits_cleanly_after_showing_scanouts(sig: int, guest_left: bool) ->
             assert app.wait(30) == 0, f"exit status {app.returncode}\n{log()}"
         finally:
             for p in (app, guest):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
+                stop_process(p, sig=signal.SIGKILL)
         text = log()
         for bad in ("Traceback", "Segmentation fault", "Fatal Python error", "Aborted"):
             assert bad not in text, text

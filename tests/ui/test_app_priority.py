@@ -32,7 +32,7 @@ def thread_nices(pid: int) -> dict[int, tuple[str, int]]:
 
 @pytest.mark.parametrize("levels", [None, 3, 0])
 def test_only_the_gui_thread_runs_at_a_lower_priority(levels: int | None) -> None:
-    assert os.environ.get("DISPLAY"), "run under xvfb-run (make test does)"
+    assert os.environ.get("DISPLAY"), "no display (tests/conftest.py starts an Xvfb)"
     base = os.getpriority(os.PRIO_PROCESS, 0)
     with tempfile.TemporaryDirectory(prefix="vv-nice-") as d:
         sock, log_path = str(Path(d, "vtest.sock")), Path(d, "viewer.log")

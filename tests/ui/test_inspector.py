@@ -19,9 +19,9 @@ from virgl_viewer.state import StateRegistry, TableDelta
 from virgl_viewer.ui.inspector import TABLES, TICK_MS, Inspector
 from virgl_viewer.ui.models import (
     ClientTableModel,
-    FenceTableModel,
     RecordFilterProxy,
     ResourceTableModel,
+    SyncPointTableModel,
 )
 from virgl_viewer.vtest import protocol as P
 
@@ -79,7 +79,7 @@ def roundtrip(g: VtestClient, srv: Any) -> None:
 def test_models_pass_qtmodeltester(qtmodeltester: Any, registry: StateRegistry,
                                    guest: VtestClient, virgl_server: Any) -> None:
     models = {"clients": ClientTableModel(), "resources": ResourceTableModel(),
-              "fences": FenceTableModel()}
+              "fences": SyncPointTableModel()}
     proxies = {}
     for name, m in models.items():
         qtmodeltester.check(m)

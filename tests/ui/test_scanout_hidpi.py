@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,11 @@ def test_device_pixel_ratio_2_shows_one_guest_pixel_per_device_pixel() -> None:
             # the window fits itself to the guest: w x h device pixels, drawn 1:1
             assert wait_for(lambda: (v := view()) is not None and (v["w"], v["h"]) == (w, h)
                             and v["blits"] > 0, 60), log()
-            time.sleep(0.5)  # a few more frames on screen
+            first = view()
+            assert first is not None
+            # a few more frames blitted since: the window's pixels are on the X screen
+            assert wait_for(lambda: (v := view()) is not None
+                            and v["blits"] >= first["blits"] + 3, 60), log()
             v = view()
             assert v is not None and v["dpr"] == 2.0, v
             shot = grab_root(xvfb.display)

@@ -64,13 +64,15 @@ class FakeSession:
     fast: FakeFenceLog = field(default_factory=FakeFenceLog)
 
 
-def fence_created(s: FakeSession, fid: int) -> None:
-    s.fast.recs[fid] = FenceRecord(fid, time.monotonic(), None)
+def fence_created(s: FakeSession, fid: int, at: float | None = None) -> None:
+    """The C fence log records fence ``fid`` (created ``at``, default now)."""
+    s.fast.recs[fid] = FenceRecord(fid, time.monotonic() if at is None else at, None)
     s.fence_submitted = fid
 
 
-def fence_retired(s: FakeSession, fid: int) -> None:
-    t = time.monotonic()
+def fence_retired(s: FakeSession, fid: int, at: float | None = None) -> None:
+    """Fences up to ``fid`` retire (``at``, default now), as the C fence log marks them."""
+    t = time.monotonic() if at is None else at
     for i, r in s.fast.recs.items():
         if i <= fid and r.retired is None:
             s.fast.recs[i] = FenceRecord(i, r.created, t)
@@ -169,16 +171,17 @@ def test_fences_latency_history_and_histogram(reg: StateRegistry) -> None:
     reg = StateRegistry(fence_history=5)
     s = FakeSession()
     reg.session_named(s)  # type: ignore[arg-type]
+    t0 = time.monotonic()
     for fid in range(1, 8):
-        fence_created(s, fid)
+        fence_created(s, fid, at=t0 + fid / 1000)  # fence n created at n ms
     d = reg.pull()
     assert [f.id for f in d.fences.added] == [3, 4, 5, 6, 7]  # the newest five
     assert [f.pending for f in d.fences.added] == [3, 4, 5, 6, 7]
-    time.sleep(0.002)
-    fence_retired(s, 5)  # retires 3, 4 and 5
+    fence_retired(s, 5, at=t0 + 0.020)  # retires 3, 4 and 5 at 20 ms
     d = reg.pull()
-    assert sorted(f.id for f in d.fences.changed) == [3, 4, 5]
-    assert all(f.latency_ms is not None and f.latency_ms >= 2 for f in d.fences.changed)
+    assert sorted((f.id, round(f.latency_ms or 0)) for f in d.fences.changed) == [
+        (3, 17), (4, 16), (5, 15)]
+    assert reg.histogram()[latency_bucket(16)] == 3
     assert sum(reg.histogram()) == 3
     fence_created(s, 8)  # evicts fence 3 (retired)
     d = reg.pull()

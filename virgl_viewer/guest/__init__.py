@@ -5,7 +5,7 @@ its methods map one-to-one onto vtest commands (protocol 0-3).
 """
 
 from virgl_viewer.guest.client import VtestClient
-from virgl_viewer.guest.resources import Resource, SyncWaitFd
+from virgl_viewer.guest.resources import GuestResource, SyncWaitFd
 from virgl_viewer.vtest.client_codec import BatchSpec
 
-__all__ = ["BatchSpec", "Resource", "SyncWaitFd", "VtestClient"]
+__all__ = ["BatchSpec", "GuestResource", "SyncWaitFd", "VtestClient"]

@@ -24,10 +24,8 @@ import json
 import logging
 import os
 import signal
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -38,6 +36,7 @@ from virgl_viewer.errors import ProtocolError, VirglViewerError
 from virgl_viewer.guest.client import VtestClient
 from virgl_viewer.guest.patterns import parse_pattern
 from virgl_viewer.guest.scene import FORMATS, GuestScene
+from virgl_viewer.png import encode_png
 from virgl_viewer.vtest.protocol import VTEST_DEFAULT_SOCKET_NAME
 
 log = logging.getLogger(__name__)
@@ -128,18 +127,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def write_png(path: str, width: int, height: int, rgba: bytes) -> None:
-    """Write RGBA8 rows (top first) as a PNG (filter 0, zlib)."""
-    stride = 4 * width
-    raw = b"".join(b"\0" + rgba[y * stride:(y + 1) * stride] for y in range(height))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + tag + data
-                + struct.pack(">I", zlib.crc32(tag + data)))
-
+    """Write RGBA8 rows (top first) as a PNG (fast zlib level: dumps are large)."""
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n"
-                + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+        f.write(encode_png(width, height, rgba, level=1))
 
 
 def dump(scene: GuestScene, directory: str, last_frame: int) -> None:

@@ -8,7 +8,7 @@ How: a thin blocking shell around the sans-IO ``ClientConnection``: each
 method encodes one request, writes it and, if the request is answered, reads
 with ``recvmsg`` (collecting SCM_RIGHTS fds) until the reply is parsed.
 Every fd received is tracked and closed by ``close()`` unless a
-``Resource``/``SyncWaitFd`` released it first.
+``GuestResource``/``SyncWaitFd`` released it first.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from virgl_viewer.errors import RemoteProtocolError
-from virgl_viewer.guest.resources import Resource, SyncWaitFd
+from virgl_viewer.guest.resources import GuestResource, SyncWaitFd
 from virgl_viewer.vtest import protocol as p
 from virgl_viewer.vtest.client_codec import BatchSpec, ClientConnection, make_submit_cmd2
 from virgl_viewer.vtest.codec import CLOSED, NEED_DATA
@@ -60,7 +60,7 @@ class VtestClient:
         self.caps_v1 = b""  #: GET_CAPS answer (virgl_caps_v1)
         self._next_handle = 1
         self._fds: set[int] = set()
-        self._resources: dict[int, Resource] = {}
+        self._resources: dict[int, GuestResource] = {}
         self._closed = False
 
     @classmethod
@@ -163,7 +163,7 @@ class VtestClient:
     def _forget_fd(self, fd: int) -> None:
         self._fds.discard(fd)
 
-    def _forget_resource(self, resource: Resource) -> None:
+    def _forget_resource(self, resource: GuestResource) -> None:
         if self._resources.get(resource.handle) is resource:
             del self._resources[resource.handle]
 
@@ -192,7 +192,7 @@ class VtestClient:
         self, target: int, format: int, bind: int, width: int, height: int = 1, *,
         depth: int = 1, array_size: int = 1, last_level: int = 0, nr_samples: int = 0,
         data_size: int = 0, handle: int | None = None,
-    ) -> Resource:
+    ) -> GuestResource:
         """Create a resource the way Mesa does at the negotiated version.
 
         Protocol 0/1: RESOURCE_CREATE with a client-chosen handle, no shm.
@@ -229,27 +229,27 @@ class VtestClient:
             finally:
                 self._fds.discard(fd)
                 os.close(fd)
-        return self._track(Resource(self, handle, size=data_size, shm=shm))
+        return self._track(GuestResource(self, handle, size=data_size, shm=shm))
 
-    def create_blob(self, blob_type: int, flags: int, size: int, blob_id: int = 0) -> Resource:
+    def create_blob(self, blob_type: int, flags: int, size: int, blob_id: int = 0) -> GuestResource:
         """RESOURCE_CREATE_BLOB (protocol 3): the resource keeps the fd the
-        server sends (``Resource.fd``; ``Resource.map()`` maps it)."""
+        server sends (``GuestResource.fd``; ``GuestResource.map()`` maps it)."""
         res_id = self._call(p.ResourceCreateBlob(blob_type, flags, size, blob_id),
                             p.ResourceIdReply).res_id
-        return self._track(Resource(self, res_id, size=size, fd=self._fd_reply()))
+        return self._track(GuestResource(self, res_id, size=size, fd=self._fd_reply()))
 
-    def _track(self, resource: Resource) -> Resource:
+    def _track(self, resource: GuestResource) -> GuestResource:
         self._resources[resource.handle] = resource
         return resource
 
-    def resource_unref(self, resource: Resource | int) -> None:
-        """RESOURCE_UNREF. A ``Resource`` is also released locally."""
-        if isinstance(resource, Resource):
+    def resource_unref(self, resource: GuestResource | int) -> None:
+        """RESOURCE_UNREF. A ``GuestResource`` is also released locally."""
+        if isinstance(resource, GuestResource):
             resource.close()
             return
         self.send(p.ResourceUnref(resource))
 
-    def transfer_get(self, resource: Resource | int, *, width: int, height: int = 1,
+    def transfer_get(self, resource: GuestResource | int, *, width: int, height: int = 1,
                      data_size: int, x: int = 0, y: int = 0, z: int = 0, depth: int = 1,
                      level: int = 0, stride: int = 0, layer_stride: int = 0) -> bytes:
         """TRANSFER_GET (protocol 0/1 style): the box comes back inline,
@@ -261,14 +261,14 @@ class VtestClient:
             return b""
         return self._call(request, p.TransferGetData).data
 
-    def transfer_put(self, resource: Resource | int, data: bytes, *, width: int,
+    def transfer_put(self, resource: GuestResource | int, data: bytes, *, width: int,
                      height: int = 1, x: int = 0, y: int = 0, z: int = 0, depth: int = 1,
                      level: int = 0, stride: int = 0, layer_stride: int = 0) -> None:
         """TRANSFER_PUT (protocol 0/1 style): ``data`` travels inline."""
         self.send(p.TransferPut(_handle(resource), level, stride, layer_stride, x, y, z,
                                 width, height, depth, len(data), bytes(data)))
 
-    def transfer_get2(self, resource: Resource | int, *, width: int, height: int = 1,
+    def transfer_get2(self, resource: GuestResource | int, *, width: int, height: int = 1,
                       data_size: int = 0, offset: int = 0, x: int = 0, y: int = 0,
                       z: int = 0, depth: int = 1, level: int = 0) -> None:
         """TRANSFER_GET2: the server copies the box into the shm at ``offset``.
@@ -276,14 +276,14 @@ class VtestClient:
         self.send(p.TransferGet2(_handle(resource), level, x, y, z, width, height, depth,
                                  data_size, offset))
 
-    def transfer_put2(self, resource: Resource | int, *, width: int, height: int = 1,
+    def transfer_put2(self, resource: GuestResource | int, *, width: int, height: int = 1,
                       data_size: int = 0, offset: int = 0, x: int = 0, y: int = 0,
                       z: int = 0, depth: int = 1, level: int = 0) -> None:
         """TRANSFER_PUT2: the server copies the box from the shm at ``offset``."""
         self.send(p.TransferPut2(_handle(resource), level, x, y, z, width, height, depth,
                                  data_size, offset))
 
-    def busy_wait(self, resource: Resource | int = 0, wait: bool = False) -> bool:
+    def busy_wait(self, resource: GuestResource | int = 0, wait: bool = False) -> bool:
         """RESOURCE_BUSY_WAIT: True if the resource (upstream: any GPU work)
         is still busy; with ``wait`` the server answers once it is idle."""
         flags = p.BUSY_WAIT_FLAG_WAIT if wait else 0
@@ -384,5 +384,5 @@ class VtestClient:
         self.close()
 
 
-def _handle(resource: Resource | int) -> int:
-    return resource.handle if isinstance(resource, Resource) else resource
+def _handle(resource: GuestResource | int) -> int:
+    return resource.handle if isinstance(resource, GuestResource) else resource

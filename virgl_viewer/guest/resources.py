@@ -25,13 +25,14 @@ class Owner(Protocol):
 
     def resource_unref(self, handle: int, /) -> None: ...
 
-    def _forget_resource(self, res: Resource, /) -> None: ...
+    def _forget_resource(self, res: GuestResource, /) -> None: ...
 
     def _forget_fd(self, fd: int, /) -> None: ...
 
 
-class Resource:
-    """A resource created through a ``VtestClient``.
+class GuestResource:
+    """A resource created through a ``VtestClient``: the guest's side of it (the
+    server's record of a client's resource is ``objects.Resource``).
 
     ``handle`` is the id used on the wire (client-chosen before protocol 3,
     server-chosen since). ``shm`` is the shared memory TRANSFER_GET2/PUT2 go
@@ -57,7 +58,7 @@ class Resource:
 
     def __repr__(self) -> str:
         state = "closed" if self._client is None else f"size={self.size}"
-        return f"<Resource {self.handle} {state}>"
+        return f"<GuestResource {self.handle} {state}>"
 
     @property
     def closed(self) -> bool:
@@ -94,7 +95,7 @@ class Resource:
             client.resource_unref(self.handle)
         self.release()
 
-    def __enter__(self) -> Resource:
+    def __enter__(self) -> GuestResource:
         return self
 
     def __exit__(

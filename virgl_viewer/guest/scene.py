@@ -38,7 +38,7 @@ from virgl_viewer.guest import _tgsi
 from virgl_viewer.guest import commands as enc
 from virgl_viewer.guest.client import VtestClient
 from virgl_viewer.guest.patterns import Plan, gradient_texels, plan
-from virgl_viewer.guest.resources import Resource
+from virgl_viewer.guest.resources import GuestResource
 from virgl_viewer.vtest import protocol as p
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,9 @@ class Scanout:
     index: int
     width: int
     height: int
-    resource: Resource
+    resource: GuestResource
     surface: int  # SURFACE object handle
-    texture: Resource | None = None  # gradient texture
+    texture: GuestResource | None = None  # gradient texture
     view: int = 0  # its SAMPLER_VIEW object handle
 
     @property
@@ -106,7 +106,7 @@ class GuestScene:
         self.format_id, self.order = FORMATS[fmt]
         self.scanouts: list[Scanout] = []
         self._next_object = 1
-        self._vbuf: Resource | None = None
+        self._vbuf: GuestResource | None = None
         self._vbuf_size = 0
         self._setup_objects()
         self._create_scanouts(sizes)
@@ -156,7 +156,7 @@ class GuestScene:
         self.client.submit(cb.to_bytes())
         log.debug("display targets %s", [(s.handle, s.width, s.height) for s in self.scanouts])
 
-    def _upload_texture(self, rgba: bytes, width: int, height: int) -> Resource:
+    def _upload_texture(self, rgba: bytes, width: int, height: int) -> GuestResource:
         tex = self.client.resource_create(p.TARGET_2D, _R8G8B8A8_UNORM, p.BIND_SAMPLER_VIEW,
                                           width, height, data_size=len(rgba))
         assert tex.shm is not None
@@ -182,7 +182,7 @@ class GuestScene:
         self._destroy_scanouts()
         self._create_scanouts(sizes)
 
-    def _vertex_buffer(self, size: int) -> Resource:
+    def _vertex_buffer(self, size: int) -> GuestResource:
         if self._vbuf is None or self._vbuf_size < size:
             if self._vbuf is not None:
                 self._vbuf.close()

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow
 
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
-from virgl_viewer.frames import RenderSide, Scanout, current_egl_handles
+from virgl_viewer.frames import RenderSide, Scanout, TexturePreview, current_egl_handles
 from virgl_viewer.state import StateRegistry
 from virgl_viewer.ui.inspector import InspectorDock
 from virgl_viewer.ui.overview import OverviewWidget
@@ -64,14 +64,14 @@ class _Previews:
     def __init__(self) -> None:
         self.side: RenderSide | None = None
 
-    def open(self, server_handle: int) -> Scanout | None:
+    def open(self, server_handle: int) -> TexturePreview | None:
         return self.side.open_preview(server_handle) if self.side is not None else None
 
-    def refresh(self, source: Scanout) -> None:
+    def refresh(self, source: TexturePreview) -> None:
         if self.side is not None:
             self.side.refresh_preview(source)
 
-    def close(self, source: Scanout) -> None:
+    def close(self, source: TexturePreview) -> None:
         if self.side is not None:
             self.side.close_preview(source)
 

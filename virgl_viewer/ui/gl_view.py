@@ -17,7 +17,7 @@ from enum import Enum
 
 from OpenGL import GL
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QWidget
 
 from virgl_viewer.formats import format_info
@@ -252,7 +252,3 @@ class ScanoutView(GLSurfaceWidget):
         p.drawText(QRectF(0, 0, self.width(), self.height()), Qt.AlignmentFlag.AlignCenter,
                    text)
         p.end()
-
-    def grab_image(self) -> QImage:
-        """The view's pixels as the user sees them (a test/screenshot helper)."""
-        return self.grabFramebuffer()

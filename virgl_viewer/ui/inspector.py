@@ -43,10 +43,10 @@ from virgl_viewer.state import ResourceInfo, StateRegistry, TableDelta
 from virgl_viewer.stats_json import snapshot_dict
 from virgl_viewer.ui.models import (
     ClientTableModel,
-    FenceTableModel,
     RecordFilterProxy,
     RecordTableModel,
     ResourceTableModel,
+    SyncPointTableModel,
 )
 from virgl_viewer.ui.plots import LatencyHistogram, RatePlot
 from virgl_viewer.ui.preview import PreviewPane, TexturePreviews
@@ -95,7 +95,7 @@ class Inspector(QWidget):
         self.preview, self.preview_label = self.preview_pane.view, self.preview_pane.label
         self.models: dict[str, RecordTableModel] = {
             "clients": ClientTableModel(self), "resources": ResourceTableModel(self),
-            "fences": FenceTableModel(self)}
+            "fences": SyncPointTableModel(self)}
         self.proxies: dict[str, RecordFilterProxy] = {}
         self.views: dict[str, QTableView] = {}
         self._selected: tuple[str, int] | None = None

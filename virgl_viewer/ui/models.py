@@ -26,7 +26,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
-from virgl_viewer.state import ClientInfo, FenceInfo, ResourceInfo, TableDelta
+from virgl_viewer.state import ClientInfo, ResourceInfo, SyncPointInfo, TableDelta
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RECORD_ROLE = int(Qt.ItemDataRole.UserRole) + 2
@@ -297,7 +297,7 @@ class ResourceTableModel(RecordTableModel):
 _NEVER = float("inf")
 
 
-class FenceTableModel(RecordTableModel):
+class SyncPointTableModel(RecordTableModel):
     columns = (
         Column("Kind", lambda f, _n: f.kind, lambda f: f.kind),
         _col("ID", "id"),
@@ -316,7 +316,7 @@ class FenceTableModel(RecordTableModel):
                lambda f: -1 if f.value is None else f.value, True),
     )
 
-    def foreground(self, rec: FenceInfo) -> QColor | None:
+    def foreground(self, rec: SyncPointInfo) -> QColor | None:
         return _GREY if rec.kind == "fence" and rec.signalled is not None else None
 
 

@@ -129,10 +129,6 @@ TARGET_NAMES = {
 }
 
 
-def is_display_target(bind: int) -> bool:
-    return bool(bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))
-
-
 # ---------------------------------------------------------------- requests
 @dataclass(slots=True)
 class CreateRenderer:
