@@ -104,3 +104,19 @@ def test_png_icons_are_the_svg_rendered(qapp: Any, repo_root: Path) -> None:
     image.loadFromData(shipped[48].read_bytes(), "PNG")
     centre_top = image.pixelColor(24, 6)
     assert centre_top.alpha() == 255 and centre_top.blue() > centre_top.red(), centre_top.name()
+
+
+def test_pyproject_lists_every_package() -> None:
+    """pyproject.toml lists the packages (a search would walk build/roots/): a new
+    subpackage must be added there, or the wheel would lack it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]
+    top = root / "virgl_viewer"
+    # one level of subpackages; glob follows the resources symlink, rglob would not
+    on_disk = sorted(["virgl_viewer", *(f"virgl_viewer.{p.parent.name}"
+                                        for p in top.glob("*/__init__.py"))])
+    assert not list(top.glob("*/*/__init__.py")), "a deeper package: list it and walk deeper"
+    assert sorted(listed) == on_disk
