@@ -53,13 +53,7 @@
                             that waits for replies sends them) */
 #define CONTROL 8
 
-#define CHECK(cond)                                                             \
-   do {                                                                         \
-      if (!(cond)) {                                                            \
-         fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-         abort();                                                               \
-      }                                                                         \
-   } while (0)
+#include "check.h"
 
 /* --------------------------------------------------------------- the session stand-in */
 struct pres { /* Session.resources */

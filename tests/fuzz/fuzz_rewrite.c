@@ -25,13 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                             \
-   do {                                                                         \
-      if (!(cond)) {                                                            \
-         fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-         abort();                                                               \
-      }                                                                         \
-   } while (0)
+#include "check.h"
 
 #define BAD_CMD(c) (((c) & 0xff) >= 62 || ((c) & 0xff) == 50) /* see vv_rewrite.c */
 

@@ -21,13 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
+#include "../fuzz/check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
