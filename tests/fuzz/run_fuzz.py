@@ -62,7 +62,7 @@ def build(name: str) -> Path:
     """Build build/fuzz/<name> if a source is newer; its path."""
     exe = BUILD / name
     src = [HERE / f"{name}.c", *SOURCES[name]]
-    headers = [*NATIVE.glob("*.h"), HERE / "fake_virgl.h"]
+    headers = [*NATIVE.glob("*.h"), HERE / "fake_virgl.h", HERE / "check.h"]
     if exe.exists() and all(exe.stat().st_mtime >= f.stat().st_mtime for f in src + headers):
         return exe
     BUILD.mkdir(parents=True, exist_ok=True)
