@@ -148,8 +148,9 @@ class VtestServer:
 
     # ------------------------------------------------------------ events
     def _on_accept(self) -> None:
+        in_use = open_fd_count()  # once a wake-up (it lists /proc), then one a socket
         for _ in range(64):
-            in_use = open_fd_count()
+            in_use += 1
             if in_use + self.fd_reserve >= self.fd_limit:
                 self._pause_accept(OSError(errno.EMFILE, f"{in_use} of {self.fd_limit} fds "
                                            f"in use, {self.fd_reserve} kept for the clients "
