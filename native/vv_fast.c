@@ -58,6 +58,7 @@ static uint64_t est_all;       /* estimated bytes of every client's resources */
 void vv_fast_set_limits(const struct vv_limits *l)
 {
    limits = *l;
+   vv_rewrite_set_limits(l->long_shader_bytes);
 }
 
 /* ------------------------------------------------------------ resources */
@@ -645,18 +646,10 @@ static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
    int rc;
    if (ndw) {
       struct vv_rewrite_error e;
-      static const char *const what[] = {"", "unknown resource handle",
-                                         "command runs past the buffer",
-                                         "unknown virgl command"};
       rc = vv_rewrite_cmds(c->map, (uint32_t *)body, ndw, &e);
       if (rc) {
-         const char *w = rc >= 1 && rc <= 3 ? what[rc] : "rewrite error";
-         if (rc == VV_RW_UNKNOWN_HANDLE)
-            return fail(c, CMD_SUBMIT_CMD,
-                        "%s %u in virgl command %u (object type %u) at dword %u", w,
-                        e.handle, e.cmd, e.obj_type, e.offset_dw);
-         return fail(c, CMD_SUBMIT_CMD, "%s: virgl command %u (object type %u) at dword %u",
-                     w, e.cmd, e.obj_type, e.offset_dw);
+         char why[192];
+         return fail(c, CMD_SUBMIT_CMD, "%s", vv_rewrite_describe(&e, 0, why, sizeof(why)));
       }
       rc = virgl_renderer_submit_cmd(body, (int)c->ctx_id, (int)ndw);
       if (rc)

@@ -40,6 +40,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -58,6 +59,8 @@ enum {
     VV_CCMD_BLIT = 16,
     VV_CCMD_RESOURCE_COPY_REGION = 17,
     VV_CCMD_SET_UNIFORM_BUFFER = 27,
+    VV_CCMD_SET_SUB_CTX = 28,
+    VV_CCMD_BIND_SHADER = 31,
     VV_CCMD_SET_SHADER_BUFFERS = 34,
     VV_CCMD_SET_SHADER_IMAGES = 35,
     VV_CCMD_LAUNCH_GRID = 37,
@@ -69,6 +72,7 @@ enum {
     VV_CCMD_CLEAR_TEXTURE = 47,
     VV_CCMD_PIPE_RESOURCE_SET_TYPE = 49,
     VV_CCMD_GET_MEMORY_INFO = 50,
+    VV_CCMD_LINK_SHADER = 52,
     VV_CCMD_CREATE_VIDEO_BUFFER = 55,
     VV_CCMD_DECODE_BITSTREAM = 59,
     VV_CCMD_ENCODE_BITSTREAM = 60,
@@ -77,6 +81,7 @@ enum {
 
 /* enum virgl_object_type */
 enum {
+    VV_OBJECT_SHADER = 4,
     VV_OBJECT_SAMPLER_VIEW = 6,
     VV_OBJECT_SURFACE = 8,
     VV_OBJECT_QUERY = 9,
@@ -170,6 +175,15 @@ struct vv_entry {
     uint32_t val; /* server handle */
 };
 
+/* A shader whose text is still being sent ("long shader", see shader_guard). */
+struct long_shader {
+    uint32_t sub, type, handle;
+    uint32_t have, total; /* bytes of text received, announced */
+};
+/* Unfinished long shaders a client may have at once: virglrenderer allows one per
+ * shader type (6) and sub-context; Mesa never has more than one at a time. */
+#define VV_LONG_SHADERS 32u
+
 struct vv_handle_map {
     struct vv_entry *slots;
     uint64_t seed;  /* random per map (and per mode switch) */
@@ -177,7 +191,22 @@ struct vv_handle_map {
     uint32_t shift; /* 64 - log2(capacity): index = top bits of the hash */
     uint32_t count;
     uint32_t strong; /* 0: fast hashing, 1: flood-resistant hashing */
+    /* the stream's state that shader_guard follows */
+    uint32_t sub;    /* the sub-context of SET_SUB_CTX */
+    uint32_t n_long;
+    uint64_t long_bytes; /* announced text of the unfinished ones */
+    struct long_shader longs[VV_LONG_SHADERS];
 };
+
+/* The text all of a client's unfinished long shaders may announce together (virglrenderer
+ * allocates it at the first part); budgets.py's long_shader_bytes, set at start-up.
+ * Until set, no limit. */
+static uint64_t long_shader_budget = UINT64_MAX;
+
+void vv_rewrite_set_limits(uint64_t long_shader_bytes)
+{
+    long_shader_budget = long_shader_bytes;
+}
 
 #define VV_MAP_MIN_CAP 16u
 #define VV_MAP_MAX_CAP (1u << 31)
@@ -383,6 +412,115 @@ uint32_t vv_map_count(const vv_handle_map *m)
     return m->count;
 }
 
+/* ---- long shaders ---------------------------------------------------------- */
+
+/*
+ * A shader's TGSI text may be longer than one command: CREATE_OBJECT(SHADER) announces
+ * the whole length in its offlen dword and carries the first part; continuations (offlen
+ * bit 31 set, the rest is their byte offset) carry the others, possibly in later
+ * SUBMIT_CMDs (Mesa's encoder flushes in between). virglrenderer inserts the shader
+ * object at the first part, with no program yet (vrend_create_shader: 0.10.4 keeps the
+ * text in sel->tmp_buf, 1.1 in long_shader_in_progress[type]), and vrend_bind_shader /
+ * vrend_link_program_hook take any shader object by handle: a draw with an unfinished
+ * shader bound dereferences its missing program (SIGSEGV in 0.10.4, found by our server
+ * fuzzer: tests/fuzz/regressions/server/crash-517641c9...). So this follows the text
+ * as virglrenderer does (per sub-context and shader type) and refuses a BIND_SHADER or
+ * LINK_SHADER naming a shader still being sent, a continuation virglrenderer would not
+ * take, and announced text past the budget. The layout below is vrend_decode_create_shader's
+ * (both versions): p0 handle, p1 type, p2 offlen, p3 num_tokens, p4 stream-output count
+ * (compute: local memory), then 4 strides and 2 dwords per output, then the text.
+ */
+#define VV_SHADER_TYPES 6u          /* PIPE_SHADER_TYPES: vertex .. compute */
+#define VV_SHADER_COMPUTE 5u
+#define VV_MAX_SO_OUTPUTS 64u       /* PIPE_MAX_SO_OUTPUTS */
+#define VV_SHADER_CONT (1u << 31)   /* VIRGL_OBJ_SHADER_OFFSET_CONT */
+
+static struct long_shader *long_find(vv_handle_map *m, uint32_t sub, uint32_t type)
+{
+    for (uint32_t i = 0; i < m->n_long; i++)
+        if (m->longs[i].sub == sub && m->longs[i].type == type)
+            return &m->longs[i];
+    return NULL;
+}
+
+static int long_unfinished(const vv_handle_map *m, uint32_t handle)
+{
+    for (uint32_t i = 0; handle && i < m->n_long; i++)
+        if (m->longs[i].handle == handle)
+            return 1;
+    return 0;
+}
+
+static void long_done(vv_handle_map *m, struct long_shader *l)
+{
+    m->long_bytes -= l->total;
+    *l = m->longs[--m->n_long];
+}
+
+/* The guard's view of one command; VV_RW_OK, or why it is refused (*handle: the shader). */
+static int shader_guard(vv_handle_map *m, uint32_t cmd, uint32_t obj_type,
+                        const uint32_t *p, uint32_t len, uint32_t *handle)
+{
+    switch (cmd) {
+    case VV_CCMD_SET_SUB_CTX:
+        /* virglrenderer ignores an unknown id and stays; following it anyway only
+         * makes this stricter (a continuation then has no match and is refused) */
+        if (len >= 1)
+            m->sub = p[0];
+        return VV_RW_OK;
+    case VV_CCMD_BIND_SHADER:
+        if (len >= 1 && long_unfinished(m, p[0])) {
+            *handle = p[0];
+            return VV_RW_SHADER_UNFINISHED;
+        }
+        return VV_RW_OK;
+    case VV_CCMD_LINK_SHADER:
+        for (uint32_t i = 0; i < len && i < VV_SHADER_TYPES; i++)
+            if (long_unfinished(m, p[i])) {
+                *handle = p[i];
+                return VV_RW_SHADER_UNFINISHED;
+            }
+        return VV_RW_OK;
+    case VV_CCMD_CREATE_OBJECT:
+        break;
+    default:
+        return VV_RW_OK;
+    }
+    if (obj_type != VV_OBJECT_SHADER || len < 5)
+        return VV_RW_OK; /* not a shader, or one virglrenderer refuses itself */
+    const uint32_t h = p[0], type = p[1], offlen = p[2];
+    const uint32_t nso = type == VV_SHADER_COMPUTE ? 0 : p[4];
+    if (type >= VV_SHADER_TYPES || nso > VV_MAX_SO_OUTPUTS || (nso && len < 9 + 2 * nso))
+        return VV_RW_OK; /* refused by virglrenderer (EINVAL) */
+    const uint32_t text_offset = nso ? 10 + 2 * nso : 6; /* header included */
+    const uint64_t bytes = (uint64_t)(len - text_offset + 1) * 4;
+    struct long_shader *l = long_find(m, m->sub, type);
+    *handle = h;
+    if (!(offlen & VV_SHADER_CONT)) {
+        const uint64_t total = ((uint64_t)offlen + 3) / 4 * 4;
+        if (l)
+            return VV_RW_SHADER_STREAM; /* a new shader while one of its type is unfinished */
+        if (total <= bytes)
+            return VV_RW_OK; /* whole in this command (or refused by virglrenderer) */
+        if (long_unfinished(m, h) || m->n_long == VV_LONG_SHADERS)
+            return VV_RW_SHADER_STREAM;
+        if (total > long_shader_budget - m->long_bytes)
+            return VV_RW_SHADER_BUDGET;
+        m->longs[m->n_long++] = (struct long_shader){m->sub, type, h, (uint32_t)bytes,
+                                                     (uint32_t)total};
+        m->long_bytes += total;
+        return VV_RW_OK;
+    }
+    /* a continuation: exactly the next bytes of this sub-context's unfinished shader */
+    if (!l || l->handle != h || (offlen & ~VV_SHADER_CONT) != l->have ||
+        bytes > (uint64_t)l->total - l->have)
+        return VV_RW_SHADER_STREAM;
+    l->have += (uint32_t)bytes;
+    if (l->have == l->total)
+        long_done(m, l);
+    return VV_RW_OK;
+}
+
 /* ---- rewriter -------------------------------------------------------------- */
 
 static int fail(struct vv_rewrite_error *err, int code, uint32_t offset,
@@ -398,7 +536,40 @@ static int fail(struct vv_rewrite_error *err, int code, uint32_t offset,
     return code;
 }
 
-int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
+char *vv_rewrite_describe(const struct vv_rewrite_error *e, uint32_t base_dw, char *out,
+                          size_t n)
+{
+    char what[96];
+    switch (e->code) {
+    case VV_RW_UNKNOWN_HANDLE:
+        snprintf(what, sizeof(what), "unknown resource handle %u in", e->handle);
+        break;
+    case VV_RW_TRUNCATED:
+        snprintf(what, sizeof(what), "command runs past the buffer:");
+        break;
+    case VV_RW_BAD_COMMAND:
+        snprintf(what, sizeof(what), "unknown virgl command:");
+        break;
+    case VV_RW_SHADER_UNFINISHED:
+        snprintf(what, sizeof(what), "shader %u used before all its text came:", e->handle);
+        break;
+    case VV_RW_SHADER_STREAM:
+        snprintf(what, sizeof(what), "shader %u: long shader text out of sequence:",
+                 e->handle);
+        break;
+    case VV_RW_SHADER_BUDGET:
+        snprintf(what, sizeof(what), "shader %u: long shader text over budget "
+                 "long_shader_bytes:", e->handle);
+        break;
+    default:
+        snprintf(what, sizeof(what), "rewrite error %d:", e->code);
+    }
+    snprintf(out, n, "%s virgl command %u (object type %u) at dword %u", what, e->cmd,
+             e->obj_type, e->offset_dw + base_dw);
+    return out;
+}
+
+int vv_rewrite_cmds(vv_handle_map *m, uint32_t *buf, uint32_t ndw,
                     struct vv_rewrite_error *err)
 {
     if (err)
@@ -422,6 +593,11 @@ int vv_rewrite_cmds(const vv_handle_map *m, uint32_t *buf, uint32_t ndw,
             return fail(err, VV_RW_BAD_COMMAND, cur, header, 0);
         if (len >= ndw - cur)
             return fail(err, VV_RW_TRUNCATED, cur, header, 0);
+
+        uint32_t shader = 0;
+        int g = shader_guard(m, cmd, (header >> 8) & 0xff, buf + cur + 1, len, &shader);
+        if (g)
+            return fail(err, g, cur, header, shader);
 
         const struct slot_run *r = &cmd_runs[cmd];
         if (cmd == VV_CCMD_CREATE_OBJECT) {

@@ -47,6 +47,9 @@ class Budgets:
     syncs: int = 1 << 14
     sync_waits: int = 256
     sync_wait_entries: int = 1 << 14
+    # shader text a client announces for shaders it has not finished sending (a "long
+    # shader": virglrenderer allocates the whole text at its first part; C: vv_rewrite.c)
+    long_shader_bytes: int = 16 << 20
     # fds kept free for connected clients: no new client while fewer are free
     # (at least this many, at least an eighth of the fd limit)
     fd_reserve: int = 16

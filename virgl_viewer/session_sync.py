@@ -18,7 +18,6 @@ import os
 from virgl_viewer.errors import ClientError
 from virgl_viewer.objects import Sync, SyncWaiter
 from virgl_viewer.session_parts import SessionCore
-from virgl_viewer.virgl import REWRITE_ERRORS
 from virgl_viewer.vtest import protocol as P
 
 _ONE = (1).to_bytes(8, "little")
@@ -29,13 +28,9 @@ class SyncCommands:
     def _rewrite(self: SessionCore, cmd: str, buf: bytearray, start_dw: int, ndw: int) -> None:
         view = memoryview(buf)[4 * start_dw: 4 * (start_dw + ndw)] if start_dw or \
             4 * ndw != len(buf) else buf
-        code, off, vcmd, obj, handle = self.map.rewrite(view, ndw)
-        if code:
-            what = REWRITE_ERRORS.get(code, f"rewrite error {code}")
-            # Only code 1 is about a handle; the others name the command alone.
-            subject = f"{what} {handle} in" if code == 1 else f"{what}:"
-            raise ClientError(f"{subject} virgl command {vcmd} (object type {obj}) "
-                              f"at dword {start_dw + off}", cmd)
+        why = self.map.rewrite(view, ndw, start_dw)
+        if why is not None:
+            raise ClientError(why, cmd)
 
     def _new_fence(self: SessionCore, syncs: list[tuple[Sync, int]] | None = None,
                    switch: bool = False) -> None:

@@ -430,7 +430,7 @@ class HandleMap:
     """A client's resource handles -> server handles, in C (vv_rewrite.c),
     and the command-stream rewriter that applies it."""
 
-    __slots__ = ("_err", "_map")
+    __slots__ = ("_err", "_map", "_why")
 
     def __init__(self) -> None:
         m = lib.vv_map_new()
@@ -438,6 +438,7 @@ class HandleMap:
             raise MemoryError("vv_map_new")
         self._map = ffi.gc(m, lib.vv_map_free)
         self._err = ffi.new("struct vv_rewrite_error *")
+        self._why = ffi.new("char[]", 192)
 
     def set(self, client: int, server: int) -> None:
         rc = lib.vv_map_set(self._map, client, server)
@@ -453,14 +454,13 @@ class HandleMap:
     def __len__(self) -> int:
         return int(lib.vv_map_count(self._map))
 
-    def rewrite(self, buf: bytearray | memoryview, ndw: int) -> tuple[int, int, int, int, int]:
-        """Rewrite in place; returns (code, offset_dw, cmd, obj_type, handle),
-        code 0 on success (VV_RW_*)."""
+    def rewrite(self, buf: bytearray | memoryview, ndw: int, base_dw: int = 0) -> str | None:
+        """Rewrite in place; None, or why the buffer is refused (for the log line;
+        ``base_dw``: where the buffer starts in its message)."""
         e = self._err
-        code = lib.vv_rewrite_cmds(self._map, ffi.from_buffer("uint32_t[]", buf), ndw, e)
-        if code == 0:
-            return (0, 0, 0, 0, 0)
-        return (int(code), int(e.offset_dw), int(e.cmd), int(e.obj_type), int(e.handle))
+        if lib.vv_rewrite_cmds(self._map, ffi.from_buffer("uint32_t[]", buf), ndw, e) == 0:
+            return None
+        return str(ffi.string(lib.vv_rewrite_describe(e, base_dw, self._why, 192)), "ascii")
 
     def free(self) -> None:
         # Explicit release (fd/memory accounting tests): ffi.gc would free later.
@@ -469,8 +469,6 @@ class HandleMap:
             ffi.release(m)
 
 
-REWRITE_ERRORS = {1: "unknown resource handle", 2: "command runs past the buffer",
-                  3: "unknown virgl command"}
 
 
 # ------------------------------------------------------------ EGL (for virgl_viewer.egl)
@@ -683,7 +681,8 @@ def set_budgets(budgets: Budgets) -> None:
         "shm_bytes": budgets.shm_bytes,
         "mappings": budgets.mappings(),
         "resource_bytes": budgets.resource_bytes,
-        "server_resource_bytes": budgets.all_resource_bytes()})
+        "server_resource_bytes": budgets.all_resource_bytes(),
+        "long_shader_bytes": budgets.long_shader_bytes})
     lib.vv_fast_set_limits(limits)
 
 

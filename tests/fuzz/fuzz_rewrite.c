@@ -100,7 +100,7 @@ static void rewrite(const uint8_t *data, size_t size, uint32_t k)
    }
    memset(&err, 0xa5, sizeof(err));
    rc = vv_rewrite_cmds(m, buf, ndw, &err);
-   CHECK(rc >= VV_RW_OK && rc <= VV_RW_BAD_COMMAND && err.code == rc);
+   CHECK(rc >= VV_RW_OK && rc <= VV_RW_SHADER_BUDGET && err.code == rc);
 
    while (stop < ndw && !BAD_CMD(orig[stop]) && (orig[stop] >> 16) < ndw - stop)
       stop += (orig[stop] >> 16) + 1;
@@ -117,6 +117,9 @@ static void rewrite(const uint8_t *data, size_t size, uint32_t k)
       CHECK(!memcmp(buf + off, orig + off, (ndw - off) * 4));
       if (rc == VV_RW_UNKNOWN_HANDLE)
          CHECK(err.handle && !vv_map_get(m, err.handle) && (orig[off] >> 16) < ndw - off);
+      else if (rc >= VV_RW_SHADER_UNFINISHED) /* the long-shader guard: CREATE, BIND, LINK */
+         CHECK((orig[off] >> 16) < ndw - off && ((orig[off] & 0xff) == 1 ||
+               (orig[off] & 0xff) == 31 || (orig[off] & 0xff) == 52));
       else
          CHECK(off == stop && !err.handle && (rc == VV_RW_BAD_COMMAND) == BAD_CMD(orig[off]));
       ndw = off; /* the prefix that was rewritten */

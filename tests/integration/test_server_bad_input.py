@@ -253,6 +253,19 @@ SEMANTICS = {
     "submit-virgl-rejects-surface": Bad(on_target(lambda h: header(C.SUBMIT_CMD, 6) + dwords(
         1 | 8 << 8 | 5 << 16, 1, h, 9999, 0, 0)), "SUBMIT_CMD",
         "virgl_renderer_submit_cmd failed"),
+    # virglrenderer binds a long shader's object before all its text came; a draw with it
+    # then crashed 0.10.4 (the server fuzzer's crash-517641c9)
+    "bind-unfinished-long-shader": Bad(raw(
+        header(C.SUBMIT_CMD, 16), dwords(1 | 4 << 8 | 15 << 16, 4, 0, 400, 300, 0,
+                                         *[0x41414141] * 10),
+        header(C.SUBMIT_CMD, 3), dwords(31 | 2 << 16, 4, 0)), "SUBMIT_CMD",
+        "shader 4 used before all its text came: virgl command 31"),
+    "long-shader-over-budget": Bad(raw(header(C.SUBMIT_CMD, 16), dwords(
+        1 | 4 << 8 | 15 << 16, 4, 0, 0x7FFFFFFF, 300, 0, *[0x41414141] * 10)), "SUBMIT_CMD",
+        "shader 4: long shader text over budget long_shader_bytes"),
+    "long-shader-continuation-alone": Bad(raw(header(C.SUBMIT_CMD, 16), dwords(
+        1 | 4 << 8 | 15 << 16, 4, 0, 1 << 31 | 40, 300, 0, *[0x41414141] * 10)), "SUBMIT_CMD",
+        "shader 4: long shader text out of sequence"),
     "create-invalid-target": Bad(raw(header(C.RESOURCE_CREATE2, 11), dwords(
         1, 99, B8G8R8X8_UNORM, DISPLAY_BIND, 4, 4, 1, 1, 0, 0, 64)), "RESOURCE_CREATE2",
         "virgl_renderer_resource_create failed"),

@@ -258,8 +258,10 @@ def _text_dwords(text: bytes) -> list[int]:
 def test_shader_text_is_untouched():
     tgsi = _text_dwords(b"VERT\nDCL IN[0]\nDCL OUT[0], POSITION\n  0: MOV OUT[0], IN[0]\n")
     # stage, offlen, num tokens, nso=0, then TGSI; plus values that look like handles
-    first = cmd(CREATE_OBJECT, [7, 0, len(tgsi) * 4, 300, 0, *tgsi, 1, 2, 999], OBJ_SHADER)
-    cont = cmd(CREATE_OBJECT, [7, 0, (1 << 31) | 12, 0, 0, 1, 2, 999], OBJ_SHADER)
+    # (a "long shader": the first part announces both parts' text, 12 bytes follow)
+    part = (len(tgsi) + 3) * 4
+    first = cmd(CREATE_OBJECT, [7, 0, part + 12, 300, 0, *tgsi, 1, 2, 999], OBJ_SHADER)
+    cont = cmd(CREATE_OBJECT, [7, 0, (1 << 31) | part, 0, 0, 1, 2, 999], OBJ_SHADER)
     stream = first + cont
     assert rewrite(new_map(), stream) == (0, OK_ERR, stream)
 
