@@ -6,6 +6,7 @@ cffi); the implementation is the .c files beside this script.
 """
 import shlex
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,16 +37,22 @@ def _virgl_version() -> int:
     return parts[0] * 10000 + parts[1] * 100 + parts[2]
 
 
-CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h", "fast_cdef.h",
-         "vv_limits.h"]
+CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h",
+         "fast_cdef.h", "fast_api.h", "vv_limits.h"]
 SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c"]
 HEADERS = ["vv_glue.h", "vv_rewrite.h", "vv_present.h", "vv_ring.h", "vv_fast.h"]
+
+
+def _generate() -> None:
+    """vv_protocol.h from protocol.py (the numbers are written there only)."""
+    subprocess.run([sys.executable, str(HERE / "gen_protocol.py")], check=True)
 
 
 def make_builder(cflags: Sequence[str] = ("-O2",), ldflags: Sequence[str] = (),
                  for_setuptools: bool = False) -> FFI:
     """The cffi builder of virgl_viewer._native; tests rebuild it with other flags
     (sanitizers). setuptools wants the sources relative to setup.py."""
+    _generate()
     ffi = FFI()
     ffi.cdef("\n".join((HERE / name).read_text() for name in CDEFS))
     ffi.set_source(

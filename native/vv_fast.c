@@ -2,14 +2,19 @@
  *
  * Wire facts (vtest_protocol.h): a message is an 8-byte header (length in
  * dwords, command id) and its payload; every field is a little-endian u32.
- * The checks below are the Python session's (session_resources.py,
- * session_sync.py, vtest/codec.py); whatever fails one of them is left to
- * Python, which reports it, except rewrite and renderer errors, which are
- * reported from here because the command buffer was already touched.
+ * The numbers come from protocol.py (vv_protocol.h is generated from it).
+ * One place per check: the framing here (vv_frame_body) is held to the codec's
+ * by a property test; a transfer's target is checked by vv_conn_check_transfer
+ * alone, here and for Python's transfer commands (protocol 0's, or any that
+ * follows a message only Python takes); the command stream by the rewriter.
+ * Failures of those are reported from here. A RESOURCE_CREATE2 or UNREF this
+ * path does not take as it is (no context yet, a big or unusual resource, a
+ * scanout's last frame to keep) goes to Python, which checks and reports it.
  */
 #define _GNU_SOURCE
 #include "vv_fast.h"
 #include "vv_glue.h"
+#include "vv_protocol.h"
 #include "vv_ring.h"
 
 #include <errno.h>
@@ -24,27 +29,10 @@
 #include <unistd.h>
 #include <time.h>
 
-#define CMD_RESOURCE_BUSY_WAIT 7
-#define CMD_SUBMIT_CMD 6
-#define CMD_TRANSFER_GET2 13
-#define CMD_TRANSFER_PUT2 14
-#define TRANSFER2_DWORDS 10
-#define BUSY_WAIT_DWORDS 2
-#define BUSY_WAIT_FLAG_WAIT 1
-
-#define BIND_DISPLAY_TARGET (1u << 7)
-#define BIND_SCANOUT (1u << 18)
-enum { T_BUFFER, T_1D, T_2D, T_3D, T_CUBE, T_RECT, T_1D_ARRAY, T_2D_ARRAY, T_CUBE_ARRAY };
-
 #define RECV_CHUNK (1u << 18)
 #define BATCH_MESSAGES 256           /* then yield to the other clients */
 #define FENCE_LOG 1024               /* fences remembered per client */
 #define MAX_HANDOFF (64u << 10)      /* a message given to Python alone is at most this */
-#define CMD_CREATE_RENDERER 8
-#define CMD_TRANSFER_PUT 5
-#define CMD_RESOURCE_UNREF 3
-#define CMD_RESOURCE_CREATE2 12
-#define RES_CREATE2_DWORDS 11
 
 /* The budgets (virgl_viewer/budgets.py, the only place they are written), set by
  * the binding before any client is served. */
@@ -261,17 +249,17 @@ static void level_extent(const struct vv_res *r, uint32_t level,
 {
    uint32_t t = r->target;
    *w = max1(shr(r->width, level));
-   if (t == T_BUFFER || t == T_1D || t == T_1D_ARRAY)
+   if (t == VV_TARGET_BUFFER || t == VV_TARGET_1D || t == VV_TARGET_1D_ARRAY)
       *h = max1(r->height);
    else
       *h = max1(shr(r->height, level));
-   if (t == T_3D) {
+   if (t == VV_TARGET_3D) {
       *d = max1(shr(r->depth, level));
-   } else if (t == T_1D_ARRAY) {
+   } else if (t == VV_TARGET_1D_ARRAY) {
       *h = max1(r->array_size);
       *d = 1;
-   } else if (t == T_CUBE || t == T_2D_ARRAY || t == T_CUBE_ARRAY) {
-      uint32_t min = t == T_CUBE ? 6 : 1;
+   } else if (t == VV_TARGET_CUBE || t == VV_TARGET_2D_ARRAY || t == VV_TARGET_CUBE_ARRAY) {
+      uint32_t min = t == VV_TARGET_CUBE ? 6 : 1;
       *d = r->array_size > min ? r->array_size : min;
    } else {
       *d = max1(r->depth);
@@ -518,7 +506,7 @@ static int send_reply(struct vv_conn *c, const void *data, size_t n)
 
 static int busy_wait_reply(struct vv_conn *c, uint32_t busy)
 {
-   uint32_t msg[3] = {1, CMD_RESOURCE_BUSY_WAIT, busy};
+   uint32_t msg[3] = {1, VV_CMD_RESOURCE_BUSY_WAIT, busy};
    return send_reply(c, msg, sizeof(msg));
 }
 
@@ -614,24 +602,23 @@ static int fail(struct vv_conn *c, uint32_t cmd, const char *fmt, ...)
    return VV_FAST_ERROR;
 }
 
-/* Payload bytes of a message this path takes, or -1 when Python must see it. */
-static long fast_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
+long vv_frame_body(const struct vv_conn *c, uint32_t len, uint32_t cmd)
 {
    switch (cmd) {
-   case CMD_SUBMIT_CMD:
+   case VV_CMD_SUBMIT_CMD:
       if (!c->ctx_id || (uint64_t)len * 4 > limits.message_bytes)
          return -1;
       return (long)len * 4;
-   case CMD_TRANSFER_GET2:
-      return len == TRANSFER2_DWORDS ? TRANSFER2_DWORDS * 4 : -1;
-   case CMD_TRANSFER_PUT2:
+   case VV_CMD_TRANSFER_GET2:
+      return len == VV_TRANSFER2_HDR_SIZE ? VV_TRANSFER2_HDR_SIZE * 4 : -1;
+   case VV_CMD_TRANSFER_PUT2:
       /* Mesa's length counts the data in the shm: 10 + ceil(data_size/4). */
-      return len >= TRANSFER2_DWORDS ? TRANSFER2_DWORDS * 4 : -1;
-   case CMD_RESOURCE_BUSY_WAIT:
-      return len == BUSY_WAIT_DWORDS && c->ctx_id ? BUSY_WAIT_DWORDS * 4 : -1;
-   case CMD_RESOURCE_CREATE2:
-      return len == RES_CREATE2_DWORDS && c->ctx_id ? RES_CREATE2_DWORDS * 4 : -1;
-   case CMD_RESOURCE_UNREF:
+      return len >= VV_TRANSFER2_HDR_SIZE ? VV_TRANSFER2_HDR_SIZE * 4 : -1;
+   case VV_CMD_RESOURCE_BUSY_WAIT:
+      return len == VV_BUSY_WAIT_SIZE && c->ctx_id ? VV_BUSY_WAIT_SIZE * 4 : -1;
+   case VV_CMD_RESOURCE_CREATE2:
+      return len == VV_RES_CREATE2_SIZE && c->ctx_id ? VV_RES_CREATE2_SIZE * 4 : -1;
+   case VV_CMD_RESOURCE_UNREF:
       return len == 1 && c->ctx_id ? 4 : -1;
    default:
       return -1;
@@ -649,11 +636,11 @@ static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
       rc = vv_rewrite_cmds(c->map, (uint32_t *)body, ndw, &e);
       if (rc) {
          char why[192];
-         return fail(c, CMD_SUBMIT_CMD, "%s", vv_rewrite_describe(&e, 0, why, sizeof(why)));
+         return fail(c, VV_CMD_SUBMIT_CMD, "%s", vv_rewrite_describe(&e, 0, why, sizeof(why)));
       }
       rc = virgl_renderer_submit_cmd(body, (int)c->ctx_id, (int)ndw);
       if (rc)
-         return fail(c, CMD_SUBMIT_CMD, "virgl_renderer_submit_cmd failed (errno %d)",
+         return fail(c, VV_CMD_SUBMIT_CMD, "virgl_renderer_submit_cmd failed (errno %d)",
                      rc < 0 ? -rc : rc);
    }
    c->submits++;
@@ -661,7 +648,7 @@ static int do_submit(struct vv_conn *c, uint8_t *body, uint32_t ndw)
    /* One fence per submit, made while its GL context is current. */
    rc = vv_conn_fence(c, 0);
    if (rc)
-      return fail(c, CMD_SUBMIT_CMD, "virgl_renderer_context_create_fence failed (errno %d)",
+      return fail(c, VV_CMD_SUBMIT_CMD, "virgl_renderer_context_create_fence failed (errno %d)",
                   rc < 0 ? -rc : rc);
    return -1;
 }
@@ -801,13 +788,13 @@ static int send_fd(int sock, int fd)
  * Python's (nothing was done); else a status. */
 static int do_create2(struct vv_conn *c, const uint8_t *p)
 {
-   uint32_t f[RES_CREATE2_DWORDS], i;
+   uint32_t f[VV_RES_CREATE2_SIZE], i;
    struct virgl_renderer_resource_create_args args;
    struct vv_res src, *r;
    uint64_t size, est = 0;
    int rc, err, fd = -1;
    char name[32];
-   for (i = 0; i < RES_CREATE2_DWORDS; i++)
+   for (i = 0; i < VV_RES_CREATE2_SIZE; i++)
       f[i] = rd32(p + 4 * i);
    size = f[10];
    /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
@@ -824,13 +811,13 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
                          .est = est, .owned = 1, .created = now_s()};
    src.server = vv_res_id_alloc();
    if (!src.server)
-      return fail(c, CMD_RESOURCE_CREATE2, "no free resource id");
+      return fail(c, VV_CMD_RESOURCE_CREATE2, "no free resource id");
    args = (struct virgl_renderer_resource_create_args){
       src.server, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], 0};
    rc = virgl_renderer_resource_create(&args, NULL, 0);
    if (rc) {
       vv_res_id_release(src.server);
-      return fail(c, CMD_RESOURCE_CREATE2, "virgl_renderer_resource_create failed (errno %d)",
+      return fail(c, VV_CMD_RESOURCE_CREATE2, "virgl_renderer_resource_create failed (errno %d)",
                   rc < 0 ? -rc : rc);
    }
    if (size) {
@@ -846,7 +833,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
          free(src.iov);
          virgl_renderer_resource_unref(src.server);
          vv_res_id_release(src.server);
-         return fail(c, CMD_RESOURCE_CREATE2, "shared memory of %llu bytes: %s",
+         return fail(c, VV_CMD_RESOURCE_CREATE2, "shared memory of %llu bytes: %s",
                      (unsigned long long)size, strerror(err));
       }
       src.iov->iov_base = src.shm;
@@ -865,7 +852,7 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
       free(src.iov);
       virgl_renderer_resource_unref(src.server);
       vv_res_id_release(src.server);
-      return fail(c, CMD_RESOURCE_CREATE2, "out of memory");
+      return fail(c, VV_CMD_RESOURCE_CREATE2, "out of memory");
    }
    virgl_renderer_ctx_attach_resource((int)c->ctx_id, (int)src.server);
    log_event(c, VV_RES_CREATED, f[0]);
@@ -873,14 +860,14 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
       rc = virgl_renderer_resource_attach_iov((int)src.server, r->iov, 1);
       if (rc) {
          close(fd);
-         return fail(c, CMD_RESOURCE_CREATE2,
+         return fail(c, VV_CMD_RESOURCE_CREATE2,
                      "virgl_renderer_resource_attach_iov failed (errno %d)",
                      rc < 0 ? -rc : rc);
       }
       err = send_fd(c->fd, fd);
       close(fd); /* the mapping keeps the memory; the client has its copy */
       if (err == EAGAIN) /* a client waiting for this fd never fills the socket */
-         return fail(c, CMD_RESOURCE_CREATE2, "socket full while sending the shm fd");
+         return fail(c, VV_CMD_RESOURCE_CREATE2, "socket full while sending the shm fd");
       if (err) {
          c->err_errno = err;
          return VV_FAST_SOCKERR;
@@ -895,7 +882,7 @@ static int do_unref(struct vv_conn *c, const uint8_t *p)
 {
    struct vv_res *r = res_find(c->res, rd32(p));
    if (!r || !r->owned ||
-       (c->notify_present && (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))))
+       (c->notify_present && (r->bind & (VV_BIND_DISPLAY_TARGET | VV_BIND_SCANOUT))))
       return VV_FAST_SLOW;
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
    destroy_owned(c, r);
@@ -1011,31 +998,61 @@ uint32_t vv_conn_take_skipped_presents(struct vv_conn *c, uint32_t client, doubl
    return n;
 }
 
-/* -1: done; VV_FAST_SLOW: Python must handle it (nothing was done);
- * else a status to return. */
+int vv_put2_length_ok(uint32_t len, uint32_t data_size)
+{
+   /* Mesa's length counts the data in the shm: 10 + ceil(data_size/4); or just 10 */
+   return len == VV_TRANSFER2_HDR_SIZE ||
+          (uint64_t)len - VV_TRANSFER2_HDR_SIZE == ((uint64_t)data_size + 3) / 4;
+}
+
+int vv_conn_check_transfer(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32_t level,
+                           const uint32_t box[6], int64_t shm_offset, uint32_t *server)
+{
+   uint32_t lw, lh, ld;
+   struct vv_res *r = res_find(c->res, handle);
+   if (!r)
+      return fail(c, cmd, "resource %u does not belong to this client", handle);
+   if (level > r->last_level)
+      return fail(c, cmd, "level %u > last level %u", level, r->last_level);
+   level_extent(r, level, &lw, &lh, &ld);
+   if ((uint64_t)box[0] + box[3] > lw || (uint64_t)box[1] + box[4] > lh ||
+       (uint64_t)box[2] + box[5] > ld)
+      return fail(c, cmd, "box %u,%u,%u %ux%ux%u outside resource %u level %u (%ux%ux%u)",
+                  box[0], box[1], box[2], box[3], box[4], box[5], handle, level, lw, lh, ld);
+   if (shm_offset >= 0 && !r->shm_size)
+      return fail(c, cmd, "resource %u has no shm", handle);
+   /* Like upstream, data_size is advisory (Mesa sends its padded layout size);
+    * virglrenderer checks the bytes the box really touches against the iov. */
+   if (shm_offset >= 0 && (uint64_t)shm_offset >= r->shm_size)
+      return fail(c, cmd, "offset %lld outside the %llu-byte shm of resource %u",
+                  (long long)shm_offset, (unsigned long long)r->shm_size, handle);
+   *server = r->server;
+   return 0;
+}
+
+/* -1: done, else a status to return. */
 static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
 {
-   uint32_t handle = rd32(p), level = rd32(p + 4), x = rd32(p + 8), y = rd32(p + 12),
-            z = rd32(p + 16), w = rd32(p + 20), h = rd32(p + 24), d = rd32(p + 28),
-            offset = rd32(p + 36);
-   uint32_t lw, lh, ld;
+   uint32_t handle = rd32(p), level = rd32(p + 4), offset = rd32(p + 36), server, i;
+   uint32_t b[6];
    struct virgl_box box;
-   struct vv_res *r = res_find(c->res, handle);
+   struct vv_res *r;
    int rc;
-   if (!r || level > r->last_level || !r->shm_size || offset >= r->shm_size)
-      return VV_FAST_SLOW;
-   level_extent(r, level, &lw, &lh, &ld);
-   if ((uint64_t)x + w > lw || (uint64_t)y + h > lh || (uint64_t)z + d > ld)
-      return VV_FAST_SLOW;
-   if (cmd == CMD_TRANSFER_PUT2) {
+   for (i = 0; i < 6; i++)
+      b[i] = rd32(p + 8 + 4 * i);
+   if (cmd == VV_CMD_TRANSFER_PUT2) { /* framing first, as the codec */
       uint32_t len = rd32(c->in + c->in_pos - 8), size = rd32(p + 32);
-      if (len != TRANSFER2_DWORDS && len - TRANSFER2_DWORDS != (size + 3u) / 4u)
-         return VV_FAST_SLOW;
+      if (!vv_put2_length_ok(len, size))
+         return fail(c, cmd, "length %u matches neither %u nor data_size %u", len,
+                     VV_TRANSFER2_HDR_SIZE, size);
    }
-   box = (struct virgl_box){x, y, z, w, h, d};
+   if (vv_conn_check_transfer(c, cmd, handle, level, b, offset, &server))
+      return VV_FAST_ERROR;
+   r = res_find(c->res, handle);
+   box = (struct virgl_box){b[0], b[1], b[2], b[3], b[4], b[5]};
    /* vrend transfers in whatever GL context is current: make it ours. */
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
-   if (cmd == CMD_TRANSFER_GET2)
+   if (cmd == VV_CMD_TRANSFER_GET2)
       rc = virgl_renderer_transfer_read_iov(r->server, c->ctx_id, level, 0, 0, &box, offset,
                                             NULL, 0);
    else
@@ -1043,11 +1060,11 @@ static int do_transfer(struct vv_conn *c, uint32_t cmd, const uint8_t *p)
                                              offset, NULL, 0);
    if (rc)
       return fail(c, cmd, "%s failed (errno %d)",
-                  cmd == CMD_TRANSFER_GET2 ? "virgl_renderer_transfer_read_iov"
+                  cmd == VV_CMD_TRANSFER_GET2 ? "virgl_renderer_transfer_read_iov"
                                            : "virgl_renderer_transfer_write_iov",
                   rc < 0 ? -rc : rc);
-   if (cmd == CMD_TRANSFER_GET2 && c->notify_present &&
-       (r->bind & (BIND_DISPLAY_TARGET | BIND_SCANOUT))) {
+   if (cmd == VV_CMD_TRANSFER_GET2 && c->notify_present &&
+       (r->bind & (VV_BIND_DISPLAY_TARGET | VV_BIND_SCANOUT))) {
       uint32_t n;
       c->presents++;
       n = note_present(c, r);
@@ -1114,14 +1131,14 @@ int vv_conn_pump(struct vv_conn *c)
       p = c->in + c->in_pos;
       len = rd32(p);
       cmd = rd32(p + 4);
-      body = fast_body(c, len, cmd);
+      body = vv_frame_body(c, len, cmd);
       if (body < 0) {
          /* Python's. A small message whose size the header tells is handed
           * over alone (then C goes on); anything else with all that follows. */
          size_t whole = 8 + (size_t)len * 4;
          c->slow_len = 0;
-         if (cmd == CMD_CREATE_RENDERER || cmd == CMD_TRANSFER_PUT ||
-             cmd == CMD_TRANSFER_PUT2 || (size_t)len * 4 > MAX_HANDOFF)
+         if (cmd == VV_CMD_CREATE_RENDERER || cmd == VV_CMD_TRANSFER_PUT ||
+             cmd == VV_CMD_TRANSFER_PUT2 || (size_t)len * 4 > MAX_HANDOFF)
             return VV_FAST_SLOW;
          if (avail < whole && !c->eof) {
             rc = fill(c, whole - avail);
@@ -1152,11 +1169,11 @@ int vv_conn_pump(struct vv_conn *c)
       /* consumed from here on, unless a check sends it to Python */
       c->in_pos += 8;
       switch (cmd) {
-      case CMD_SUBMIT_CMD:
+      case VV_CMD_SUBMIT_CMD:
          c->in_pos += (size_t)body;
          rc = do_submit(c, p, (uint32_t)(body / 4));
          break;
-      case CMD_TRANSFER_GET2:
+      case VV_CMD_TRANSFER_GET2:
          if (c->fence_completed < c->fence_submitted && nconns > 1 &&
              c->protocol_version < 3) {
             /* A readback waits for this client's rendering: done here it would
@@ -1170,11 +1187,11 @@ int vv_conn_pump(struct vv_conn *c)
             continue;
          }
          /* fall through */
-      case CMD_TRANSFER_PUT2:
-      case CMD_RESOURCE_CREATE2:
-      case CMD_RESOURCE_UNREF:
-         rc = cmd == CMD_RESOURCE_CREATE2 ? do_create2(c, p)
-              : cmd == CMD_RESOURCE_UNREF ? do_unref(c, p)
+      case VV_CMD_TRANSFER_PUT2:
+      case VV_CMD_RESOURCE_CREATE2:
+      case VV_CMD_RESOURCE_UNREF:
+         rc = cmd == VV_CMD_RESOURCE_CREATE2 ? do_create2(c, p)
+              : cmd == VV_CMD_RESOURCE_UNREF ? do_unref(c, p)
                                           : do_transfer(c, cmd, p);
          if (rc == VV_FAST_SLOW) { /* Python reports what is wrong with it */
             c->in_pos -= 8;
@@ -1183,12 +1200,12 @@ int vv_conn_pump(struct vv_conn *c)
          }
          c->in_pos += (size_t)body;
          break;
-      default: { /* CMD_RESOURCE_BUSY_WAIT */
+      default: { /* VV_CMD_RESOURCE_BUSY_WAIT */
          uint32_t flags = rd32(p + 4);
          int busy = c->fence_completed < c->fence_submitted;
          c->in_pos += (size_t)body;
          rc = -1;
-         if (busy && (flags & BUSY_WAIT_FLAG_WAIT)) {
+         if (busy && (flags & VV_BUSY_WAIT_FLAG_WAIT)) {
             c->parked = 1; /* poll_fences answers when the fences retire */
             continue;
          }
@@ -1260,7 +1277,7 @@ static void refence_all(void)
          continue;
       rc = vv_conn_fence(c, 1);
       if (rc)
-         ready_add(c, fail(c, CMD_SUBMIT_CMD,
+         ready_add(c, fail(c, VV_CMD_SUBMIT_CMD,
                            "re-fencing after a context destroy failed (errno %d)",
                            rc < 0 ? -rc : rc));
    }

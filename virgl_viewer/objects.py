@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from virgl_viewer.virgl import NativeShm, SharedMemory
-from virgl_viewer.vtest import protocol as P
 
 
 @dataclass(slots=True, eq=False)
@@ -31,24 +30,6 @@ class Resource:
     blob: bool = False
     created: float = field(default_factory=time.monotonic)
     native: bool = False  # created by the C path, which owns its id and shm
-
-    def level_extent(self, level: int) -> tuple[int, int, int]:
-        """(width, height, depth-or-layers) of a mip level, as transfers see it."""
-        t = self.target
-        w = max(1, self.width >> level)
-        if t in (P.TARGET_BUFFER, P.TARGET_1D, P.TARGET_1D_ARRAY):
-            h = max(1, self.height)
-        else:
-            h = max(1, self.height >> level)
-        if t == P.TARGET_3D:
-            d = max(1, self.depth >> level)
-        elif t == P.TARGET_1D_ARRAY:
-            h, d = max(1, self.array_size), 1  # gallium keeps 1D layers in y
-        elif t in (P.TARGET_CUBE, P.TARGET_2D_ARRAY, P.TARGET_CUBE_ARRAY):
-            d = max(6 if t == P.TARGET_CUBE else 1, self.array_size)
-        else:
-            d = max(1, self.depth)
-        return w, h, d
 
 
 @dataclass(slots=True, eq=False)

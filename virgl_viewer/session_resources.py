@@ -1,9 +1,11 @@
 """Resource commands of a session: create (v0-v2, blob), unref, transfers.
 
 Checks run before virglrenderer sees anything: handles the client owns,
-boxes inside the resource's level, offsets and sizes inside the shm. The
-shm of a protocol-2 resource is a memfd the client maps; transfers copy
-between it and the GPU resource.
+boxes inside the resource's level, offsets and sizes inside the shm (a
+transfer's target is checked by the C engine's one check,
+vv_conn_check_transfer, which its own transfers run too). The shm of a
+protocol-2 resource is a memfd the client maps; transfers copy between it
+and the GPU resource.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def storage_estimate(res: P.ResourceCreate | P.ResourceCreate2 | Resource) -> in
     except ValueError:
         return virgl.texture_upper_bound(res.width, res.height, res.depth, res.array_size,
                                          res.nr_samples, res.last_level)
+
+
+Box = tuple[int, int, int, int, int, int]  # x, y, z, width, height, depth
 
 
 def _blocks(texels: int, block: int) -> int:
@@ -205,29 +210,18 @@ class ResourceCommands:
         self.host.renderer.switch_to(self.ctx_id)
         self._destroy_resource(res)
 
-    def _transfer_box(self: SessionCore, cmd: str, res: Resource,
-                      ev: P.TransferGet | P.TransferPut | P.TransferGet2 | P.TransferPut2
-                      ) -> tuple[int, int, int, int, int, int]:
-        if ev.level > res.last_level:
-            raise ClientError(f"level {ev.level} > last level {res.last_level}", cmd)
-        lw, lh, ld = res.level_extent(ev.level)
-        if (ev.x + ev.width > lw or ev.y + ev.height > lh or ev.z + ev.depth > ld):
-            raise ClientError(
-                f"box {ev.x},{ev.y},{ev.z} {ev.width}x{ev.height}x{ev.depth} outside "
-                f"resource {res.client_handle} level {ev.level} ({lw}x{lh}x{ld})", cmd)
-        return (ev.x, ev.y, ev.z, ev.width, ev.height, ev.depth)
-
-    def _shm_range(self: SessionCore, cmd: str, res: Resource,
-                   ev: P.TransferGet2 | P.TransferPut2) -> None:
-        shm = res.shm
-        if shm is None:
-            raise ClientError(f"resource {res.client_handle} has no shm", cmd)
-        # Like upstream, data_size is advisory (Mesa sends its padded layout
-        # size); virglrenderer checks the bytes the box really touches
-        # against the attached shm.
-        if ev.offset >= shm.size:
-            raise ClientError(f"offset {ev.offset} outside the {shm.size}-byte shm of "
-                              f"resource {res.client_handle}", cmd)
+    def _transfer_target(self: SessionCore, cmd: str,
+                         ev: P.TransferGet | P.TransferPut | P.TransferGet2 | P.TransferPut2,
+                         shm_offset: int) -> tuple[Resource, int, Box]:
+        """The resource, its server handle and the box, checked by the C engine's one
+        transfer check (vv_conn_check_transfer: the C path runs the same)."""
+        box = (ev.x, ev.y, ev.z, ev.width, ev.height, ev.depth)
+        try:
+            server = self.fast.check_transfer(int(P.Cmd[cmd]), ev.handle, ev.level, box,
+                                              shm_offset)
+        except ClientError as exc:
+            raise ClientError(exc.reason, cmd) from None
+        return self._resource(cmd, ev.handle), server, box
 
     def _presented(self: SessionCore, res: Resource) -> None:
         """A present on the Python path: reported under the C path's rate limit."""
@@ -238,33 +232,28 @@ class ResourceCommands:
 
     def _on_transfer_get2(self: SessionCore, ev: P.TransferGet2) -> None:
         cmd = self._command = "TRANSFER_GET2"
-        res = self._resource(cmd, ev.handle)
-        box = self._transfer_box(cmd, res, ev)
-        self._shm_range(cmd, res, ev)
-        self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
+        res, server, box = self._transfer_target(cmd, ev, ev.offset)
+        self.host.renderer.transfer_read(server, self.ctx_id, ev.level, 0, 0, box,
                                          ev.offset)
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
             self._presented(res)
 
     def _on_transfer_put2(self: SessionCore, ev: P.TransferPut2) -> None:
         cmd = self._command = "TRANSFER_PUT2"
-        res = self._resource(cmd, ev.handle)
-        box = self._transfer_box(cmd, res, ev)
-        self._shm_range(cmd, res, ev)
-        self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level, 0, 0, box,
+        _res, server, box = self._transfer_target(cmd, ev, ev.offset)
+        self.host.renderer.transfer_write(server, self.ctx_id, ev.level, 0, 0, box,
                                           ev.offset)
 
     def _on_transfer_get(self: SessionCore, ev: P.TransferGet) -> None:
         cmd = self._command = "TRANSFER_GET"
-        res = self._resource(cmd, ev.handle)
-        box = self._transfer_box(cmd, res, ev)
+        res, server, box = self._transfer_target(cmd, ev, -1)
         if ev.data_size > shm_bound(res):  # the reply is allocated: never gigabytes
             raise ClientError(f"data_size {ev.data_size} is larger than resource "
                               f"{res.client_handle} can hold", cmd)
         check_inline_span(cmd, res, ev, box)
         data = bytearray(ev.data_size)
         if ev.data_size:
-            self.host.renderer.transfer_read(res.server_handle, self.ctx_id, ev.level,
+            self.host.renderer.transfer_read(server, self.ctx_id, ev.level,
                                              ev.stride, ev.layer_stride, box, 0, data)
         self._send(bytes(data))
         if res.bind & (P.BIND_DISPLAY_TARGET | P.BIND_SCANOUT):
@@ -272,9 +261,8 @@ class ResourceCommands:
 
     def _on_transfer_put(self: SessionCore, ev: P.TransferPut) -> None:
         cmd = self._command = "TRANSFER_PUT"
-        res = self._resource(cmd, ev.handle)
-        box = self._transfer_box(cmd, res, ev)
+        res, server, box = self._transfer_target(cmd, ev, -1)
         check_inline_span(cmd, res, ev, box)
         if ev.data_size:
-            self.host.renderer.transfer_write(res.server_handle, self.ctx_id, ev.level,
+            self.host.renderer.transfer_write(server, self.ctx_id, ev.level,
                                               ev.stride, ev.layer_stride, box, 0, ev.data)

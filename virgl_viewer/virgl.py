@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from virgl_viewer._native import ffi, lib
 from virgl_viewer.budgets import DEFAULT as _DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
-from virgl_viewer.errors import RendererError
+from virgl_viewer.errors import ClientError, RendererError
 
 log = logging.getLogger(__name__)
 
@@ -788,6 +788,20 @@ class FastConn:
 
     def remove_resource(self, client: int) -> None:
         lib.vv_conn_remove_resource(self._c, client)
+
+    def frame_body(self, length: int, cmd: int) -> int:
+        """Payload bytes of a message (length, cmd) the C engine reads and runs itself,
+        or -1: the codec's (vv_frame_body)."""
+        return int(lib.vv_frame_body(self._c, length, cmd))
+
+    def check_transfer(self, cmd: int, handle: int, level: int,
+                       box: tuple[int, int, int, int, int, int], shm_offset: int) -> int:
+        """The one check of a transfer's target (C's, the C path's too): the server
+        handle, or ClientError naming what is wrong. ``shm_offset`` -1: inline data."""
+        server = ffi.new("uint32_t *")
+        if lib.vv_conn_check_transfer(self._c, cmd, handle, level, box, shm_offset, server):
+            raise ClientError(str(ffi.string(self._c.err_msg), "utf-8", "replace"))
+        return int(server[0])
 
     def admit(self, shm_size: int, est: int) -> str | None:
         """None if the client may make one more resource with ``shm_size`` bytes of

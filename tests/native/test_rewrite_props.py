@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from virgl_viewer._native import ffi, lib
+from virgl_viewer.budgets import DEFAULT
 
 MAX_COMMANDS = 62  # VIRGL_MAX_COMMANDS
 GET_MEMORY_INFO = 50  # refused: vrend writes through a possibly NULL iov
@@ -64,9 +65,61 @@ def slots(cmd: int, obj: int, n: int) -> list[int]:
     return [p for p in cand if p < n]
 
 
+LONG_SHADER_BUDGET = DEFAULT.long_shader_bytes
+SHADER_TYPES, COMPUTE, MAX_SO, CONT = 6, 5, 64, 1 << 31
+
+
+def ref_shader_guard(st_: dict, cmd: int, obj: int, p: list[int]) -> tuple[int, int]:
+    """A model of vv_rewrite.c's long-shader guard: (code, shader handle), (0, 0) to pass.
+    st_ holds the stream's sub-context and the unfinished shaders {(sub, type): [handle,
+    have, total]}."""
+    n = len(p)
+    longs = st_["longs"]
+    unfinished = {v[0] for v in longs.values()}
+    if cmd == 28:
+        if n >= 1:
+            st_["sub"] = p[0]
+        return 0, 0
+    if cmd == 31:
+        return (4, p[0]) if n >= 1 and p[0] and p[0] in unfinished else (0, 0)
+    if cmd == 52:
+        for h in p[:SHADER_TYPES]:
+            if h and h in unfinished:
+                return 4, h
+        return 0, 0
+    if cmd != 1 or obj != 4 or n < 5:
+        return 0, 0
+    h, typ, offlen = p[0], p[1], p[2]
+    nso = 0 if typ == COMPUTE else p[4]
+    if typ >= SHADER_TYPES or nso > MAX_SO or (nso and n < 9 + 2 * nso):
+        return 0, 0
+    text = (n - (10 + 2 * nso if nso else 6) + 1) * 4
+    key = (st_["sub"], typ)
+    cur = longs.get(key)
+    if not offlen & CONT:
+        total = (offlen + 3) // 4 * 4
+        if cur is not None:
+            return 5, h
+        if total <= text:
+            return 0, 0
+        if h in unfinished or len(longs) == 32:
+            return 5, h
+        if total > LONG_SHADER_BUDGET - sum(v[2] for v in longs.values()):
+            return 6, h
+        longs[key] = [h, text, total]
+        return 0, 0
+    if cur is None or cur[0] != h or offlen & ~CONT != cur[1] or text > cur[2] - cur[1]:
+        return 5, h
+    cur[1] += text
+    if cur[1] == cur[2]:
+        del longs[key]
+    return 0, 0
+
+
 def ref_rewrite(mapping: dict[int, int], words: list[int]):
     out = list(words)
     cur = 0
+    state: dict = {"sub": 0, "longs": {}}
     while cur < len(out):
         header = out[cur]
         cmd, obj, n = header & 0xFF, (header >> 8) & 0xFF, header >> 16
@@ -74,6 +127,9 @@ def ref_rewrite(mapping: dict[int, int], words: list[int]):
             return 3, (cur, cmd, obj, 0, 3), out
         if cur + n + 1 > len(out):
             return 2, (cur, cmd, obj, 0, 2), out
+        code, shader = ref_shader_guard(state, cmd, obj, out[cur + 1: cur + 1 + n])
+        if code:
+            return code, (cur, cmd, obj, shader, code), out
         where = [cur + 1 + p for p in slots(cmd, obj, n)]
         for q in where:
             if out[q] and out[q] not in mapping:
@@ -194,6 +250,10 @@ def well_formed_stream(draw, mapping: dict[int, int]):
         payload = draw(st.lists(U32, min_size=n, max_size=n))
         for p in slots(cmd, obj, n):
             payload[p] = draw(handles)
+        if (cmd, obj) == (1, 4):  # a shader whole in its command (type, text length, nso 0)
+            payload[1] = draw(st.integers(0, 5))
+            payload[2] = draw(st.integers(0, (n - 5) * 4))
+            payload[4] = 0
         words += [cmd | (obj << 8) | (n << 16), *payload]
     return words
 
