@@ -10,12 +10,14 @@ per-server medians over the rounds and ours/upstream ratios. Benches:
 
   glmark2    glmark2 --size 800x600 -f glmark2-scenes.txt: score
   transfer   the same with glmark2-transfer-scenes.txt: score
-  sync       the same with glmark2-sync-scenes.txt (not run unless asked for)
+  sync       the same with glmark2-sync-scenes.txt
   glxgears   one glxgears over 10 s: FPS
   glxgears2  two glxgears at once over 10 s: combined FPS
   gears2sep  diagnostic: the same two glxgears, each on a server process of its own (a
              second server of the same kind is started for the second client), to tell
              the cost of serving both clients from one process from the per-client cost
+  replay     apitrace replay --benchmark of a glmark2 trace (recorded once a run, on the
+             host's own GL, no server): FPS. The same calls every round, on both servers
   connect    raw client, connect -> caps reply: ms (median of 20 samples a round)
   desktop    glmark2 desktop scene (blur, as in glmark2-scenes.txt) for 10 s: the
              steady-state FPS, i.e. without the first frame (timed by an nframes=1 run),
@@ -27,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import shutil
 import statistics
 import sys
@@ -57,8 +61,12 @@ from vtest_probe import ProbeError, connect_samples  # noqa: E402
 SCENES_DIR = Path(os.environ.get("VV_BENCH_SCENES",
                                  Path(__file__).resolve().parents[2] / "shared" / "bench"))
 DESKTOP = "desktop:blur-radius=5:effect=blur:passes=1:separable=true:windows=4"
-DEFAULT_BENCHES = ("glmark2", "transfer", "glxgears", "glxgears2", "gears2sep", "connect",
-                   "desktop")
+DEFAULT_BENCHES = ("glmark2", "transfer", "sync", "replay", "glxgears", "glxgears2",
+                   "gears2sep", "connect", "desktop")
+# what the replayed trace records: glmark2 scenes of every kind, 3 s each
+REPLAY_SCENES = ("build:use-vbo=true", "texture:texture-filter=linear", "shading:shading=phong",
+                 "refract", "jellyfish")
+REPLAY_RE = re.compile(r"Rendered (\d+) frames in ([\d.]+) secs?, average of ([\d.]+) fps")
 GEARS_SECONDS = 10  # glxgears reports every 5 s: two reports
 CONNECT_SAMPLES = 20
 
@@ -105,6 +113,33 @@ def glmark2_file(name: str) -> Callable[[Ctx], dict[str, float]]:
         score, _ = _glmark2(ctx, ["-f", str(path)], timeout=600)
         return {"score": float(score)}
     return run
+
+
+def _trace(ctx: Ctx) -> Path:
+    """The glmark2 trace every replay uses, recorded once a run on the host's GL."""
+    path = ctx.workdir / "replay.trace"
+    if path.exists():
+        return path
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GALLIUM_DRIVER", "VTEST_SOCKET_NAME", "LD_PRELOAD")}
+    env.update(DISPLAY=ctx.display, LIBGL_ALWAYS_SOFTWARE="1")
+    argv = ["apitrace", "trace", "--output", str(path), "glmark2", "--size", "800x600",
+            *[a for s in REPLAY_SCENES for a in ("-b", f"{s}:duration=3")]]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    if done.returncode != 0 or not path.exists():
+        path.unlink(missing_ok=True)
+        raise BenchError(f"recording the trace failed: {done.stderr[-2000:]}")
+    return path
+
+
+def replay(ctx: Ctx) -> dict[str, float]:
+    done = run_client(["apitrace", "replay", "--benchmark", str(_trace(ctx))], ctx.env(),
+                      600)
+    m = REPLAY_RE.search(done.stdout + done.stderr)
+    if done.returncode != 0 or m is None:
+        raise BenchError(done.describe())
+    return {"fps": float(m.group(3)), "frames": float(m.group(1)), "secs": float(m.group(2))}
 
 
 def gears_fps(ctx: Ctx, count: int, envs: list[dict[str, str]] | None = None
@@ -160,6 +195,7 @@ BENCHES: dict[str, Bench] = {
     "glmark2": Bench("score", "", True, glmark2_file("glmark2-scenes.txt")),
     "transfer": Bench("score", "", True, glmark2_file("glmark2-transfer-scenes.txt")),
     "sync": Bench("score", "", True, glmark2_file("glmark2-sync-scenes.txt")),
+    "replay": Bench("fps", "FPS", True, replay),
     "glxgears": Bench("fps", "FPS", True, lambda ctx: gears_fps(ctx, 1)),
     "glxgears2": Bench("fps", "FPS", True, lambda ctx: gears_fps(ctx, 2)),
     "gears2sep": Bench("fps", "FPS", True, gears_two_processes),
