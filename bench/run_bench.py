@@ -30,9 +30,9 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
