@@ -163,11 +163,12 @@ class Weston:
                     raise WestonError(f"weston did not answer within {START_TIMEOUT_S} s:\n"
                                       f"{self.log()}")
                 ready, _, _ = select.select([conn], [], [], left)
-                chunk = conn.recv(4096) if ready else b"-"
+                if not ready:
+                    continue
+                chunk = conn.recv(4096)
                 if not chunk:
                     raise WestonError(f"weston closed the connection:\n{self.log()}")
-                if ready:
-                    data += chunk
+                data += chunk
 
     def screenshot(self) -> Any:
         """What weston's output shows now, as a QImage (``weston-screenshooter``, which
