@@ -24,8 +24,9 @@ from support.weston import Weston
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.patterns import expected_image
-from virgl_viewer.guest.scene import GuestScene
+from virgl_viewer.guest.scene import DISPLAY_TARGET_BIND, GuestScene
 from virgl_viewer.ui.inspector import TABLES
+from virgl_viewer.vtest import protocol as P
 
 pytestmark = [pytest.mark.wayland, pytest.mark.usefixtures("isolated_settings")]
 
@@ -83,6 +84,28 @@ def test_a_window_per_scanout_shows_the_guest_pixels(virgl_viewer: Any, guests: 
         boxes.append(box)
     # three windows, each where weston's shell put it: all on the output, own places
     assert len({(b.x, b.y) for b in boxes}) == 3, boxes
+
+
+def test_a_guest_alpha_does_not_make_the_window_translucent(virgl_viewer: Any,
+                                                            weston: Weston) -> None:
+    """A B8G8R8A8 scanout whose alpha is 0x40 shows its stored colour, as on X11. On
+    Wayland Qt's GL windows have an alpha channel (ARGB buffers, unlike X11's), and a
+    compositor blends a surface by it unless told the surface is opaque (Qt sets its
+    opaque region): were it not, what lies under the window would show through."""
+    w, h, colour = 96, 72, (0x20, 0x80, 0xE0)
+    with VtestClient.connect(virgl_viewer.path, "translucent", 2) as g:
+        res = g.resource_create(P.TARGET_2D, 1, DISPLAY_TARGET_BIND, w, h,  # B8G8R8A8
+                                data_size=4 * w * h)
+        res.shm[:] = bytes((colour[2], colour[1], colour[0], 0x40)) * (w * h)
+        g.transfer_put2(res, width=w, height=h, data_size=4 * w * h)
+        g.transfer_get2(res, width=w, height=h, data_size=4 * w * h)  # present
+        g.busy_wait(res, wait=True)
+        (win,) = virgl_viewer.wait_scanouts(1)
+        virgl_viewer.controller.main_window.hide()
+        assert (win.view.width(), win.view.height()) == (w, h)
+        to_front(virgl_viewer, win)
+        on_screen(virgl_viewer, weston, Image(w, h, bytes(colour) * (w * h)),
+                  "the scanout's stored colour, opaque")
 
 
 def test_the_overview_composes_the_scanouts(virgl_viewer: Any, guests: Any,
