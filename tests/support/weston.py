@@ -61,12 +61,14 @@ def gl_renderer_args(version: tuple[int, ...]) -> list[str]:
 
 
 class Weston:
-    """``weston --backend=headless --GL renderer --debug`` on a socket of ours, with a
-    private ``XDG_RUNTIME_DIR``. Use as a context manager, or :meth:`start` / :meth:`stop`.
+    """``weston --backend=headless --GL renderer --debug`` with a private
+    ``XDG_RUNTIME_DIR``. Use as a context manager, or :meth:`start` / :meth:`stop`.
     :attr:`env` holds the variables a client needs to reach it."""
 
-    def __init__(self, size: tuple[int, int] = SIZE, log_path: Path | None = None) -> None:
-        self.size = size
+    def __init__(self, size: tuple[int, int] = SIZE, log_path: Path | None = None,
+                 scale: int = 1) -> None:
+        self.size = size  # the output's pixels (``scale`` of them a logical pixel)
+        self.scale = scale
         self.log_path = log_path
         self.version: tuple[int, ...] = ()
         self.runtime_dir: str | None = None
@@ -106,7 +108,8 @@ class Weston:
                 self._proc = subprocess.Popen(
                     [sys.executable, "-c", _LAUNCH, exe, "--backend=headless-backend.so",
                      *gl_renderer_args(self.version), f"--width={width}",
-                     f"--height={height}", f"--socket={SOCKET_NAME}", "--no-config",
+                     f"--height={height}", f"--scale={self.scale}",
+                     f"--socket={SOCKET_NAME}", "--no-config",
                      "--idle-time=0", "--debug", "--modules=systemd-notify.so"],
                     env=env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True)

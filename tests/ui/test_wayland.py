@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PySide6.QtGui import QGuiApplication
+from support.procs import start_guest_cli, start_serving, stop_process, wait_for
 from support.screen import Box, Image, find_image, image_of, rgb_of_rgba
 from support.weston import Weston
 
@@ -203,3 +205,33 @@ def test_the_pytest_plugin_on_a_wayland_desktop(tmp_path: Path, weston: Weston) 
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout, done.stdout
+
+
+def test_an_output_scale_of_2_shows_one_guest_pixel_per_device_pixel() -> None:
+    """HiDPI on Wayland comes from the compositor: an output of scale 2 (a weston of its
+    own; Qt's scale is fixed when it starts, so the app runs as a process, as a user
+    starts it) gets buffers of twice the window's size, and the scanout window shows the
+    guest's pixels 1:1 on the output's pixels, exactly."""
+    w, h = 240, 160  # 120 x 80 logical
+    with tempfile.TemporaryDirectory(prefix="vv-scale2-") as d, \
+            Weston(size=(1280, 1024), scale=2, log_path=Path(d, "weston.log")) as hidpi:
+        sock = str(Path(d, "vtest.sock"))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("QT_", "PYOPENGL_")) and k != "DISPLAY"}
+        env.update(hidpi.env, XDG_CONFIG_HOME=d)
+        app, log = start_serving([sys.executable, "-m", "virgl_viewer", "--socket", sock],
+                                 Path(d, "viewer.log"), env)
+        guest = start_guest_cli(sock, "hidpi", ["--size", f"{w}x{h}", "--fps", "30",
+                                                "--pattern", "gradient"], env)
+        try:
+            needle = rgb_of_rgba(w, h, expected_image("gradient", w, h, 0, 0))
+            found: list[Box | None] = [None]
+
+            def shown() -> bool:
+                found[0] = find_image(image_of(hidpi.screenshot()), needle)
+                return found[0] is not None
+
+            assert wait_for(shown, 60, step=0.2), log()
+        finally:
+            stop_process(guest)
+            assert stop_process(app) == 0, log()
