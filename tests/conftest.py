@@ -65,8 +65,10 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"({SESSION_WESTON.socket_path}); X11-session tests deselected")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tests of this session's display (see the module's docstring)."""
+    """Keep the tests of this session's display (see the module's docstring); last, so
+    that what counts as the other session's is what ``-k``/``-m`` left."""
     wayland = SESSION_WESTON is not None
     keep = [i for i in items if (i.get_closest_marker("wayland") is not None) == wayland]
     other = [i for i in items if (i.get_closest_marker("wayland") is not None) != wayland]
@@ -86,7 +88,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """All selected tests belong to the other session (``-k wayland`` in the X11 one):
-    nothing failed, nothing was lost; the other session runs them."""
+    nothing failed, nothing was lost; the other session runs them. (A ``-k`` that
+    matches nothing in either session still ends in pytest's "no tests" status.)"""
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and _OTHER_DISPLAY:
         session.exitstatus = pytest.ExitCode.OK
 
