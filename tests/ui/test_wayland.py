@@ -5,8 +5,8 @@ What a user sees is read back from the compositor, not from Qt: ``weston-screens
 captures weston's output, and each check finds the window's pixels in it. Weston's
 desktop shell places new windows itself (a Wayland client cannot position a toplevel), so
 the tests search the screenshot for the content instead of expecting it somewhere; a
-window is brought to the front by mapping it anew (hide, show), as nothing else on
-Wayland lets a client raise itself.
+window is brought to the front by mapping it anew (hide, show): a Wayland client cannot
+raise its own window (only with an activation token the compositor hands out).
 """
 
 from __future__ import annotations
