@@ -24,6 +24,7 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 \
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
 	libfontconfig1 libdbus-1-3 fonts-dejavu-core \
+	weston libwayland-client0 libwayland-cursor0 libwayland-egl1 libxkbcommon0 \
 	clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev
 # packaging tests: the validators and installers a user's desktop and tools run
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
@@ -68,12 +69,18 @@ run: setup
 	$(VENV)/bin/virgl-viewer $(ARGS)
 
 # The suite starts its own virtual X servers (tests/support/xvfb.py): one for the
-# whole run (Qt windows need a display with EGL), private ones for screenshots.
+# whole run (Qt windows need a display with EGL), private ones for screenshots. A process
+# has one Qt platform, so the tests marked wayland run in a second session under their own
+# weston (headless backend, GL renderer: tests/support/weston.py); each session deselects
+# the other's tests. Both always run; either failing fails the target.
+PYTEST_SESSIONS = rc=0; $(PY) -m pytest -ra $(1) || rc=$$?; \
+	VV_TEST_DISPLAY=wayland $(PY) -m pytest -ra $(1) || rc=$$?; exit $$rc
+
 test: setup
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	@$(call PYTEST_SESSIONS,$(PYTEST_ARGS))
 
 test-fast: setup
-	$(PY) -m pytest -ra -m 'not mesa and not slow' $(PYTEST_ARGS)
+	@$(call PYTEST_SESSIONS,-m 'not mesa and not slow' $(PYTEST_ARGS))
 
 # The Debian 13 lane (virglrenderer 1.1, Mesa 25, Python 3.13): a debootstrapped trixie
 # root, cached in build/roots/, copied fresh for each run; in it a new user runs the

@@ -6,6 +6,12 @@ loaded: before the viewer's pytest plugin picks the Qt platform for it (pytest_c
 comes after the root conftest) and before Qt or PyOpenGL start. Without Xvfb the display
 the run was given is used.
 
+``VV_TEST_DISPLAY=wayland`` makes the run a Wayland session instead: a private weston
+(headless, GL renderer; ``support.weston.session_compositor``) and ``QT_QPA_PLATFORM=
+wayland``. A process has one Qt platform, so the tests marked ``wayland`` run in such a
+session and only there, the others only in an X11 one; each session deselects the
+other's tests and says so in its summary (``make test`` runs both sessions).
+
 ``vtest_server`` is our server (``python -m virgl_viewer --headless``) unless
 ``VV_TEST_SERVER=upstream`` picks ``virgl_test_server``: the same Mesa tests then check
 the test harness itself against the reference. Every server listens on a private socket
@@ -25,11 +31,75 @@ from pathlib import Path
 import pytest
 from support.mesa import mesa_env
 from support.servers import Server, ServerKind
+from support.weston import Weston, session_compositor
 from support.xvfb import Xvfb, session_display
 
 SERVER_ENV_VAR = "VV_TEST_SERVER"
+DISPLAY_ENV_VAR = "VV_TEST_DISPLAY"
 
-session_display(os.environ)
+
+def selected_display() -> str:
+    kind = os.environ.get(DISPLAY_ENV_VAR, "x11")
+    if kind not in ("x11", "wayland"):
+        raise pytest.UsageError(f"{DISPLAY_ENV_VAR} must be 'x11' or 'wayland', not {kind!r}")
+    return kind
+
+
+SESSION_WESTON = session_compositor(os.environ) if selected_display() == "wayland" else None
+if SESSION_WESTON is None:
+    session_display(os.environ)
+_OTHER_DISPLAY: list[pytest.Item] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "wayland: runs in the Wayland session only (VV_TEST_DISPLAY=wayland: a "
+        "private weston); every other test runs in the X11 session only")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if SESSION_WESTON is None:
+        return f"display: X11 ({os.environ.get('DISPLAY', 'none')}); wayland tests deselected"
+    version = ".".join(map(str, SESSION_WESTON.version))
+    return (f"display: Wayland, weston {version} headless with its GL renderer "
+            f"({SESSION_WESTON.socket_path}); X11-session tests deselected")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests of this session's display (see the module's docstring); last, so
+    that what counts as the other session's is what ``-k``/``-m`` left."""
+    wayland = SESSION_WESTON is not None
+    keep = [i for i in items if (i.get_closest_marker("wayland") is not None) == wayland]
+    other = [i for i in items if (i.get_closest_marker("wayland") is not None) != wayland]
+    if other:
+        _OTHER_DISPLAY[:] = other
+        config.hook.pytest_deselected(items=other)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _OTHER_DISPLAY:
+        session, other = (("X11", "Wayland") if SESSION_WESTON is None else ("Wayland", "X11"))
+        terminalreporter.write_line(
+            f"{len(_OTHER_DISPLAY)} tests of the {other} session deselected in this {session} "
+            f"session (make test runs both; {DISPLAY_ENV_VAR}=wayland picks Wayland)")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """All selected tests belong to the other session (``-k wayland`` in the X11 one):
+    nothing failed, nothing was lost; the other session runs them. (A ``-k`` that
+    matches nothing in either session still ends in pytest's "no tests" status.)"""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and _OTHER_DISPLAY:
+        session.exitstatus = pytest.ExitCode.OK
+
+
+@pytest.fixture(scope="session")
+def weston() -> Weston:
+    """The Wayland session's compositor (screenshots of what it shows)."""
+    if SESSION_WESTON is None:
+        pytest.fail("the weston fixture is for tests marked wayland", pytrace=False)
+    return SESSION_WESTON
 
 
 def selected_server_kind() -> ServerKind:

@@ -158,3 +158,31 @@ def colour_counts(image: Image, box: Box | None = None) -> Counter[str]:
     for px, n in counts.items():
         result[classify(px[0], px[1], px[2])] += n
     return result
+
+
+def rgb_of_rgba(width: int, height: int, rgba: bytes) -> Image:
+    """RGBA8 rows (``expected_image``, ``pix.rgba``) as an ``Image`` (alpha dropped)."""
+    rgb = bytearray(3 * width * height)
+    rgb[0::3], rgb[1::3], rgb[2::3] = rgba[0::4], rgba[1::4], rgba[2::4]
+    return Image(width, height, bytes(rgb))
+
+
+def find_image(haystack: Image, needle: Image) -> Box | None:
+    """Where ``needle`` appears pixel for pixel in ``haystack`` (the topmost, then
+    leftmost place), or None: a window's content found in a screenshot of a desktop
+    whose window manager placed it."""
+    stride, nstride = 3 * haystack.width, 3 * needle.width
+    if needle.width == 0 or needle.height == 0 or nstride > stride:
+        return None
+    first = needle.rgb[:nstride]
+    for y in range(haystack.height - needle.height + 1):
+        row = haystack.rgb[y * stride:(y + 1) * stride]
+        at = row.find(first)
+        while at != -1:
+            if at % 3 == 0 and all(
+                    haystack.rgb[(y + r) * stride + at:(y + r) * stride + at + nstride]
+                    == needle.rgb[r * nstride:(r + 1) * nstride]
+                    for r in range(1, needle.height)):
+                return Box(at // 3, y, needle.width, needle.height)
+            at = row.find(first, at + 1)
+    return None
