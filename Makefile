@@ -27,6 +27,9 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev
 # packaging tests: the validators and installers a user's desktop and tools run
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
+# Vulkan guests (venus): the loader and ICDs (lavapipe; the virtio/venus ICD on Debian 13),
+# vulkaninfo, and what tests/vulkan/ builds its program with (headers, GLSL -> SPIR-V)
+APT_PACKAGES += mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools
 
 .PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native fuzz
 
