@@ -8,6 +8,7 @@ STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_DEV := $(VENV)/.dev-stamp
 WHEELHOUSE := build/wheelhouse
+VK_CHECK := build/vk_check
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
@@ -50,7 +51,7 @@ $(STAMP_PIP): $(STAMP_APT) pyproject.toml setup.py native/*.c native/*.h native/
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-setup: $(STAMP_PIP) build/vtest_redirect.so $(WHEELHOUSE)/.stamp
+setup: $(STAMP_PIP) build/vtest_redirect.so $(WHEELHOUSE)/.stamp $(VK_CHECK)
 
 native: $(STAMP_PIP)
 
@@ -66,6 +67,22 @@ $(WHEELHOUSE)/.stamp: pyproject.toml packaging/wheelhouse.py | $(STAMP_PIP)
 build/vtest_redirect.so: native/vtest_redirect.c $(STAMP_APT)
 	@mkdir -p build
 	cc -O2 -Wall -shared -fPIC -o $@ $< -ldl
+
+# The Vulkan guest of the venus tests and bench (tests/vulkan/vk_check.c): the release's
+# compiler and Vulkan headers, its shaders compiled by glslang into SPIR-V headers.
+build/vulkan/%_vert.h: tests/vulkan/%.vert $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_vert -o $@ $< >/dev/null
+build/vulkan/%_frag.h: tests/vulkan/%.frag $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_frag -o $@ $< >/dev/null
+build/vulkan/%_comp.h: tests/vulkan/%.comp $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_comp -o $@ $< >/dev/null
+$(VK_CHECK): tests/vulkan/vk_check.c build/vulkan/pattern_vert.h build/vulkan/pattern_frag.h \
+		build/vulkan/probe_frag.h \
+		build/vulkan/square_comp.h
+	cc -O2 -Wall -Wextra -Werror -std=c11 -D_POSIX_C_SOURCE=200809L -Ibuild/vulkan -o $@ $< -lvulkan
 
 run: setup
 	$(VENV)/bin/virgl-viewer $(ARGS)

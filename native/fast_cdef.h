@@ -73,6 +73,10 @@ int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
                          uint64_t shm_size, uint64_t est);
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 int vv_conn_fence(struct vv_conn *c, int switch_first);
+struct vv_timeline { uint64_t submitted, completed; };
+int vv_conn_ring_fence(struct vv_conn *c, uint32_t ring, uint64_t *id);
+struct vv_timeline vv_conn_timeline(struct vv_conn *c, uint32_t ring);
+void vv_fast_poll_context(uint32_t ctx_id);
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 int vv_fast_take_ready(struct vv_ready *out, int max);
 int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed);
