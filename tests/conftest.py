@@ -39,6 +39,44 @@ def selected_server_kind() -> ServerKind:
     return "ours" if kind == "ours" else "upstream"
 
 
+# ---------------------------------------------------------------- venus selection
+# The venus tests need libvirglrenderer 1.x with virgl_render_server and Mesa's venus
+# ICD (Debian 13). On a stack without them they fail, never skip: the Makefile picks
+# `--venus=deselect` for Debian 12 (Mesa 25's venus refuses 0.10.4, and Debian 12 ships
+# no venus ICD), and the run's header and summary say that they were left out.
+_VENUS_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--venus", choices=("run", "deselect"), default="run",
+                     help="run the tests marked venus (default), or deselect them on a "
+                          "stack that has no venus (the Makefile decides per release)")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--venus") == "deselect":
+        return "venus tests: deselected (--venus=deselect: this stack has no venus)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--venus") != "deselect":
+        return
+    venus = [i for i in items if i.get_closest_marker("venus") is not None]
+    if venus:
+        items[:] = [i for i in items if i.get_closest_marker("venus") is None]
+        config.hook.pytest_deselected(items=venus)
+        config.stash[_VENUS_DESELECTED] = len(venus)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    n = config.stash.get(_VENUS_DESELECTED, 0)
+    if n:
+        terminalreporter.write_line(f"venus: {n} tests deselected by --venus=deselect (they "
+                                    "run in the Debian 13 lane: make test-trixie)")
+
+
 @pytest.fixture(scope="session")
 def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xvfb]:
     """One Xvfb (1280x1024x24, no TCP) for the whole session."""

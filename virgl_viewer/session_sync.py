@@ -100,7 +100,7 @@ class SyncCommands:
             _, signals = timeline.popleft()
             for sync, value in signals:
                 self._signal_sync(sync, value)
-        rings_pending = bool(self.venus_rings) and self._venus_fences()
+        rings_pending = bool(self.venus_timelines) and self._venus_fences()
         if not timeline and not rings_pending:
             self.fast.want_fence_cb = 0
 

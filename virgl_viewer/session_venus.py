@@ -13,6 +13,9 @@ vrend. Three things differ from a GL context:
 - its fences retire on the context's own poll fd (the proxy context's eventfd), not on
   virglrenderer's global one: the render loop watches it and polls that context.
 Ring 0 keeps the session's ordinary fences (FastConn.fence), which the GL path uses too.
+A batch gets a fence only when syncs wait for it, as upstream's vtest_renderer.c does:
+Mesa's venus sends most of its work through its own ring in shared memory, and its
+SUBMIT_CMD2 batches only wake that ring up.
 """
 
 from __future__ import annotations
@@ -52,24 +55,30 @@ class VenusCommands:
             self.host.renderer.submit_cmd(self.ctx_id, view, batch.cmd_size)
             self.fast.bytes_submitted += 4 * batch.cmd_size
         self.fast.submits += 1
+        if not signals:
+            return  # nothing waits for it: no fence (as upstream)
         if not batch.flags & P.SUBMIT_CMD2_FLAG_RING_IDX:
-            # Nothing to wait for: upstream signals such syncs at submit time too.
+            # No queue named: upstream signals such syncs at submit time too.
             for sync, value in signals:
                 self._signal_sync(sync, value)
             return
-        if batch.ring_idx == 0:
-            self._new_fence(signals)
-            return
         ring = batch.ring_idx
-        fid = self.fast.ring_fence(ring)
-        self.venus_rings.setdefault(ring, deque()).append((fid, signals))
-        self.venus_timelines = {**self.venus_timelines, ring: self.fast.timeline(ring)}
-        self.fast.want_fence_cb = 1
+        if ring == 0:  # the CPU ring: the session's own fences
+            self._new_fence(signals)
+            state = (self.fence_submitted, self.fence_completed)
+        else:
+            fid = self.fast.ring_fence(ring)
+            self.venus_rings.setdefault(ring, deque()).append((fid, signals))
+            self.fast.want_fence_cb = 1
+            state = self.fast.timeline(ring)
+        self.venus_timelines = {**self.venus_timelines, ring: state}
 
     def _venus_fences(self: SessionCore) -> bool:
         """Signal the syncs of retired fences on rings > 0; True while any are pending."""
         pending = False
         timelines = dict(self.venus_timelines)
+        if 0 in timelines:
+            timelines[0] = (self.fence_submitted, self.fence_completed)
         for ring, queue in self.venus_rings.items():
             timelines[ring] = self.fast.timeline(ring)
             done = timelines[ring][1]
@@ -89,6 +98,7 @@ class VenusCommands:
         self.venus_rings.clear()
 
     def timelines(self: SessionCore) -> dict[int, tuple[int, int]]:
-        """The venus queues' timelines this session fenced on: ring -> (fences given,
-        fences retired). Any thread (ring 0 is the session's fence counter)."""
+        """The timelines (rings) this venus session fenced on: ring -> (fences given,
+        fences retired); ring 0, the CPU ring, is the session's own fence counter. Any
+        thread."""
         return self.venus_timelines

@@ -20,12 +20,13 @@
  * Nothing is mapped, so the same program runs through any vtest server, and on any
  * Vulkan device directly (lavapipe).
  *
- * Usage: vk_check [--iterations N] [--device SUBSTRING]
+ * Usage: vk_check [--iterations N] [--device SUBSTRING] [--hold]
  * Prints "device: NAME", per check "render: M/N pixels match" and "compute: M/N values
  * match", with --iterations the rate ("rate: R iterations/s", each iteration a render,
  * a dispatch, their read-back through the queries and both checks), and "PASS" or
  * "FAIL"; exit status 0 on PASS, 1 on FAIL, 2 when Vulkan itself fails (the call and
- * its VkResult are printed).
+ * its VkResult are printed). --hold: after the checks print "holding" and keep every
+ * object until stdin ends, so a test can look at the server's state while they exist.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -585,13 +586,17 @@ int main(int argc, char **argv)
 {
    long iterations = 1;
    const char *want = NULL;
+   int hold = 0;
    for (int i = 1; i < argc; i++) {
       if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
          iterations = strtol(argv[++i], NULL, 10);
       else if (!strcmp(argv[i], "--device") && i + 1 < argc)
          want = argv[++i];
+      else if (!strcmp(argv[i], "--hold"))
+         hold = 1;
       else {
-         fprintf(stderr, "usage: %s [--iterations N] [--device SUBSTRING]\n", argv[0]);
+         fprintf(stderr, "usage: %s [--iterations N] [--device SUBSTRING] [--hold]\n",
+                 argv[0]);
          return 2;
       }
    }
@@ -620,6 +625,11 @@ int main(int argc, char **argv)
    printf("compute: %u/%u values match\n", compute_ok, COUNT);
    if (iterations > 1)
       printf("rate: %.2f iterations/s (%ld in %.3f s)\n", done / dt, done, dt);
+   if (hold) {
+      printf("holding\n");
+      while (getchar() != EOF)
+         ;
+   }
    destroy(&c);
    int pass = render_ok == pixels && compute_ok == COUNT;
    printf("%s\n", pass ? "PASS" : "FAIL");
