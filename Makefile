@@ -36,7 +36,7 @@ APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 # vulkaninfo, and what tests/vulkan/ builds its program with (headers, GLSL -> SPIR-V)
 APT_PACKAGES += mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools
 
-.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native fuzz
+.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench bench-venus lint clean native fuzz
 
 all: setup
 
@@ -126,6 +126,11 @@ conformance-ci: setup
 bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(PY) bench/viewer_bench.py $(VIEWER_ARGS)
+
+# Vulkan guests (venus) through our server against virgl_test_server --venus, alternating
+# (Debian 13: libvirglrenderer 1.1 with virgl_render_server; VENUS_ARGS= goes to the script)
+bench-venus: setup
+	$(PY) bench/venus_bench.py $(VENUS_ARGS)
 
 # Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
 # FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and
