@@ -17,14 +17,11 @@ import pytest
 from support.jsonfile import wait_json
 from support.venus import HeldVkCheck, venus_env
 
-from virgl_viewer.guest import VtestClient
-from virgl_viewer.guest.client import BatchSpec
+from virgl_viewer.guest import BatchSpec, VtestClient
 from virgl_viewer.state import StateRegistry
 from virgl_viewer.stats_json import StatsJsonWriter
 from virgl_viewer.testing import RunningServer
 from virgl_viewer.vtest import protocol as P
-
-
 
 
 @pytest.fixture
