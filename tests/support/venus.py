@@ -26,8 +26,17 @@ from support import REPO_ROOT
 
 VK_CHECK = REPO_ROOT / "build" / "vk_check"
 ICD_DIR = Path("/usr/share/vulkan/icd.d")
-VENUS_ICD = ICD_DIR / "virtio_icd.json"  # Mesa's venus (mesa-vulkan-drivers)
-LAVAPIPE_ICD = ICD_DIR / "lvp_icd.json"
+
+
+def _icd(driver: str) -> Path:
+    """Mesa's ICD file of ``driver``: DRIVER_icd.json (Debian 13) or
+    DRIVER_icd.x86_64.json (Debian 12); the first path when there is none."""
+    found = sorted(ICD_DIR.glob(f"{driver}_icd*.json"))
+    return found[0] if found else ICD_DIR / f"{driver}_icd.json"
+
+
+VENUS_ICD = _icd("virtio")  # Mesa's venus (mesa-vulkan-drivers, Debian 13)
+LAVAPIPE_ICD = _icd("lvp")
 VN_PERF_NO_FEEDBACK = "no_fence_feedback,no_semaphore_feedback,no_event_feedback,no_query_feedback"
 VENUS_DEVICE = "Virtio-GPU Venus"  # how venus names its device (vn_physical_device.c)
 TIMEOUT_S = 120.0
@@ -51,8 +60,9 @@ def venus_env(socket: str | os.PathLike[str], base: dict[str, str] | None = None
 def lavapipe_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a Vulkan program on lavapipe directly (no server)."""
     env = dict(os.environ if base is None else base)
-    env["VK_DRIVER_FILES"] = str(LAVAPIPE_ICD)
-    for k in ("VN_DEBUG", "VTEST_SOCKET_NAME", "VK_ICD_FILENAMES"):
+    # VK_ICD_FILENAMES too: the name Debian 12's loader (1.3.239) is sure to know
+    env["VK_DRIVER_FILES"] = env["VK_ICD_FILENAMES"] = str(LAVAPIPE_ICD)
+    for k in ("VN_DEBUG", "VTEST_SOCKET_NAME"):
         env.pop(k, None)
     return env
 
