@@ -8,6 +8,7 @@ STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_DEV := $(VENV)/.dev-stamp
 WHEELHOUSE := build/wheelhouse
+VK_CHECK := build/vk_check
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # clang and its libFuzzer/sanitizer runtimes for the fuzz targets (Debian 12: 14)
@@ -15,6 +16,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CLANG_VERSION ?= $(shell . /etc/os-release 2>/dev/null; [ "$$VERSION_CODENAME" = bookworm ] && echo 14 || echo 19)
 export CLANG_VERSION
 FUZZ_SECONDS ?= 60
+# The venus tests (pytest marker venus) need libvirglrenderer 1.x with virgl_render_server
+# and Mesa's venus ICD: Debian 13. Debian 12 has neither (Mesa 25's venus refuses 0.10.4),
+# so there they are deselected, and the run says so (tests/conftest.py).
+VENUS_TESTS ?= $(shell . /etc/os-release 2>/dev/null; [ "$$VERSION_CODENAME" = bookworm ] && echo deselect || echo run)
 FUZZ_TARGETS ?=
 
 APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
@@ -28,8 +33,11 @@ APT_PACKAGES := build-essential pkg-config python3-dev python3-venv \
 	clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev
 # packaging tests: the validators and installers a user's desktop and tools run
 APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
+# Vulkan guests (venus): the loader and ICDs (lavapipe; the virtio/venus ICD on Debian 13),
+# vulkaninfo, and what tests/vulkan/ builds its program with (headers, GLSL -> SPIR-V)
+APT_PACKAGES += mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools
 
-.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench lint clean native fuzz
+.PHONY: all setup run test test-fast test-trixie test-bookworm conformance conformance-ci bench bench-venus lint clean native fuzz
 
 all: setup
 
@@ -48,7 +56,7 @@ $(STAMP_PIP): $(STAMP_APT) pyproject.toml setup.py native/*.c native/*.h native/
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-setup: $(STAMP_PIP) build/vtest_redirect.so $(WHEELHOUSE)/.stamp
+setup: $(STAMP_PIP) build/vtest_redirect.so $(WHEELHOUSE)/.stamp $(VK_CHECK)
 
 native: $(STAMP_PIP)
 
@@ -65,6 +73,22 @@ build/vtest_redirect.so: native/vtest_redirect.c $(STAMP_APT)
 	@mkdir -p build
 	cc -O2 -Wall -shared -fPIC -o $@ $< -ldl
 
+# The Vulkan guest of the venus tests and bench (tests/vulkan/vk_check.c): the release's
+# compiler and Vulkan headers, its shaders compiled by glslang into SPIR-V headers.
+build/vulkan/%_vert.h: tests/vulkan/%.vert $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_vert -o $@ $< >/dev/null
+build/vulkan/%_frag.h: tests/vulkan/%.frag $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_frag -o $@ $< >/dev/null
+build/vulkan/%_comp.h: tests/vulkan/%.comp $(STAMP_APT)
+	@mkdir -p build/vulkan
+	glslangValidator -V --vn $*_comp -o $@ $< >/dev/null
+$(VK_CHECK): tests/vulkan/vk_check.c build/vulkan/pattern_vert.h build/vulkan/pattern_frag.h \
+		build/vulkan/probe_frag.h \
+		build/vulkan/square_comp.h
+	cc -O2 -Wall -Wextra -Werror -std=c11 -D_POSIX_C_SOURCE=200809L -Ibuild/vulkan -o $@ $< -lvulkan
+
 run: setup
 	$(VENV)/bin/virgl-viewer $(ARGS)
 
@@ -77,10 +101,10 @@ PYTEST_SESSIONS = rc=0; $(PY) -m pytest -ra $(1) || rc=$$?; \
 	VV_TEST_DISPLAY=wayland $(PY) -m pytest -ra $(1) || rc=$$?; exit $$rc
 
 test: setup
-	@$(call PYTEST_SESSIONS,$(PYTEST_ARGS))
+	@$(call PYTEST_SESSIONS,--venus=$(VENUS_TESTS) $(PYTEST_ARGS))
 
 test-fast: setup
-	@$(call PYTEST_SESSIONS,-m 'not mesa and not slow' $(PYTEST_ARGS))
+	@$(call PYTEST_SESSIONS,--venus=$(VENUS_TESTS) -m 'not mesa and not slow' $(PYTEST_ARGS))
 
 # The Debian 13 lane (virglrenderer 1.1, Mesa 25, Python 3.13): a debootstrapped trixie
 # root, cached in build/roots/, copied fresh for each run; in it a new user runs the
@@ -109,6 +133,11 @@ conformance-ci: setup
 bench: setup
 	$(PY) bench/run_bench.py $(ARGS)
 	$(PY) bench/viewer_bench.py $(VIEWER_ARGS)
+
+# Vulkan guests (venus) through our server against virgl_test_server --venus, alternating
+# (Debian 13: libvirglrenderer 1.1 with virgl_render_server; VENUS_ARGS= goes to the script)
+bench-venus: setup
+	$(PY) bench/venus_bench.py $(VENUS_ARGS)
 
 # Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
 # FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and

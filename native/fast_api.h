@@ -102,6 +102,17 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client);
 /* Fences the context's work so far (after an empty submit when switch_first);
  * returns virglrenderer's code. */
 int vv_conn_fence(struct vv_conn *c, int switch_first);
+/* A ring's fences (rings > 0: a venus context's queues, retired out of order with
+ * respect to the other rings, in order on their own): the last id given and the last
+ * retired. Ring 0 is fence_submitted/fence_completed. */
+struct vv_timeline { uint64_t submitted, completed; };
+/* Fence the context's work on ring ``ring`` (> 0); its id (1, 2, ... per ring) in *id. */
+int vv_conn_ring_fence(struct vv_conn *c, uint32_t ring, uint64_t *id);
+/* Ring ``ring``'s fences: the last id given and the last retired (0, 0: none yet). */
+struct vv_timeline vv_conn_timeline(struct vv_conn *c, uint32_t ring);
+/* Retire a context's fences that virglrenderer signals on that context's own poll fd
+ * (a venus context's: virgl_renderer_context_get_poll_fd), as the global poll does. */
+void vv_fast_poll_context(uint32_t ctx_id);
 /* Copies the logged fences with id >= from_id (oldest first). */
 int vv_conn_fences(struct vv_conn *c, uint64_t from_id, struct vv_fence_rec *out, int max);
 

@@ -386,6 +386,9 @@ void vv_conn_close(struct vv_conn *c)
    c->map = NULL;
    c->parked = 0;
    c->fd = -1;
+   free(c->timelines);
+   c->timelines = NULL;
+   c->n_timelines = 0;
 }
 
 void vv_conn_free(struct vv_conn *c)
@@ -420,6 +423,48 @@ int vv_conn_fence(struct vv_conn *c, int switch_first)
    rec->retired = 0;
    pthread_mutex_unlock(&log_lock);
    return 0;
+}
+
+int vv_conn_ring_fence(struct vv_conn *c, uint32_t ring, uint64_t *id)
+{
+   int rc;
+   if (ring == 0)
+      return -EINVAL;
+   if (ring >= c->n_timelines) {
+      struct vv_timeline *t = realloc(c->timelines, (ring + 1) * sizeof(*t));
+      if (!t)
+         return -ENOMEM;
+      memset(t + c->n_timelines, 0, (ring + 1 - c->n_timelines) * sizeof(*t));
+      c->timelines = t;
+      c->n_timelines = ring + 1;
+   }
+   rc = virgl_renderer_context_create_fence(c->ctx_id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE,
+                                            ring, c->timelines[ring].submitted + 1);
+   if (rc)
+      return rc;
+   *id = ++c->timelines[ring].submitted;
+   return 0;
+}
+
+struct vv_timeline vv_conn_timeline(struct vv_conn *c, uint32_t ring)
+{
+   struct vv_timeline none = {0, 0};
+   return ring < c->n_timelines ? c->timelines[ring] : none;
+}
+
+/* A fence on ring > 0 retired (with MERGEABLE: and the ring's fences before it). */
+static int ring_fence_retired(struct vv_conn *c, uint32_t ring, uint64_t fid)
+{
+   struct vv_timeline *t;
+   if (ring >= c->n_timelines)
+      return 0; /* never: the ids come from vv_conn_ring_fence */
+   t = &c->timelines[ring];
+   if (fid > t->submitted)
+      fid = t->submitted;
+   if (fid <= t->completed)
+      return 0;
+   t->completed = fid;
+   return 1;
 }
 
 static void fences_retired(struct vv_conn *c, uint64_t fid)
@@ -1343,18 +1388,23 @@ static void retiring_fence(uint32_t ctx_id, uint64_t fence_id)
    }
 }
 
-/* Retire fences, answer the BUSY_WAITs they release, go on with those
- * clients in C; queue what Python must see. */
-static void poll_fences(void)
+/* Retire the fences virglrenderer reported, answer the BUSY_WAITs they release,
+ * go on with those clients in C; queue what Python must see. */
+static void retire_fence_events(void)
 {
    struct vv_fence_event ev[64];
    int n, i;
-   virgl_renderer_poll();
    do {
       n = vv_drain_fences(ev, 64);
       for (i = 0; i < n; i++) {
          struct vv_conn *c = conn_of(ev[i].ctx_id);
          int status = -1;
+         if (ev[i].ring_idx) { /* a venus queue's timeline: Python signals its syncs */
+            if (c && ring_fence_retired(c, ev[i].ring_idx, ev[i].fence_id) &&
+                c->want_fence_cb)
+               ready_add(c, -1);
+            continue;
+         }
          if (!c) {
             retiring_fence(ev[i].ctx_id, ev[i].fence_id);
             continue;
@@ -1376,6 +1426,18 @@ static void poll_fences(void)
             ready_add(c, status);
       }
    } while (n == 64);
+}
+
+static void poll_fences(void)
+{
+   virgl_renderer_poll();
+   retire_fence_events();
+}
+
+void vv_fast_poll_context(uint32_t ctx_id)
+{
+   virgl_renderer_context_poll(ctx_id);
+   retire_fence_events();
 }
 
 int vv_fast_take_ready(struct vv_ready *out, int max)

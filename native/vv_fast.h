@@ -80,6 +80,8 @@ struct vv_conn {
    size_t ev_n, ev_cap;
    uint32_t ringed[VV_MAX_RINGED]; /* resources with a ring (vv_conn_attach_ring) */
    int n_ringed;
+   struct vv_timeline *timelines; /* fences on rings other than 0 (venus), by ring */
+   uint32_t n_timelines;
 };
 
 struct vv_ev { uint32_t kind, client; };

@@ -57,18 +57,32 @@ def pytest_configure(config: pytest.Config) -> None:
         "private weston); every other test runs in the X11 session only")
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    if config.getoption("--venus") == "deselect":
+        lines.append("venus tests: deselected (--venus=deselect: this stack has no venus)")
     if SESSION_WESTON is None:
-        return f"display: X11 ({os.environ.get('DISPLAY', 'none')}); wayland tests deselected"
+        lines.append(f"display: X11 ({os.environ.get('DISPLAY', 'none')}); wayland tests "
+                     "deselected")
+        return lines
     version = ".".join(map(str, SESSION_WESTON.version))
-    return (f"display: Wayland, weston {version} headless with its GL renderer "
-            f"({SESSION_WESTON.socket_path}); X11-session tests deselected")
+    lines.append(f"display: Wayland, weston {version} headless with its GL renderer "
+                 f"({SESSION_WESTON.socket_path}); X11-session tests deselected")
+    return lines
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the tests of this session's display (see the module's docstring); last, so
-    that what counts as the other session's is what ``-k``/``-m`` left."""
+    that what counts as the other session's is what ``-k``/``-m`` left. Before that, the
+    venus tests go on a stack without venus (``--venus=deselect``, the Makefile's choice
+    on Debian 12)."""
+    if config.getoption("--venus") == "deselect":
+        venus = [i for i in items if i.get_closest_marker("venus") is not None]
+        if venus:
+            items[:] = [i for i in items if i.get_closest_marker("venus") is None]
+            config.hook.pytest_deselected(items=venus)
+            config.stash[_VENUS_DESELECTED] = len(venus)
     wayland = SESSION_WESTON is not None
     keep = [i for i in items if (i.get_closest_marker("wayland") is not None) == wayland]
     other = [i for i in items if (i.get_closest_marker("wayland") is not None) != wayland]
@@ -78,7 +92,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    n = config.stash.get(_VENUS_DESELECTED, 0)
+    if n:
+        terminalreporter.write_line(f"venus: {n} tests deselected by --venus=deselect (they "
+                                    "run in the Debian 13 lane: make test-trixie)")
     if _OTHER_DISPLAY:
         session, other = (("X11", "Wayland") if SESSION_WESTON is None else ("Wayland", "X11"))
         terminalreporter.write_line(
@@ -107,6 +126,20 @@ def selected_server_kind() -> ServerKind:
     if kind not in ("ours", "upstream"):
         raise pytest.UsageError(f"{SERVER_ENV_VAR} must be 'ours' or 'upstream', not {kind!r}")
     return "ours" if kind == "ours" else "upstream"
+
+
+# ---------------------------------------------------------------- venus selection
+# The venus tests need libvirglrenderer 1.x with virgl_render_server and Mesa's venus
+# ICD (Debian 13). On a stack without them they fail, never skip: the Makefile picks
+# `--venus=deselect` for Debian 12 (Mesa 25's venus refuses 0.10.4, and Debian 12 ships
+# no venus ICD), and the run's header and summary say that they were left out.
+_VENUS_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--venus", choices=("run", "deselect"), default="run",
+                     help="run the tests marked venus (default), or deselect them on a "
+                          "stack that has no venus (the Makefile decides per release)")
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GUI: run the GUI thread N nice levels below the render thread, "
                         "so that on a CPU-only host the guests' work comes before "
                         "showing it (0: the same priority; default %(default)s)")
+    p.add_argument("--venus", action="store_true",
+                   help="also serve Vulkan guests (Mesa's venus driver, VN_DEBUG=vtest): "
+                        "virglrenderer runs their contexts in its virgl_render_server, "
+                        "started with the viewer (needs libvirglrenderer 1.x built with "
+                        "venus)")
     p.add_argument("--budget", action="append", default=[], metavar="NAME=VALUE",
                    help="change one of the limits a guest is held to (repeatable; sizes "
                         "take K, M or G; the README lists them: resources, shm_bytes, "
@@ -84,7 +89,7 @@ def run_headless(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid,
-                      budgets=args.budgets)
+                      venus=args.venus, budgets=args.budgets)
     if args.snapshot_dir:
         from virgl_viewer.snapshots import SnapshotWriter
 

@@ -61,12 +61,13 @@ class RenderSide:
                  on_change: Callable[[str, Scanout], None], frames_fd: int,
                  registry: StateRegistry, present_interval: float,
                  allowed_uids: Iterable[int] = (),
-                 budgets: Budgets = DEFAULT_BUDGETS) -> None:
+                 budgets: Budgets = DEFAULT_BUDGETS, venus: bool = False) -> None:
         def provider() -> tuple[SharedProvider, Callable[[], None]]:
             p = SharedProvider(egl_display, share_context)
             return p, p.close
 
-        self.thread = RenderThread(path, provider, allowed_uids=allowed_uids, budgets=budgets)
+        self.thread = RenderThread(path, provider, allowed_uids=allowed_uids, venus=venus,
+                                   budgets=budgets)
         self.thread.on_ready = self._ready
         self.thread.on_stop = self._stopping
         self._on_change = on_change

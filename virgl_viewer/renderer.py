@@ -9,11 +9,14 @@ Everything here runs on the render thread.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 from collections.abc import Callable
 
+from virgl_viewer.errors import RendererError
 from virgl_viewer.virgl import (
+    LIBRARY,
     GLContextProvider,
     Renderer,
     new_resource_id,
@@ -30,6 +33,12 @@ class RenderHost:
         self.provider = provider
         self.venus_enabled = venus
         self.renderer = Renderer(provider, thread_sync=True, venus=venus)
+        if venus and self.renderer.capset_info(CAPSET_VENUS)[1] == 0:
+            self.renderer.close()
+            raise RendererError(
+                "virgl_renderer_init: libvirglrenderer "
+                f"{'.'.join(map(str, LIBRARY.version))} offers no venus capset (built "
+                "without venus, or its virgl_render_server did not start)", errno.ENOTSUP)
         self._ctx_ids = itertools.count(1)
         self.caps_v1 = self.renderer.fill_caps(CAPSET_VIRGL, 1)
         self.caps_v2 = self.renderer.fill_caps(CAPSET_VIRGL2, 1)

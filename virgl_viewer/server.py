@@ -209,6 +209,11 @@ class VtestServer:
     def _on_poll(self) -> None:
         """Fences retired: the C poll answered the BUSY_WAITs they release and
         went on with those clients; here only what it hands back."""
+        self.fences_polled()
+
+    def fences_polled(self) -> None:
+        """After a C fence poll (the global one, or a venus context's): act on what
+        it handed back for Python."""
         by_token = self._by_token
         for token, status, fences in self._poller.take():
             s = by_token.get(token)

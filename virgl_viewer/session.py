@@ -32,6 +32,7 @@ from virgl_viewer.objects import Resource, Sync, SyncWaiter
 from virgl_viewer.session_parts import SessionServer
 from virgl_viewer.session_resources import ResourceCommands
 from virgl_viewer.session_sync import SyncCommands
+from virgl_viewer.session_venus import VenusCommands
 from virgl_viewer.virgl import (
     FAST_EOF,
     FAST_ERROR,
@@ -73,7 +74,7 @@ def client_name(raw: bytes) -> str:
     return text or "unnamed"
 
 
-class Session(ResourceCommands, SyncCommands):
+class Session(ResourceCommands, SyncCommands, VenusCommands):
     """A connected vtest client."""
 
     def __init__(self, server: SessionServer, sock: socket.socket, pid: int, uid: int,
@@ -104,6 +105,10 @@ class Session(ResourceCommands, SyncCommands):
         self._waiting: dict[int, set[SyncWaiter]] = {}  # sync id -> the waiters on it
         # fences: counted in C (fence_submitted/completed), all on virgl ring 0
         self._timeline: deque[tuple[int, list[tuple[Sync, int]]]] = deque()
+        # venus queues (rings > 0): session_venus.py
+        self.venus_rings: dict[int, deque[tuple[int, list[tuple[Sync, int]]]]] = {}
+        self.venus_timelines: dict[int, tuple[int, int]] = {}
+        self._venus_poll_fd = -1
         # bytes (a memoryview once partly sent: slicing it copies nothing), or an fd
         self._out: deque[bytes | memoryview | int] = deque()
         self._out_bytes = 0  # bytes (not fds) in _out
@@ -491,6 +496,10 @@ class Session(ResourceCommands, SyncCommands):
         self._waiting.clear()
         host = self.host
         submitted, completed = self.fence_submitted, self.fence_completed
+        if self.capset_id == P.CAPSET_VENUS:
+            # its fences are the render server's: no vrend fence thread to outlive
+            self._venus_stop()
+            completed = submitted
         self.fast.close()  # no more fences routed here; the fence log stays
         for res in self.resources.values():
             self._destroy_resource(res)
@@ -531,6 +540,8 @@ class Session(ResourceCommands, SyncCommands):
                                               self.capset_id)
             self.ctx_id = ctx_id
             self.fast.set_context(ctx_id)
+            if self.capset_id == P.CAPSET_VENUS:
+                self._venus_started()
         return self.ctx_id
 
     # ------------------------------------------------------------ handshake

@@ -59,6 +59,7 @@ class SyncCommands:
         cmd = self._command = "SUBMIT_CMD2"
         ctx_id = self._ensure_context()
         payload = ev.payload
+        venus = self.capset_id == P.CAPSET_VENUS
         for batch in ev.batches:
             signals: list[tuple[Sync, int]] = []
             for sync_id, value in batch.syncs:
@@ -66,6 +67,9 @@ class SyncCommands:
                 if sync is None:
                     raise ClientError(f"sync {sync_id} does not belong to this client", cmd)
                 signals.append((sync, value))
+            if venus:
+                self._venus_submit(batch, payload, signals)
+                continue
             if batch.cmd_size:
                 self._rewrite(cmd, payload, batch.cmd_offset, batch.cmd_size)
                 start = 4 * batch.cmd_offset
@@ -91,7 +95,8 @@ class SyncCommands:
             _, signals = timeline.popleft()
             for sync, value in signals:
                 self._signal_sync(sync, value)
-        if not timeline:
+        rings_pending = bool(self.venus_timelines) and self._venus_fences()
+        if not timeline and not rings_pending:
             self.fast.want_fence_cb = 0
 
     def _on_busy_wait(self: SessionCore, ev: P.ResourceBusyWait) -> None:

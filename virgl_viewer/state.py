@@ -78,7 +78,8 @@ class _Client:
 
     __slots__ = ("closed_at", "done_fid", "fence_keys", "hist_counts", "key", "last_fid", "name",
                  "pending", "presents", "rates", "reason", "record", "res", "res_bytes",
-                 "samples", "series", "series_t", "session", "sync_dirty", "sync_keys")
+                 "samples", "series", "series_t", "session", "sync_dirty", "sync_keys",
+                 "timeline_keys")
 
     def __init__(self, key: int, s: Session, now: float) -> None:
         self.key = key
@@ -95,6 +96,7 @@ class _Client:
         self.done_fid = 0
         self.hist_counts = [0] * (len(LATENCY_EDGES_MS) + 1)
         self.sync_keys: dict[int, int] = {}  # sync id -> record key
+        self.timeline_keys: dict[int, int] = {}  # venus ring -> record key
         self.sync_dirty = True
         self.samples: deque[tuple[float, int, int, int]] = deque(
             [(now, s.submits, s.bytes_submitted, 0)])
@@ -362,6 +364,10 @@ class StateRegistry(ServerObserver):
             self._fence_recs.pop(key, None)
             df.remove(key)
         c.sync_keys.clear()
+        for key in c.timeline_keys.values():
+            self._fence_recs.pop(key, None)
+            df.remove(key)
+        c.timeline_keys.clear()
 
     def _resync(self, now: float, dr: _Builder[ResourceInfo],
                 df: _Builder[SyncPointInfo]) -> None:
@@ -406,6 +412,8 @@ class StateRegistry(ServerObserver):
             self._sample(c, s, now)
             if c.sync_dirty or c.sync_keys:
                 self._scan_syncs(c, s, now, df)
+            if s.venus_timelines or c.timeline_keys:
+                self._scan_timelines(c, s, now, df)
         fps, sps, bps = c.rates
         state = "active"
         if c.closed_at is not None:
@@ -467,6 +475,26 @@ class StateRegistry(ServerObserver):
                 rec = recs[key] = old._replace(
                     value=value, pending=pend,
                     signalled=now if old.value != value else old.signalled)
+                d.change(rec)
+
+    def _scan_timelines(self, c: _Client, s: Session, now: float,
+                        d: _Builder[SyncPointInfo]) -> None:
+        """A row per venus queue (ring): fences retired (value), in flight (pending)."""
+        recs = self._fence_recs
+        for ring, (given, done) in s.venus_timelines.items():
+            key = c.timeline_keys.get(ring)
+            if key is None:
+                key = c.timeline_keys[ring] = self._next_key
+                self._next_key += 1
+                rec = recs[key] = SyncPointInfo(key, "timeline", c.key, c.name, s.pid, s.ctx_id,
+                                                ring, now, None, given - done, done)
+                d.add(rec)
+                continue
+            old = recs[key]
+            if old.value != done or old.pending != given - done:
+                rec = recs[key] = old._replace(
+                    value=done, pending=given - done,
+                    signalled=now if old.value != done else old.signalled)
                 d.change(rec)
 
     def _expire(self, c: _Client, dc: _Builder[ClientInfo], df: _Builder[SyncPointInfo]) -> None:

@@ -148,7 +148,7 @@ class ResourceInfo(NamedTuple):
         return bind_names(self.bind)
 
 
-SyncPointKind = Literal["fence", "sync"]
+SyncPointKind = Literal["fence", "sync", "timeline"]
 
 
 class SyncPointInfo(NamedTuple):
@@ -158,7 +158,9 @@ class SyncPointInfo(NamedTuple):
     Fence: ``created``/``signalled`` are when it was created and retired; ``pending`` is
     how many fences of its context were in flight once it was created. Sync: ``created``
     is when it was first seen, ``signalled`` when its value last changed, ``value`` its
-    timeline value and ``pending`` the SYNC_WAITs waiting on it.
+    timeline value and ``pending`` the SYNC_WAITs waiting on it. Timeline (a venus
+    queue: ``id`` its ring): ``value`` its fences retired, ``pending`` those in flight,
+    ``signalled`` when one last retired.
     """
 
     key: int

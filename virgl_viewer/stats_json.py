@@ -99,9 +99,12 @@ def snapshot_dict(snap: Snapshot, fences_per_client: int | None = FENCES_PER_CLI
     """The JSON document of a snapshot (``fences_per_client=None``: every fence kept)."""
     fences: dict[int, list[SyncPointInfo]] = {}
     syncs = []
+    timelines = []
     for f in snap.fences:
         if f.kind == "sync":
             syncs.append(f)
+        elif f.kind == "timeline":
+            timelines.append(f)
         else:
             fences.setdefault(f.client_key, []).append(f)
     clients = []
@@ -128,10 +131,12 @@ def snapshot_dict(snap: Snapshot, fences_per_client: int | None = FENCES_PER_CLI
             "submits": sum(c.submits for c in snap.clients),
             "fences_pending": sum(c.fences_pending for c in active),
             "syncs": len(syncs),
+            "timelines": len(timelines),
         },
         "clients": clients,
         "resources": [resource_dict(snap, r) for r in snap.resources],
         "syncs": [fence_dict(snap, f) for f in syncs],
+        "timelines": [fence_dict(snap, f) for f in timelines],
         "fences": [fence_dict(snap, f) for f in listed],
         "latency_histogram": {"edges_ms": list(LATENCY_EDGES_MS), "counts": total_hist},
     }

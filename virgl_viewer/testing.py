@@ -52,8 +52,9 @@ class RunningServer:
         return int(self.call(lambda: len(self.server.sessions)))
 
 
-def start_server(path: str) -> RunningServer:
-    """Start an in-process headless server on ``path``."""
+def start_server(path: str, venus: bool = False) -> RunningServer:
+    """Start an in-process headless server on ``path`` (``venus``: serving Vulkan
+    guests too, as ``--venus``)."""
     from virgl_viewer.egl import SurfacelessProvider
     from virgl_viewer.server import RenderThread
 
@@ -61,7 +62,7 @@ def start_server(path: str) -> RunningServer:
         p = SurfacelessProvider()
         return p, p.close
 
-    rt = RenderThread(path, factory)
+    rt = RenderThread(path, factory, venus=venus)
     rt.start()
     return RunningServer(path, rt)
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 THREAD_SYNC = lib.VIRGL_RENDERER_THREAD_SYNC
 VENUS = lib.VIRGL_RENDERER_VENUS
+RENDER_SERVER = lib.VIRGL_RENDERER_RENDER_SERVER
 USE_EXTERNAL_BLOB = lib.VIRGL_RENDERER_USE_EXTERNAL_BLOB
 
 
@@ -186,8 +187,11 @@ class Renderer:
         # vrend_renderer_fill_caps_v2) and Mesa >= 23 virpipe then asks for HOST3D
         # blobs for persistent/coherent buffers, which a vtest server cannot map into
         # the guest (vrend's glBufferStorage buffers have no fd to export).
+        # VENUS | RENDER_SERVER: Vulkan contexts (capset 4) run in virgl_render_server,
+        # a process the library starts now (proxy_renderer_init); 1.x has venus only
+        # that way. Their fences retire on each context's own poll fd.
         flags = (USE_EXTERNAL_BLOB | (THREAD_SYNC if thread_sync else 0)
-                 | (VENUS if venus else 0))
+                 | (VENUS | RENDER_SERVER if venus else 0))
         _renderer = self
         rc = lib.vv_renderer_init(self._cookie, _ptr(provider.egl_display), flags)
         try:
@@ -270,6 +274,18 @@ class Renderer:
             raise RendererError("vv_context_retire", -rc)
         self._check("virgl_renderer_context_destroy", 0)
         return rc == 1
+
+    def context_poll_fd(self, ctx_id: int) -> int:
+        """The fd that becomes readable when fences of ``ctx_id`` retire, for contexts
+        whose fences do not retire through the global poll fd (venus: the proxy
+        context's eventfd), or -1. Owned by the library."""
+        return int(lib.virgl_renderer_context_get_poll_fd(ctx_id))
+
+    def poll_context(self, ctx_id: int) -> None:
+        """Retire the fences of ``ctx_id`` its poll fd announced (vv_fast_poll_context:
+        the C fence poll then has work for ``FastPoller.take``)."""
+        lib.vv_fast_poll_context(ctx_id)
+        self._check("virgl_renderer_context_poll", 0)
 
     @property
     def contexts_retiring(self) -> int:
@@ -827,6 +843,20 @@ class FastConn:
         if rc:
             raise RendererError("virgl_renderer_context_create_fence", abs(rc))
         return int(self._c.fence_submitted)
+
+    def ring_fence(self, ring: int) -> int:
+        """Fence the context's work on ring ``ring`` (> 0: a venus queue's timeline);
+        returns its id, counted per ring from 1."""
+        fid = ffi.new("uint64_t *")
+        rc = lib.vv_conn_ring_fence(self._c, ring, fid)
+        if rc:
+            raise RendererError("virgl_renderer_context_create_fence", abs(rc))
+        return int(fid[0])
+
+    def timeline(self, ring: int) -> tuple[int, int]:
+        """Ring ``ring``'s fences: (last id given, last retired)."""
+        t = lib.vv_conn_timeline(self._c, ring)
+        return int(t.submitted), int(t.completed)
 
     def fences(self, from_id: int, limit: int = 1024) -> list[FenceRecord]:
         """The logged fences (the newest 1024) with id >= from_id, oldest first.

@@ -189,6 +189,9 @@ void virgl_renderer_poll(void)
    }
 }
 
+/* Venus contexts' own poll fds: the engine's streams make none (no CONTEXT_INIT in C). */
+void virgl_renderer_context_poll(uint32_t ctx_id) { (void)ctx_id; }
+
 int virgl_renderer_resource_create(struct virgl_renderer_resource_create_args *args,
                                    struct iovec *iov, uint32_t num_iovs)
 {

@@ -34,7 +34,9 @@ UpstreamMode = Literal["fork", "multi"]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 CLIENT_ONLY_ENV = ("GALLIUM_DRIVER", "VTEST_SOCKET_NAME", "LD_PRELOAD", "DISPLAY",
-                   "LIBGL_ALWAYS_SOFTWARE", "PIGLIT_PLATFORM", "WAYLAND_DISPLAY")
+                   "LIBGL_ALWAYS_SOFTWARE", "PIGLIT_PLATFORM", "WAYLAND_DISPLAY",
+                   # a venus guest's: the servers' render server must see the host's ICDs
+                   "VN_DEBUG", "VK_DRIVER_FILES", "VK_ICD_FILENAMES")
 
 
 _PROBLEM_RE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|Fatal Python error")
@@ -72,7 +74,8 @@ class Server:
 
     def __init__(self, kind: ServerKind, socket_path: Path, log_path: Path, *,
                  upstream_mode: UpstreamMode = "fork", log_level: str = "info",
-                 python: str | None = None, env: dict[str, str] | None = None) -> None:
+                 python: str | None = None, env: dict[str, str] | None = None,
+                 venus: bool = False) -> None:
         if kind not in ("ours", "upstream"):
             raise ValueError(f"unknown server kind {kind!r}")
         if str(socket_path) == "/tmp/.virgl_test":
@@ -84,6 +87,7 @@ class Server:
         self.log_level = log_level
         self.python = python or sys.executable
         self.extra_env = env
+        self.venus = venus  # both: --venus (Vulkan guests through virgl_render_server)
         self.returncode: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -91,9 +95,10 @@ class Server:
     def argv(self) -> list[str]:
         if self.kind == "ours":
             return [self.python, "-m", "virgl_viewer", "--headless",
-                    "--socket", str(self.socket_path), "--log-level", self.log_level]
+                    "--socket", str(self.socket_path), "--log-level", self.log_level,
+                    *(["--venus"] if self.venus else [])]
         argv = ["virgl_test_server", "--use-egl-surfaceless",
-                f"--socket-path={self.socket_path}"]
+                f"--socket-path={self.socket_path}", *(["--venus"] if self.venus else [])]
         if self.upstream_mode == "multi":
             argv += ["--multi-clients", "--no-fork"]
         return argv

@@ -62,6 +62,8 @@ class FakeSession:
     syncs: dict[int, Sync] = field(default_factory=dict)
     sync_waiters: list[SyncWaiter] = field(default_factory=list)
     fast: FakeFenceLog = field(default_factory=FakeFenceLog)
+    # venus rings: ring -> (fences given, fences retired), as Session.venus_timelines
+    venus_timelines: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def fence_created(s: FakeSession, fid: int, at: float | None = None) -> None:
@@ -244,6 +246,22 @@ def test_syncs_added_signalled_waited_and_removed(reg: StateRegistry) -> None:
     del s.syncs[1]
     reg.sync_changed(s)  # type: ignore[arg-type]
     assert reg.pull().fences.removed == (f.key,)
+
+
+def test_venus_timelines_added_retired_and_removed_with_the_client(reg: StateRegistry
+                                                                    ) -> None:
+    s = FakeSession(protocol_version=3, capset_id=4)
+    reg.session_named(s)  # type: ignore[arg-type]
+    s.venus_timelines = {0: (1, 0), 3: (2, 0)}
+    added = {f.id: f for f in reg.pull().fences.added if f.kind == "timeline"}
+    assert {r: (f.value, f.pending, f.signalled) for r, f in added.items()} == {
+        0: (0, 1, None), 3: (0, 2, None)}
+    s.venus_timelines = {0: (1, 1), 3: (2, 0)}
+    (f,) = reg.pull().fences.changed
+    assert (f.id, f.value, f.pending) == (0, 1, 0) and f.signalled is not None
+    s.closed = True
+    reg.session_closed(s)  # type: ignore[arg-type]
+    assert set(reg.pull().fences.removed) >= {f.key, added[3].key}
 
 
 def test_overflow_resyncs_from_the_sessions() -> None:

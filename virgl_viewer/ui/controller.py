@@ -101,11 +101,12 @@ def present_interval() -> float:
 
 class ViewerController(QObject):
     def __init__(self, path: str, allowed_uids: Iterable[int] = (),
-                 budgets: Budgets = DEFAULT_BUDGETS) -> None:
+                 budgets: Budgets = DEFAULT_BUDGETS, venus: bool = False) -> None:
         super().__init__()
         self.path = path
         self.allowed_uids = tuple(allowed_uids)
         self.budgets = budgets
+        self.venus = venus
         self.bridge = ScanoutBridge()
         self.bridge.scanout_event.connect(self._on_event)
         self.windows: dict[int, ScanoutWindow] = {}
@@ -131,7 +132,8 @@ class ViewerController(QObject):
         side = RenderSide(self.path, dpy, share, on_change=self.bridge.scanout_event.emit,
                           frames_fd=self._frames_fd, registry=self.registry,
                           present_interval=present_interval(),
-                          allowed_uids=self.allowed_uids, budgets=self.budgets)
+                          allowed_uids=self.allowed_uids, budgets=self.budgets,
+                          venus=self.venus)
         side.start()
         self.render = side
         self.previews.side = side

@@ -62,7 +62,7 @@ SLOW_MS = 500
 TABLES = ("clients", "resources", "fences")
 KINDS = {"clients": ("active", "error", "disconnected"),
          "resources": ("buffer", "texture", "display target", "blob"),
-         "fences": ("fence", "sync")}
+         "fences": ("fence", "sync", "timeline")}
 
 
 def describe(rec: Any) -> str:
