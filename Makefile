@@ -98,6 +98,7 @@ ASAN_ENV = LD_PRELOAD=$(shell $(ASAN_CC) -print-file-name=libasan.so):$(shell $(
 	UBSAN_OPTIONS=print_stacktrace=1:abort_on_error=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/ubsan
 
 $(ASAN_DIR)/.stamp: $(STAMP_PIP) native/*.c native/*.h native/build_native.py
+	@mkdir -p $(ASAN_DIR)
 	CC=$(ASAN_CC) $(PY) native/build_native.py --out $(ASAN_DIR) \
 	  --cflags "-O1 -g $(ASAN_SANITIZE)" --ldflags "$(ASAN_SANITIZE)" >$(ASAN_DIR).log 2>&1 \
 	  || { cat $(ASAN_DIR).log; exit 1; }
