@@ -71,5 +71,21 @@ def make_builder(cflags: Sequence[str] = ("-O2",), ldflags: Sequence[str] = (),
 
 ffibuilder = make_builder(for_setuptools=True)
 
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python native/build_native.py [--out DIR] [--cflags FLAGS] [--ldflags FLAGS]``:
+    builds the module into DIR (``make test-asan`` builds its sanitized one into
+    build/asan this way, beside and not over the normal build) and prints its path."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", default=str(ROOT / "build" / "cffi"))
+    ap.add_argument("--cflags", default="-O2", help="compiler flags (one string)")
+    ap.add_argument("--ldflags", default="", help="linker flags (one string)")
+    args = ap.parse_args(argv)
+    ffi = make_builder(cflags=shlex.split(args.cflags), ldflags=shlex.split(args.ldflags))
+    print(ffi.compile(tmpdir=args.out, verbose=True))
+
+
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=True)
+    main()

@@ -123,12 +123,25 @@ _DONE_RE = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+)(?: ft: (\d+))?")  # the last r
 _STAT_RE = re.compile(r"stat::number_of_executed_units: (\d+)")
 
 
+def _env(target: str) -> dict[str, str]:
+    """The environment of ``target``'s process. The server target (a real server, the
+    binding in it) runs in the suite's: under ``make test-asan`` that is the sanitized
+    binding with its runtime preloaded. The others get no preloaded runtime: the
+    libFuzzer targets have clang's linked in (two ASan runtimes refuse to start), and
+    atheris' libFuzzer (the codec, pure Python) takes its coverage callbacks from the
+    first library that defines them, which a preloaded ASan runtime would be."""
+    if target == "server":
+        return dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    return env
+
+
 def run_target(target: str, seconds: float, inputs: list[Path] | None = None,
                out: Path = OUT, seed: int | None = None) -> Result:
     start = time.monotonic()
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    proc = subprocess.run(command(target, seconds, inputs, out, seed), cwd=ROOT, env=env,
+    proc = subprocess.run(command(target, seconds, inputs, out, seed), cwd=ROOT, env=_env(target),
                           capture_output=True, text=True, errors="replace", check=False,
                           timeout=seconds + 300)
     out = proc.stdout + proc.stderr

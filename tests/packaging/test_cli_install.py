@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.procs import tool_env
 
 from virgl_viewer.desktop import APP_ID
 
@@ -57,7 +58,7 @@ def test_install_desktop_entry_into_user_data_dirs(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     for prog in ("virgl-viewer", "virgl-guest"):
         page = home / "man" / "man1" / f"{prog}.1"
-        man = _run(["man", "-l", str(page)], dict(env, MANWIDTH="100"))
+        man = _run(["man", "-l", str(page)], tool_env(dict(env, MANWIDTH="100")))
         assert man.returncode == 0 and "--socket" in man.stdout.replace("\u2010", "-"), man
     # ... and every line of the log names a file it wrote
     written = sorted(p for p in home.rglob("*") if p.is_file())

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.procs import tool_env
 
 from virgl_viewer import __version__
 from virgl_viewer.manpage import PROGRAMS, parser_for
@@ -19,8 +20,8 @@ from virgl_viewer.manpage import PROGRAMS, parser_for
 def _man_text(page: Path) -> str:
     """The page as man shows it on an 80-column terminal; fails on groff warnings."""
     # GROFF_NO_SGR: groff >= 1.23 (Debian 13) otherwise writes ANSI escapes, not overstrikes
-    env = dict(os.environ, MANWIDTH="200", MAN_KEEP_FORMATTING="0", LC_ALL="C.UTF-8",
-               GROFF_NO_SGR="1")
+    env = tool_env(dict(os.environ, MANWIDTH="200", MAN_KEEP_FORMATTING="0",
+                        LC_ALL="C.UTF-8", GROFF_NO_SGR="1"))
     r = subprocess.run(["man", "--warnings=all", "-l", str(page)], capture_output=True,
                        text=True, env=env, timeout=60, check=False)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -11,13 +11,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from support.procs import tool_env
+
 from virgl_viewer import __version__
 from virgl_viewer.desktop import APP_ID, desktop_entry, icon_pngs, icon_svg, metainfo
 from virgl_viewer.manpage import PROGRAMS
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                          env=tool_env())
 
 
 def _desktop_keys() -> dict[str, str]:

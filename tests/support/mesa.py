@@ -63,8 +63,9 @@ def mesa_env(socket: str | os.PathLike[str], display: str,
     if needs_vtest_redirect():
         if not VTEST_REDIRECT.exists():
             raise FileNotFoundError(f"{VTEST_REDIRECT} is missing: run `make setup`")
+        # after what is there: a sanitizer runtime (make test-asan) must come first
         preload = env.get("LD_PRELOAD", "")
-        env["LD_PRELOAD"] = f"{VTEST_REDIRECT}:{preload}" if preload else str(VTEST_REDIRECT)
+        env["LD_PRELOAD"] = f"{preload}:{VTEST_REDIRECT}" if preload else str(VTEST_REDIRECT)
     return env
 
 

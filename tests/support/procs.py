@@ -1,7 +1,7 @@
 """Waiting on conditions and stopping subprocesses: the one place for both, used by the
 tests that start the app, a guest, a server, Xvfb or a Mesa client as processes of their
 own (and by ``bench/``). Qt tests wait with ``qtbot.waitUntil`` instead, which keeps
-processing Qt events."""
+processing Qt events. And the environment of a program that is not ours (``tool_env``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+SANITIZER_RUNTIMES = ("libasan.", "libubsan.", "libclang_rt.")
+
+
+def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: ours) for a program that loads nothing of ours and is not
+    under test itself (man, appstreamcli): without a sanitizer runtime in ``LD_PRELOAD``
+    (``make test-asan`` preloads one for our processes). Such tools are not built for it:
+    under GCC 12's libasan groff's troff aborts on its own alloc-dealloc mismatch and
+    appstreamcli deadlocks in bindtextdomain."""
+    env = dict(os.environ if base is None else base)
+    keep = [p for p in env.pop("LD_PRELOAD", "").split(":")
+            if p and not Path(p).name.startswith(SANITIZER_RUNTIMES)]
+    if keep:
+        env["LD_PRELOAD"] = ":".join(keep)
+    return env
 
 
 def wait_for(pred: Callable[[], object], timeout: float = 10.0, step: float = 0.02) -> bool:

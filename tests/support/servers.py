@@ -10,7 +10,9 @@ session so stopping it also ends its forked children.
 
 Both get the same environment: ours minus client-side variables (a server that inherits
 ``GALLIUM_DRIVER=virpipe`` would try to render through itself) plus
-``MESA_SHADER_CACHE_DISABLE=true``.
+``MESA_SHADER_CACHE_DISABLE=true``. ``LD_PRELOAD`` keeps what the run itself was started
+with (``make test-asan``: the sanitizer runtime, which the sanitized binding needs) minus
+the clients' ``vtest_redirect.so``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ ServerKind = Literal["ours", "upstream"]
 UpstreamMode = Literal["fork", "multi"]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
-CLIENT_ONLY_ENV = ("GALLIUM_DRIVER", "VTEST_SOCKET_NAME", "LD_PRELOAD", "DISPLAY",
+CLIENT_ONLY_ENV = ("GALLIUM_DRIVER", "VTEST_SOCKET_NAME", "DISPLAY",
                    "LIBGL_ALWAYS_SOFTWARE", "PIGLIT_PLATFORM", "WAYLAND_DISPLAY",
                    # a venus guest's: the servers' render server must see the host's ICDs
                    "VN_DEBUG", "VK_DRIVER_FILES", "VK_ICD_FILENAMES")
+CLIENT_ONLY_PRELOAD = "vtest_redirect.so"
 
 
 _PROBLEM_RE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|Fatal Python error")
@@ -49,6 +52,10 @@ class ServerError(RuntimeError):
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment both servers run in."""
     env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
+    preload = [p for p in env.pop("LD_PRELOAD", "").split(":")
+               if p and Path(p).name != CLIENT_ONLY_PRELOAD]
+    if preload:
+        env["LD_PRELOAD"] = ":".join(preload)
     env["MESA_SHADER_CACHE_DISABLE"] = "true"
     env.setdefault("PYTHONUNBUFFERED", "1")
     if extra:
