@@ -18,20 +18,31 @@ import pytest
 
 if TYPE_CHECKING:
     from virgl_viewer.guest import VtestClient
+    from virgl_viewer.isolation import ProcessServer, ProcessThread
     from virgl_viewer.server import RenderThread, VtestServer
 
 
 @dataclass
 class RunningServer:
-    """A server started by the ``virgl_server`` fixture."""
+    """A server started by the ``virgl_server`` fixture. ``isolation`` "shared": every
+    client served on ``thread`` (a RenderThread); "process": each by a renderer process
+    of its own, ``thread`` (a ProcessThread) accepting and collecting their events."""
 
     path: str
-    thread: RenderThread
+    thread: RenderThread | ProcessThread
+    isolation: str = "shared"
 
     @property
-    def server(self) -> VtestServer:
-        assert self.thread.server is not None
-        return self.thread.server
+    def server(self) -> Any:
+        """The VtestServer (shared) or ProcessServer (process)."""
+        server: VtestServer | ProcessServer | None = self.thread.server
+        assert server is not None
+        return server
+
+    def renderer_pids(self) -> list[int]:
+        """The renderer process of each connected client (this process when shared)."""
+        return sorted(int(getattr(s, "renderer_pid", os.getpid()))
+                      for s in self.call(lambda: list(self.server.sessions)))
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the render thread and return its result."""
@@ -52,8 +63,18 @@ class RunningServer:
         return int(self.call(lambda: len(self.server.sessions)))
 
 
-def start_server(path: str) -> RunningServer:
-    """Start an in-process headless server on ``path``."""
+def start_server(path: str, isolation: str = "shared", **kwargs: Any) -> RunningServer:
+    """Start a headless server on ``path``: in this process (``isolation="shared"``)
+    or with a renderer process per client (``"process"``; ``kwargs`` go to
+    ProcessThread: pool_size, cfg)."""
+    if isolation == "process":
+        from virgl_viewer.isolation import ProcessThread
+        from virgl_viewer.worker import WorkerConfig
+
+        cfg = kwargs.pop("cfg", None) or WorkerConfig()
+        pt = ProcessThread(path, cfg, budgets=cfg.budgets, **kwargs)
+        pt.start()
+        return RunningServer(path, pt, "process")
     from virgl_viewer.egl import SurfacelessProvider
     from virgl_viewer.server import RenderThread
 

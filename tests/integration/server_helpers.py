@@ -271,6 +271,9 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
         caplog.clear()
         culprit = Culprit(name, os.getpid())
         yield culprit
+        # with a renderer process per client its log line is relayed: it may land
+        # after the client saw its socket close
+        wait_for(lambda: any(r.levelno >= logging.WARNING for r in caplog.records))
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
         assert wait_for(lambda: open_fds() == baseline), (

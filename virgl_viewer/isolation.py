@@ -1,0 +1,645 @@
+"""``--isolation process``: the main process's side of renderer workers.
+
+Why: one guest's crash or load must not reach the others (see worker.py for the
+worker's side). How: ``ProcessServer`` is a ClientListener like VtestServer: it accepts,
+checks the peer, and hands the socket (SCM_RIGHTS) to a warm worker of ``WorkerPool``,
+which then serves the client itself; the per-frame stream never passes through here.
+Each worker's event stream (worker_events, checked there) is replayed as the same
+ServerObserver calls the shared mode makes, with a ``RemoteSession`` standing in for
+the worker's Session, so the state registry, --stats-json, the inspector and the
+scanout windows see every worker's clients without knowing where they run.
+A worker that dies gives one log line naming the client, its pid and the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
+from virgl_viewer.budgets import Budgets
+from virgl_viewer.errors import VirglViewerError
+from virgl_viewer.formats import estimate_resource_bytes
+from virgl_viewer.objects import Resource, Sync, SyncWaiter
+from virgl_viewer.server import ClientListener, ServerObserver, name_native_thread
+from virgl_viewer.session import client_name
+from virgl_viewer.virgl import FenceRecord
+from virgl_viewer.worker import WorkerConfig
+from virgl_viewer.worker_events import MAX_DATAGRAM, StreamError, decode_events, encode
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 4  # warm workers kept ready (each ~30 MB private memory after init here)
+FENCE_LOG = 1024  # fences kept per remote session, as the C log keeps
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+MAX_BOOT_FAILURES = 3  # workers in a row that die before serving: stop respawning
+
+
+def describe_status(status: int) -> str:
+    """A waitpid status in words: "killed by SIGSEGV", "exited with status 3"."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+class _Shm:
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class RemoteFast:
+    """The fence log of a remote session, as ``FastConn.fences`` gives it."""
+
+    def __init__(self) -> None:
+        self._recs: dict[int, FenceRecord] = {}
+        self._order: deque[int] = deque()
+        self.lock = threading.Lock()  # pulled from the consumer thread
+
+    def apply(self, rows: list[tuple[int, float, float | None]]) -> None:
+        with self.lock:
+            for fid, created, retired in rows:
+                if fid not in self._recs:
+                    self._order.append(fid)
+                    if len(self._order) > FENCE_LOG:
+                        self._recs.pop(self._order.popleft(), None)
+                self._recs[fid] = FenceRecord(fid, created, retired)
+
+    def fences(self, from_id: int, limit: int = FENCE_LOG) -> list[FenceRecord]:
+        with self.lock:
+            out = [self._recs[f] for f in self._order if f >= from_id and f in self._recs]
+        out.sort(key=lambda r: r.fence_id)
+        return out[:limit]
+
+
+class RemoteSession:
+    """A client served by a worker, as the observers see a Session."""
+
+    def __init__(self, pid: int, uid: int, renderer_pid: int) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.renderer_pid = renderer_pid
+        self.name = "?"
+        self.connected_at = time.monotonic()
+        self.closed = False
+        self.close_reason = ""
+        self.ctx_id = self.protocol_version = self.capset_id = 0
+        self.submits = self.bytes_submitted = self.presents = 0
+        self.fence_submitted = self.fence_completed = 0
+        self.resources: dict[int, Resource] = {}  # by client handle
+        self.by_key: dict[int, Resource] = {}  # by the worker's key
+        self.resource_bytes = 0
+        self.syncs: dict[int, Sync] = {}
+        self.sync_waiters: list[SyncWaiter] = []
+        self.fast = RemoteFast()
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+
+class WorkerLink:
+    """One worker process, seen from the main process."""
+
+    def __init__(self, chan: socket.socket) -> None:
+        self.chan = chan
+        self.pid = 0
+        self.ready = False
+        self.session: RemoteSession | None = None
+        self.eof = False
+        self.status: int | None = None  # waitpid status, from the zygote
+        self.finished = False
+
+    def send(self, msg: list[Any], fds: list[int] | None = None) -> bool:
+        try:
+            if fds:
+                socket.send_fds(self.chan, [encode(msg)], fds)
+            else:
+                self.chan.send(encode(msg))
+        except OSError:
+            return False
+        return True
+
+
+class WorkerPool:
+    """The zygote and the workers it forked, on the main process's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cfg: WorkerConfig,
+                 size: int = POOL_SIZE) -> None:
+        self.loop = loop
+        self.cfg = cfg
+        self.size = max(1, size)
+        self.links: list[WorkerLink] = []
+        self._unpid: deque[WorkerLink] = deque()  # spawn requests awaiting "spawned"
+        self._by_pid: dict[int, WorkerLink] = {}
+        self._statuses: dict[int, int] = {}  # exits reported before their link knew its pid
+        self.boot_failures = 0
+        self.on_event: Callable[[WorkerLink, tuple[Any, ...]], None] = lambda link, ev: None
+        self.on_finished: Callable[[WorkerLink], None] = lambda link: None
+        self._ready_waiters: list[asyncio.Future[None]] = []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.zchan = ours
+        self.zygote = subprocess.Popen(
+            [sys.executable, "-m", "virgl_viewer.worker", "--fd", str(theirs.fileno()),
+             "--config", cfg.to_json()],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        ours.setblocking(False)
+        loop.add_reader(ours.fileno(), self._on_zygote)
+        self.closed = False
+        self.top_up()
+
+    # ------------------------------------------------------------ workers
+    def idle(self) -> list[WorkerLink]:
+        return [w for w in self.links if w.session is None and not w.eof]
+
+    def top_up(self) -> None:
+        if self.closed or self.boot_failures >= MAX_BOOT_FAILURES:
+            return
+        while len(self.idle()) < self.size:
+            self.spawn()
+
+    def spawn(self) -> WorkerLink:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            socket.send_fds(self.zchan, [b"spawn"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        link = WorkerLink(ours)
+        self.links.append(link)
+        self._unpid.append(link)
+        self.loop.add_reader(ours.fileno(), self._on_worker, link)
+        return link
+
+    def take(self) -> WorkerLink:
+        """The worker to give the next client: a ready one, else the one booting
+        longest (the client waits in its socket until it is up)."""
+        idle = self.idle()
+        ready = [w for w in idle if w.ready]
+        link = (ready or idle or [self.spawn()])[0]
+        return link
+
+    async def wait_ready(self) -> None:
+        if any(w.ready for w in self.links):
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._ready_waiters.append(fut)
+        await fut
+
+    # ------------------------------------------------------------ channels
+    def _on_zygote(self) -> None:
+        while True:
+            try:
+                data = self.zchan.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.loop.remove_reader(self.zchan.fileno())
+                if not self.closed:
+                    log.error("the renderer zygote (pid %d) is gone: no new clients can be "
+                              "served", self.zygote.pid)
+                    self.boot_failures = MAX_BOOT_FAILURES
+                    self._fail_waiters(VirglViewerError("the renderer zygote exited"))
+                return
+            for ev in _decode_zygote(data):
+                if ev[0] == "spawned" and self._unpid:
+                    link = self._unpid.popleft()
+                    link.pid = ev[1]
+                    self._by_pid[link.pid] = link
+                    if link.pid in self._statuses:
+                        self._exited(link, self._statuses.pop(link.pid))
+                elif ev[0] == "exited":
+                    found = self._by_pid.get(ev[1])
+                    if found is None:
+                        self._statuses[ev[1]] = ev[2]
+                    else:
+                        self._exited(found, ev[2])
+
+    def _on_worker(self, link: WorkerLink, most: int = 64) -> None:
+        for _ in range(most):
+            try:
+                data = link.chan.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._eof(link)
+                return
+            try:
+                events = decode_events(data)
+            except StreamError as exc:
+                log.error("renderer worker %d sent a bad event (%s): ending it", link.pid, exc)
+                self._kill(link)
+                self._eof(link)
+                return
+            for ev in events:
+                if ev[0] == "ready":
+                    link.ready = True
+                    self.boot_failures = 0
+                    for fut in self._ready_waiters:
+                        if not fut.done():
+                            fut.set_result(None)
+                    self._ready_waiters.clear()
+                elif ev[0] == "log":
+                    _relog(link, ev)
+                elif ev[0] != "hello":
+                    self.on_event(link, ev)
+
+    def _kill(self, link: WorkerLink) -> None:
+        if link.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(link.pid, signal.SIGKILL)
+
+    def _eof(self, link: WorkerLink) -> None:
+        if link.eof:
+            return
+        link.eof = True
+        self.loop.remove_reader(link.chan.fileno())
+        self._maybe_finished(link)
+        self.top_up()
+
+    def _exited(self, link: WorkerLink, status: int) -> None:
+        link.status = status
+        self._by_pid.pop(link.pid, None)
+        if not link.eof:  # what it sent before it exited is still to be read
+            self._on_worker(link, most=1 << 30)
+        if not link.eof:
+            self._eof(link)
+        else:
+            self._maybe_finished(link)
+
+    def _maybe_finished(self, link: WorkerLink) -> None:
+        if link.finished or not link.eof or link.status is None:
+            return
+        link.finished = True
+        link.chan.close()
+        with contextlib.suppress(ValueError):
+            self.links.remove(link)
+        if link.session is None and not self.closed:
+            self.boot_failures += 1
+            log.error("renderer worker %d %s before serving a client", link.pid,
+                      describe_status(link.status))
+            if self.boot_failures >= MAX_BOOT_FAILURES:
+                log.error("%d renderer workers in a row failed to start: not starting more",
+                          self.boot_failures)
+                self._fail_waiters(VirglViewerError("renderer workers fail to start"))
+        self.on_finished(link)
+        self.top_up()
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        for fut in self._ready_waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._ready_waiters.clear()
+
+    # ------------------------------------------------------------ shutdown
+    def close(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop every worker (a final snapshot first, if configured), wait for them and
+        the zygote, close every fd (blocking; on the loop thread)."""
+        if self.closed:
+            return
+        self.closed = True
+        for link in self.links:
+            if not link.eof:
+                link.send(["stop"])
+        self.zchan.setblocking(True)
+        end = time.monotonic() + timeout
+        while any(not w.finished for w in self.links) and time.monotonic() < end:
+            self.zchan.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                data = self.zchan.recv(4096)
+            except TimeoutError:
+                break
+            except OSError:
+                break
+            if not data:
+                break
+            for ev in _decode_zygote(data):
+                gone = self._by_pid.get(ev[1]) if ev[0] == "exited" else None
+                if gone is not None:
+                    gone.eof = True
+                    gone.status = ev[2]
+                    self._by_pid.pop(gone.pid, None)
+                    with contextlib.suppress(ValueError, OSError):
+                        self.loop.remove_reader(gone.chan.fileno())
+                    # the closing events were sent before it exited: read them
+                    self._drain(gone)
+                    gone.finished = True
+                    self.on_finished(gone)
+        for link in self.links:
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(link.chan.fileno())
+            link.chan.close()
+        self.links.clear()
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(self.zchan.fileno())
+        self.zchan.close()  # EOF: the zygote SIGKILLs any worker left, then exits
+        try:
+            self.zygote.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.zygote.kill()
+            self.zygote.wait()
+
+    def _drain(self, link: WorkerLink) -> None:
+        link.chan.setblocking(False)
+        while True:
+            try:
+                data = link.chan.recv(MAX_DATAGRAM)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                for ev in decode_events(data):
+                    if ev[0] == "log":
+                        _relog(link, ev)
+                    elif ev[0] not in ("hello", "ready"):
+                        self.on_event(link, ev)
+            except StreamError:
+                return
+
+
+def _relog(link: WorkerLink, ev: tuple[Any, ...]) -> None:
+    """A worker's log record, logged here under its logger's name (one of ours, else
+    this module's); the message was made safe by decode_events."""
+    _kind, level, name, message = ev
+    if not (name.startswith("virgl_viewer.") and name.replace(".", "_").isidentifier()):
+        name = __name__
+    logging.getLogger(name).log(min(max(level, logging.DEBUG), logging.CRITICAL), "%s",
+                                message)
+
+
+def _decode_zygote(data: bytes) -> list[tuple[str, int, int]]:
+    """The zygote's reports (it never sees guest bytes, but checked all the same)."""
+    out = []
+    import json
+
+    try:
+        batch = json.loads(data)
+    except ValueError:
+        return []
+    for ev in batch if isinstance(batch, list) else []:
+        if (isinstance(ev, list) and len(ev) in (2, 3) and ev[0] in ("spawned", "exited")
+                and all(type(v) is int for v in ev[1:])):
+            out.append((ev[0], ev[1], ev[2] if len(ev) == 3 else 0))
+    return out
+
+
+class ProcessServer(ClientListener):
+    """Serves vtest clients from worker processes; lives on the main process's loop.
+    Offers what observers and the UI use of VtestServer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: WorkerPool, path: str,
+                 allowed_uids: Iterable[int] = (), budgets: Budgets = DEFAULT_BUDGETS) -> None:
+        self.pool = pool
+        self.sessions: set[RemoteSession] = set()
+        self.observers: list[ServerObserver] = []
+        self.present_interval = pool.cfg.present_interval
+        self.resource_bytes = 0  # all workers' clients together (server_resource_bytes)
+        pool.on_event = self._on_event
+        pool.on_finished = self._on_finished
+        super().__init__(loop, path, allowed_uids, budgets)
+        log.info("serving vtest on %s (a renderer process per client, %d kept warm)", path,
+                 pool.size)
+
+    def adopt(self, sock: socket.socket, pid: int, uid: int) -> None:
+        link = self.pool.take()
+        ok = link.send(["client", pid, uid], [sock.fileno()])
+        sock.close()  # the worker has its own copy now
+        if not ok:
+            log.error("client pid %d: cannot hand its socket to renderer worker %d", pid,
+                      link.pid)
+            return
+        s = RemoteSession(pid, uid, link.pid)
+        link.session = s
+        self.sessions.add(s)
+        self.pool.top_up()
+
+    # ------------------------------------------------------------ worker events
+    def _notify(self, name: str, *args: Any) -> None:
+        for ob in self.observers:
+            getattr(ob, name)(*args)
+
+    def _on_event(self, link: WorkerLink, ev: tuple[Any, ...]) -> None:
+        s = link.session
+        if s is None or s.closed:
+            return
+        kind = ev[0]
+        if kind == "stats":
+            (s.ctx_id, s.protocol_version, s.capset_id, s.submits, s.bytes_submitted,
+             s.presents, s.fence_submitted, s.fence_completed) = ev[1:9]
+            if ev[9]:
+                s.fast.apply(ev[9])
+            if ev[10] is not None:
+                self._syncs(s, ev[10])
+        elif kind == "res+":
+            self._res_new(link, s, ev)
+        elif kind == "res-":
+            r = s.by_key.pop(ev[1], None)
+            if r is not None:
+                if s.resources.get(r.client_handle) is r:
+                    del s.resources[r.client_handle]
+                est = _estimate(r)
+                s.resource_bytes -= est
+                self.resource_bytes -= est
+                self._notify("resource_destroyed", s, r)
+        elif kind == "present":
+            r = s.by_key.get(ev[1])
+            if r is not None:
+                self._notify("presented", s, r, ev[2])
+        elif kind == "named":
+            s.name = client_name(ev[1].encode())
+            s.connected_at = ev[2]
+            self._notify("session_named", s)
+        elif kind == "closed":
+            self._close(s, ev[1] or "disconnected")
+
+    def _res_new(self, link: WorkerLink, s: RemoteSession, ev: tuple[Any, ...]) -> None:
+        (key, ch, sh, target, fmt, bind, w, h, d, arr, ll, ns, blob, shm, created) = ev[1:]
+        r = Resource(ch, sh, target, fmt, bind, w, h, d, arr, ll, ns,
+                     shm=cast(Any, _Shm(shm)) if shm else None, blob=blob, created=created)
+        old = s.by_key.pop(key, None)
+        if old is not None:
+            self.resource_bytes -= _estimate(old)
+        s.by_key[key] = r
+        s.resources[ch] = r
+        est = _estimate(r)
+        s.resource_bytes += est
+        self.resource_bytes += est
+        self._notify("resource_created", s, r)
+        limit = self.budgets.all_resource_bytes()
+        if self.resource_bytes > limit:
+            # Each worker holds its own client to the per-client budgets; the total of
+            # all workers is held here, a report late (STATS: within one loop turn).
+            link.send(["drop", "RESOURCE_CREATE",
+                       f"the resources of all clients would need {self.resource_bytes} "
+                       f"bytes, over the server_resource_bytes budget ({limit})"])
+
+    def _syncs(self, s: RemoteSession, rows: list[tuple[int, int, int]]) -> None:
+        syncs: dict[int, Sync] = {}
+        waiters: list[SyncWaiter] = []
+        for sid, value, waiting in rows:
+            syncs[sid] = Sync(sid, value)
+            waiters.extend(SyncWaiter(-1, False, {sid: 0}) for _ in range(min(waiting, 64)))
+        s.syncs = syncs
+        s.sync_waiters = waiters
+        self._notify("sync_changed", s)
+
+    def _close(self, s: RemoteSession, reason: str) -> None:
+        if s.closed:
+            return
+        self._notify("session_closing", s)
+        s.closed = True
+        s.close_reason = reason
+        for r in s.by_key.values():
+            self.resource_bytes -= _estimate(r)
+        s.by_key.clear()
+        s.resources.clear()
+        self.sessions.discard(s)
+        self._resume_accept()
+        self._notify("session_closed", s)
+
+    def _on_finished(self, link: WorkerLink) -> None:
+        """A worker is gone and reaped; if its client was still being served, it crashed."""
+        s = link.session
+        if s is None or s.closed:
+            return
+        status = link.status if link.status is not None else 0
+        why = describe_status(status)
+        if self.pool.closed:
+            self._close(s, "server shutting down")
+            return
+        log.error("client %s: its renderer process %d %s", s, link.pid, why)
+        self._close(s, f"renderer crashed ({why})")
+
+    # ------------------------------------------------------------ as VtestServer
+    def add_observer(self, ob: ServerObserver) -> None:
+        self.observers.append(ob)
+
+    def set_present_interval(self, seconds: float) -> None:
+        self.present_interval = seconds
+        for link in self.pool.links:
+            link.send(["present_interval", seconds])
+
+    def sync_resources(self) -> None:
+        """Nothing to do: workers report their resources as they go."""
+
+    def snapshot_all(self) -> None:
+        """Every worker writes its scanouts' snapshots (--snapshot-dir)."""
+        for link in self.pool.links:
+            if link.session is not None and not link.eof:
+                link.send(["snapshot"])
+
+    def disconnect(self, pid: int) -> int:
+        links = [w for w in self.pool.links
+                 if w.session is not None and w.session.pid == pid and not w.session.closed]
+        for link in links:
+            link.send(["close", "disconnected by the server"])
+        return len(links)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._close_listener()
+        self.pool.close()
+        for s in list(self.sessions):
+            self._close(s, "server shutting down")
+
+
+def _estimate(r: Resource) -> int:
+    try:
+        return estimate_resource_bytes(r.target, r.format, r.width, r.height, r.depth,
+                                       r.array_size, r.last_level, r.nr_samples)
+    except ValueError:
+        return r.shm.size if r.shm is not None else 0
+
+
+class ProcessThread:
+    """``--isolation process``'s counterpart of RenderThread: the main process's loop
+    (accepting, worker events) on a thread of its own, with the same interface."""
+
+    def __init__(self, path: str, cfg: WorkerConfig, allowed_uids: Iterable[int] = (),
+                 budgets: Budgets = DEFAULT_BUDGETS, pool_size: int = POOL_SIZE) -> None:
+        self.path = path
+        self.cfg = cfg
+        self._allowed = tuple(allowed_uids)
+        self._budgets = budgets
+        self._pool_size = pool_size
+        self.loop = asyncio.new_event_loop()
+        self.server: ProcessServer | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="virgl-procs", daemon=True)
+        self.on_ready: Callable[[Any], None] | None = None
+        self.on_stop: Callable[[], object] | None = None
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> ProcessServer:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise VirglViewerError("the renderer workers did not start")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        assert self.server is not None
+        return self.server
+
+    def _run(self) -> None:
+        name_native_thread("virgl-procs")
+        asyncio.set_event_loop(self.loop)
+        pool: WorkerPool | None = None
+        try:
+            pool = WorkerPool(self.loop, self.cfg, self._pool_size)
+            self.loop.run_until_complete(
+                asyncio.wait_for(pool.wait_ready(), START_TIMEOUT_S))
+            self.server = ProcessServer(self.loop, pool, self.path, self._allowed,
+                                        self._budgets)
+            if self.on_ready is not None:
+                self.on_ready(self.server)
+        except BaseException as exc:
+            self._error = exc if not isinstance(exc, TimeoutError) else VirglViewerError(
+                "no renderer worker became ready")
+            if pool is not None:
+                pool.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            if self.on_stop is not None:
+                try:
+                    self.on_stop()
+                except Exception:
+                    log.exception("stop hook failed")
+            self.server.close()
+            self.loop.close()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
