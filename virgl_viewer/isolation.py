@@ -107,6 +107,8 @@ class RemoteSession:
         self.resources: dict[int, Resource] = {}  # by client handle
         self.by_key: dict[int, Resource] = {}  # by the worker's key
         self.resource_bytes = 0
+        self.mappings = 0
+        self.dropping = False  # told to drop it (a server-wide budget)
         self.syncs: dict[int, Sync] = {}
         self.sync_waiters: list[SyncWaiter] = []
         self.fast = RemoteFast()
@@ -167,6 +169,13 @@ class WorkerPool:
         self.top_up()
 
     # ------------------------------------------------------------ workers
+    def at_rest(self) -> bool:
+        """Exactly the warm workers wait, all ready; no worker is starting or finishing."""
+        idle = self.idle()
+        return (len(idle) == self.size and all(w.ready for w in idle) and not self._unpid
+                and not any(w.eof or (w.session is not None and w.session.closed)
+                            for w in self.links))
+
     def idle(self) -> list[WorkerLink]:
         return [w for w in self.links if w.session is None and not w.eof]
 
@@ -417,6 +426,7 @@ class ProcessServer(ClientListener):
         self.observers: list[ServerObserver] = []
         self.present_interval = pool.cfg.present_interval
         self.resource_bytes = 0  # all workers' clients together (server_resource_bytes)
+        self.mappings = 0  # their shm mappings together (server_mappings)
         pool.on_event = self._on_event
         pool.on_finished = self._on_finished
         super().__init__(loop, path, allowed_uids, budgets)
@@ -460,9 +470,7 @@ class ProcessServer(ClientListener):
             if r is not None:
                 if s.resources.get(r.client_handle) is r:
                     del s.resources[r.client_handle]
-                est = _estimate(r)
-                s.resource_bytes -= est
-                self.resource_bytes -= est
+                self._forget(s, r)
                 self._notify("resource_destroyed", s, r)
         elif kind == "present":
             r = s.by_key.get(ev[1])
@@ -481,20 +489,52 @@ class ProcessServer(ClientListener):
                      shm=cast(Any, _Shm(shm)) if shm else None, blob=blob, created=created)
         old = s.by_key.pop(key, None)
         if old is not None:
-            self.resource_bytes -= _estimate(old)
+            self._forget(s, old)
         s.by_key[key] = r
         s.resources[ch] = r
         est = _estimate(r)
         s.resource_bytes += est
         self.resource_bytes += est
         self._notify("resource_created", s, r)
-        limit = self.budgets.all_resource_bytes()
-        if self.resource_bytes > limit:
-            # Each worker holds its own client to the per-client budgets; the total of
-            # all workers is held here, a report late (STATS: within one loop turn).
-            link.send(["drop", "RESOURCE_CREATE",
-                       f"the resources of all clients would need {self.resource_bytes} "
-                       f"bytes, over the server_resource_bytes budget ({limit})"])
+        if shm:
+            s.mappings += 1
+            self.mappings += 1
+        self._hold_server_budgets()
+
+    def _hold_server_budgets(self) -> None:
+        """The server-wide budgets over all workers together. Each worker holds its
+        client to the per-client budgets before anything is made (and to the
+        server-wide ones, over its one client); the sums over all workers are held
+        here from their reports, which arrive in any order: past a budget, the client
+        whose resource is the newest (CLOCK_MONOTONIC is one clock for all processes)
+        is dropped, just after the create that passed it rather than before it as in
+        shared mode: at most that resource, itself within the per-client budgets, over."""
+        b = self.budgets
+        if self.mappings > b.mappings():
+            reason = b.over_mappings()
+        elif self.resource_bytes > b.all_resource_bytes():
+            reason = b.over_all_resource_bytes()
+        else:
+            return
+        newest: tuple[float, WorkerLink, RemoteSession] | None = None
+        for link in self.pool.links:
+            s = link.session
+            if s is None or s.closed or not s.by_key:
+                continue
+            t = max(r.created for r in s.by_key.values())
+            if newest is None or t > newest[0]:
+                newest = (t, link, s)
+        if newest is not None and not newest[2].dropping:
+            newest[2].dropping = True
+            newest[1].send(["drop", "RESOURCE_CREATE", reason])
+
+    def _forget(self, s: RemoteSession, r: Resource) -> None:
+        est = _estimate(r)
+        s.resource_bytes -= est
+        self.resource_bytes -= est
+        if r.shm is not None:
+            s.mappings -= 1
+            self.mappings -= 1
 
     def _syncs(self, s: RemoteSession, rows: list[tuple[int, int, int]]) -> None:
         syncs: dict[int, Sync] = {}
@@ -513,7 +553,7 @@ class ProcessServer(ClientListener):
         s.closed = True
         s.close_reason = reason
         for r in s.by_key.values():
-            self.resource_bytes -= _estimate(r)
+            self._forget(s, r)
         s.by_key.clear()
         s.resources.clear()
         self.sessions.discard(s)

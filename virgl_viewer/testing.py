@@ -62,6 +62,24 @@ class RunningServer:
     def session_count(self) -> int:
         return int(self.call(lambda: len(self.server.sessions)))
 
+    def settle(self, clients: int = 0, timeout: float = 30.0) -> bool:
+        """Wait until ``clients`` clients are served and, in process isolation, the
+        pool is at rest (its warm renderers ready, none starting or finishing): this
+        process's fds are then comparable. Whether it settled within ``timeout``."""
+        import time
+
+        def at_rest() -> bool:
+            if len(self.server.sessions) != clients:
+                return False
+            return self.isolation != "process" or bool(self.server.pool.at_rest())
+
+        end = time.monotonic() + timeout
+        while not self.call(at_rest):
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
 
 def start_server(path: str, isolation: str = "shared", **kwargs: Any) -> RunningServer:
     """Start a headless server on ``path``: in this process (``isolation="shared"``)

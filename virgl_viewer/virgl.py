@@ -829,10 +829,10 @@ class FastConn:
         if code == lib.VV_ADMIT_SHM_BYTES:
             return f"over the budget of {b.shm_bytes} shm bytes a client"
         if code == lib.VV_ADMIT_MAPPINGS:
-            return f"over the budget of {b.mappings()} shm mappings of all clients"
+            return b.over_mappings()
         if code == lib.VV_ADMIT_RESOURCE_BYTES:
             return f"over the budget of {b.resource_bytes} resource bytes a client"
-        return f"over the budget of {b.all_resource_bytes()} resource bytes of all clients"
+        return b.over_all_resource_bytes()
 
     def fence(self, switch_first: bool = False) -> int:
         """Fence the context's work so far; returns the new fence id."""

@@ -267,6 +267,7 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
     watcher = Watcher(server)
     try:
         assert wait_for(lambda: watcher.rounds >= 2 or watcher.error is not None)
+        assert server.settle(clients=2 + other_sessions)
         baseline = open_fds()
         caplog.clear()
         culprit = Culprit(name, os.getpid())
@@ -276,6 +277,7 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
         wait_for(lambda: any(r.levelno >= logging.WARNING for r in caplog.records))
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
+        assert server.settle(clients=2 + other_sessions)
         assert wait_for(lambda: open_fds() == baseline), (
             f"{open_fds()} fds open, {baseline} before the hostile client")
         watcher.check()
