@@ -388,7 +388,9 @@ def _worker_child(chan: socket.socket, cfg: WorkerConfig) -> int:
     address, files = worker_limits(cfg.budgets)
     address = cfg.address_space or address
     files = cfg.files or files
-    for lim, want in ((resource.RLIMIT_AS, address), (resource.RLIMIT_NOFILE, files)):
+    # no core file: a guest that crashes its renderer must not fill the disk with them
+    for lim, want in ((resource.RLIMIT_AS, address), (resource.RLIMIT_NOFILE, files),
+                      (resource.RLIMIT_CORE, 0)):
         _soft, hard = resource.getrlimit(lim)
         resource.setrlimit(lim, (want if hard == resource.RLIM_INFINITY else min(want, hard),
                                  hard))
