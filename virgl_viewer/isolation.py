@@ -91,10 +91,18 @@ class RemoteFast:
         return out[:limit]
 
 
-class RemoteSession:
-    """A client served by a worker, as the observers see a Session."""
+def _no_control(msg: list[Any], fds: list[int] | None = None) -> bool:
+    return False
 
-    def __init__(self, pid: int, uid: int, renderer_pid: int) -> None:
+
+class RemoteSession:
+    """A client served by a worker, as the observers see a Session; ``control`` sends
+    its worker a control message (worker_events)."""
+
+    def __init__(self, pid: int, uid: int, renderer_pid: int,
+                 control: Callable[[list[Any], list[int] | None], bool] | None = None
+                 ) -> None:
+        self.control = control or _no_control
         self.pid = pid
         self.uid = uid
         self.renderer_pid = renderer_pid
@@ -443,7 +451,7 @@ class ProcessServer(ClientListener):
         self.pool = pool
         self.sessions: set[RemoteSession] = set()
         self.observers: list[ServerObserver] = []
-        self.present_interval = pool.cfg.present_interval
+        self.present_interval = pool.cfg.present_interval or 0.0
         self.resource_bytes = 0  # all workers' clients together (server_resource_bytes)
         self.mappings = 0  # their shm mappings together (server_mappings)
         pool.on_event = self._on_event
@@ -460,7 +468,7 @@ class ProcessServer(ClientListener):
             log.error("client pid %d: cannot hand its socket to renderer worker %d", pid,
                       link.pid)
             return
-        s = RemoteSession(pid, uid, link.pid)
+        s = RemoteSession(pid, uid, link.pid, link.send)
         link.session = s
         self.sessions.add(s)
         self.pool.top_up_soon()
@@ -468,7 +476,9 @@ class ProcessServer(ClientListener):
     # ------------------------------------------------------------ worker events
     def _notify(self, name: str, *args: Any) -> None:
         for ob in self.observers:
-            getattr(ob, name)(*args)
+            hook = getattr(ob, name, None)  # want/frame: only scanout managers have them
+            if hook is not None:
+                hook(*args)
 
     def _on_event(self, link: WorkerLink, ev: tuple[Any, ...]) -> None:
         s = link.session
@@ -501,6 +511,10 @@ class ProcessServer(ClientListener):
             self._notify("session_named", s)
         elif kind == "closed":
             self._close(s, ev[1] or "disconnected")
+        elif kind in ("want", "frame"):
+            r = s.by_key.get(ev[1])
+            if r is not None:
+                self._notify("remote_" + kind, s, r, *ev[1:])
 
     def _res_new(self, link: WorkerLink, s: RemoteSession, ev: tuple[Any, ...]) -> None:
         (key, ch, sh, target, fmt, bind, w, h, d, arr, ll, ns, blob, shm, created) = ev[1:]
@@ -679,8 +693,11 @@ class ProcessThread:
         except BaseException as exc:
             self._error = exc if not isinstance(exc, TimeoutError) else VirglViewerError(
                 "no renderer worker became ready")
-            if pool is not None:
+            if self.server is not None:
+                self.server.close()
+            elif pool is not None:
                 pool.close()
+            self.loop.close()
             self._ready.set()
             return
         self._ready.set()

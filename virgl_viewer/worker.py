@@ -263,6 +263,11 @@ class Worker:
             self.snapshots = SnapshotWriter(cfg.snapshot_dir)
             self.server.add_observer(self.snapshots)
         self.exporter: Any = None
+        if cfg.frames:
+            from virgl_viewer.worker_frames import FrameExporter
+
+            self.exporter = FrameExporter(self.server, self.reporter)
+            self.server.add_observer(self.exporter)
         chan.setblocking(False)
         self.loop.add_reader(chan.fileno(), self._on_control)
 
@@ -323,6 +328,10 @@ class Worker:
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
             self.reporter.session = self.server.adopt(sock, int(msg[1]), int(msg[2]))
+            return
+        if kind == "slots" and self.exporter is not None:
+            self.exporter.slots(int(msg[1]), str(msg[2]), int(msg[3]), int(msg[4]),
+                                int(msg[5]), int(msg[6]), fds)
             return
         for fd in fds:
             os.close(fd)
@@ -417,6 +426,7 @@ def run_zygote(chan: socket.socket, cfg: WorkerConfig) -> int:
     from virgl_viewer.renderer import RenderHost  # noqa: F401
     from virgl_viewer.snapshots import SnapshotWriter  # noqa: F401
     from virgl_viewer.virgl import preload_gl_driver
+    from virgl_viewer.worker_frames import FrameExporter  # noqa: F401
 
     preload_gl_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -22,13 +22,16 @@ Events (worker -> main):
             fence_submitted, fence_completed, fences, syncs]
       fences: [[id, created, retired or null], ...]  new or newly retired ones
       syncs:  [[id, value, waiters], ...] or null    every sync, when they changed
-  ["frames", transport]               how its frames reach the main process
-  ["frame", key, slot, seq, width, height, virgl_format, y_0_top]  a frame is in slot
+  ["want", key, width, height, virgl_format, internal_format, y_0_top]
+                                      display target `key` is presented: slots for it?
+  ["frame", key, slot, width, height, virgl_format, y_0_top]  a frame is in slot
   ["closed", reason]                  its client is gone (the worker exits next)
   ["log", level, logger, message]     a log record of the worker (main logs it again)
 Control (main -> worker):
   ["client", pid, uid] + fd | ["snapshot"] | ["stop"] | ["drop", command, reason]
-  | ["present_interval", seconds] | ["drawn", key, slot]
+  | ["close", reason] | ["present_interval", seconds]
+  | ["slots", key, transport, width, height, internal_format, bytes] + an fd a slot
+  | ["drawn", key, slot]                 the main process is done with that slot
 Times are CLOCK_MONOTONIC seconds (one clock for every process of the machine).
 """
 
@@ -58,8 +61,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "res-": (_I,),
     "present": (_I, _I),
     "stats": (_I, _I, _I, _I, _I, _I, _I, _I, "fences", "syncs"),
-    "frames": (_S,),
-    "frame": (_I, _I, _I, _I, _I, _I, _B),
+    "want": (_I, _I, _I, _I, _I, _B),
+    "frame": (_I, _I, _I, _I, _I, _B),
     "closed": (_S,),
     "log": (_I, _S, _L),
 }
