@@ -20,7 +20,7 @@ import logging
 import mmap
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from virgl_viewer.server import ServerObserver
 from virgl_viewer.virgl import (
@@ -36,7 +36,13 @@ if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
     from virgl_viewer.server import VtestServer
     from virgl_viewer.session import Session
-    from virgl_viewer.worker import Reporter
+
+
+class EventSink(Protocol):
+    """What the exporter needs of the worker's Reporter."""
+
+    def put(self, *event: Any) -> None: ...
+    def key_of(self, r: Resource) -> int | None: ...
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class _Target:
 
 
 class FrameExporter(ServerObserver):
-    def __init__(self, server: VtestServer, reporter: Reporter) -> None:
+    def __init__(self, server: VtestServer, reporter: EventSink) -> None:
         self.server = server
         self.reporter = reporter
         self.renderer = server.host.renderer
