@@ -71,12 +71,13 @@ class RenderSide:
                  registry: StateRegistry, present_interval: float,
                  allowed_uids: Iterable[int] = (),
                  budgets: Budgets = DEFAULT_BUDGETS, isolation: str = "shared",
-                 warm_renderers: int = 4) -> None:
+                 warm_renderers: int = 4, frame_transport: str | None = None) -> None:
         def provider() -> tuple[SharedProvider, Callable[[], None]]:
             p = SharedProvider(egl_display, share_context)
             return p, p.close
 
         self.isolation = isolation
+        self._transport = frame_transport  # process: "memobj" or "shm"; None: probe
         self.frame_path = "GPU copies within one GL share group"
         self._egl = (egl_display, share_context)
         self._provider: SharedProvider | None = None
@@ -137,7 +138,7 @@ class RenderSide:
         self._provider = provider = SharedProvider(*self._egl)
         ctx = provider.create_context(4, 5, True)
         manager = RemoteScanouts(server.loop, virgl.GLPresenter(provider.egl_display, ctx),
-                                 self._on_change, self._frames_fd)
+                                 self._on_change, self._frames_fd, self._transport)
         self.manager = manager
         self.frame_path = TRANSPORTS[manager.transport]
         server.add_observer(manager)

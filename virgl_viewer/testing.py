@@ -197,7 +197,8 @@ def virgl_viewer(request: pytest.FixtureRequest) -> Iterator[ViewerHandle]:
     """The virgl-viewer GUI running in this process (needs an X display with
     EGL, e.g. Xvfb): a server on a private socket, scanout windows opening as
     guests present. Parametrize it indirectly with "process" for a renderer process
-    per client (``--isolation process``); "shared" is the default."""
+    per client (``--isolation process``; "process-shm": its frames through the CPU
+    readback fallback); "shared" is the default."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         pytest.fail("the virgl_viewer fixture needs a display: run the tests under "
                     "`xvfb-run -a pytest ...` (or in a desktop session)", pytrace=False)
@@ -218,8 +219,9 @@ def virgl_viewer(request: pytest.FixtureRequest) -> Iterator[ViewerHandle]:
     gc.disable()
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
         path = os.path.join(d, "vtest.sock")
-        isolation = getattr(request, "param", "shared")
-        controller = ViewerController(path, isolation=isolation, warm_renderers=2)
+        isolation, _, transport = str(getattr(request, "param", "shared")).partition("-")
+        controller = ViewerController(path, isolation=isolation, warm_renderers=2,
+                                      frame_transport={"shm": "shm"}.get(transport))
         controller.start()
         controller.main_window.show()
         try:

@@ -21,7 +21,9 @@ SIZE_ARG = ",".join(f"{w}x{h}" for w, h in SIZES)
 
 
 # shared: one process; process: a renderer process per client, frames across processes
-BOTH_MODES = pytest.mark.parametrize("virgl_viewer", ["shared", "process"], indirect=True)
+# (in shared memory objects; process-shm: the CPU readback fallback)
+BOTH_MODES = pytest.mark.parametrize("virgl_viewer", ["shared", "process", "process-shm"],
+                                     indirect=True)
 
 
 def counter_frame(pix, grabbed: bytes, w: int, h: int, *, scanout: int, upto: int) -> int:

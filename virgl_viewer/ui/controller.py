@@ -102,11 +102,12 @@ def present_interval() -> float:
 class ViewerController(QObject):
     def __init__(self, path: str, allowed_uids: Iterable[int] = (),
                  budgets: Budgets = DEFAULT_BUDGETS, isolation: str = "shared",
-                 warm_renderers: int = 4) -> None:
+                 warm_renderers: int = 4, frame_transport: str | None = None) -> None:
         super().__init__()
         self.path = path
         self.isolation = isolation  # passed through to the render side, nothing more
         self.warm_renderers = warm_renderers
+        self.frame_transport = frame_transport
         self.allowed_uids = tuple(allowed_uids)
         self.budgets = budgets
         self.bridge = ScanoutBridge()
@@ -135,7 +136,8 @@ class ViewerController(QObject):
                           frames_fd=self._frames_fd, registry=self.registry,
                           present_interval=present_interval(),
                           allowed_uids=self.allowed_uids, budgets=self.budgets,
-                          isolation=self.isolation, warm_renderers=self.warm_renderers)
+                          isolation=self.isolation, warm_renderers=self.warm_renderers,
+                          frame_transport=self.frame_transport)
         side.start()
         self.render = side
         self.previews.side = side
