@@ -59,3 +59,31 @@ def test_crashed_renderer_marks_its_window_and_spares_the_others(virgl_viewer, g
     (win,) = [w for w in virgl_viewer.windows if w.scanout.client_name == "newcomer"]
     pix.assert_equal(pix.rgba(virgl_viewer.grab(win)), expected_image("bars", 96, 64, 0, 0),
                      96, 64, win.windowTitle())
+
+
+@pytest.mark.parametrize("virgl_viewer", ["process"], indirect=True)
+def test_inspector_names_each_clients_renderer_and_the_frame_path(virgl_viewer,
+                                                                  guests) -> None:
+    for name in ("left", "right"):
+        guests.start(virgl_viewer.path, "--size", "64x48", "--fps", "30", name=name)
+    virgl_viewer.wait_scanouts(2)
+    inspector = virgl_viewer.controller.main_window.inspector
+    model = inspector.models["clients"]
+    col = [c.title for c in model.columns].index("Renderer PID")
+
+    def listed() -> dict[str, str]:
+        inspector.tick()
+        shown = {}
+        for row in range(model.rowCount()):
+            rec = model.record(row)
+            shown[rec.name] = model.index(row, col).data()
+        return shown
+
+    def two() -> None:
+        assert set(listed()) >= {"left", "right"}
+
+    virgl_viewer.qtbot.waitUntil(two, timeout=10000)
+    pids = listed()
+    assert len({pids["left"], pids["right"], str(os.getpid())}) == 3, pids
+    assert inspector.frame_path_label.text() == (
+        "frames: GPU copies into shared memory objects (GL_EXT_memory_object_fd)")
