@@ -72,7 +72,8 @@ class Server:
 
     def __init__(self, kind: ServerKind, socket_path: Path, log_path: Path, *,
                  upstream_mode: UpstreamMode = "fork", log_level: str = "info",
-                 python: str | None = None, env: dict[str, str] | None = None) -> None:
+                 python: str | None = None, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         if kind not in ("ours", "upstream"):
             raise ValueError(f"unknown server kind {kind!r}")
         if str(socket_path) == "/tmp/.virgl_test":
@@ -84,6 +85,7 @@ class Server:
         self.log_level = log_level
         self.python = python or sys.executable
         self.extra_env = env
+        self.extra_args = args  # ours: more command-line options (--isolation shared)
         self.returncode: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -91,7 +93,8 @@ class Server:
     def argv(self) -> list[str]:
         if self.kind == "ours":
             return [self.python, "-m", "virgl_viewer", "--headless",
-                    "--socket", str(self.socket_path), "--log-level", self.log_level]
+                    "--socket", str(self.socket_path), "--log-level", self.log_level,
+                    *self.extra_args]
         argv = ["virgl_test_server", "--use-egl-surfaceless",
                 f"--socket-path={self.socket_path}"]
         if self.upstream_mode == "multi":
