@@ -140,7 +140,8 @@ def run_headless(args: argparse.Namespace) -> int:
         from virgl_viewer.stats_json import StatsJsonWriter
 
         writer = StatsJsonWriter(args.stats_json, registry,
-                                 meta={"socket": os.path.abspath(args.socket)})
+                                 meta={"socket": os.path.abspath(args.socket),
+                                       "isolation": args.isolation})
         try:
             writer.start()
         except OSError as exc:

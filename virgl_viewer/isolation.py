@@ -462,7 +462,7 @@ class ProcessServer(ClientListener):
 
     def adopt(self, sock: socket.socket, pid: int, uid: int) -> None:
         link = self.pool.take()
-        ok = link.send(["client", pid, uid], [sock.fileno()])
+        ok = link.send(["client", pid, uid, bool(self.observers)], [sock.fileno()])
         sock.close()  # the worker has its own copy now
         if not ok:
             log.error("client pid %d: cannot hand its socket to renderer worker %d", pid,
@@ -608,6 +608,12 @@ class ProcessServer(ClientListener):
 
     # ------------------------------------------------------------ as VtestServer
     def add_observer(self, ob: ServerObserver) -> None:
+        """Observe every worker's clients (serving workers are told: they now report
+        presents, fences and syncs too)."""
+        if not self.observers:
+            for link in self.pool.links:
+                if link.session is not None:
+                    link.send(["observe"])
         self.observers.append(ob)
 
     def set_present_interval(self, seconds: float) -> None:

@@ -106,10 +106,13 @@ def start_server(path: str, isolation: str = "shared", **kwargs: Any) -> Running
 
 
 @pytest.fixture
-def virgl_server() -> Iterator[RunningServer]:
-    """A headless virgl-viewer server on a private socket, stopped afterwards."""
+def virgl_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A headless virgl-viewer server on a private socket, stopped afterwards; in this
+    process, or with a renderer process per client when parametrized indirectly with
+    "process"."""
+    isolation = str(getattr(request, "param", "shared"))
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"))
+        running = start_server(os.path.join(d, "vtest.sock"), isolation)
         try:
             yield running
         finally:

@@ -103,6 +103,10 @@ class Reporter(ServerObserver):
         self._last_stats: tuple[int, ...] = ()
         self._timer: asyncio.TimerHandle | None = None
         self.done = False
+        # The main process observes (a registry, scanout windows): presents, fences and
+        # syncs go to it. If not, only what it always needs (names, resources for the
+        # server-wide budgets, counters, the close reason): no Python per present.
+        self.observed = True
 
     def put(self, *event: Any) -> None:
         self._out.append(list(event))
@@ -112,17 +116,17 @@ class Reporter(ServerObserver):
 
     def flush(self) -> None:
         self._flush_pending = False
-        batch: list[Any] = []
+        batch: list[bytes] = []
         size = 0
         for ev in self._out:
-            n = len(encode(ev))
-            if batch and size + n > BATCH_BYTES:
-                self._backlog.append(encode(batch))
+            data = encode(ev)
+            if batch and size + len(data) > BATCH_BYTES:
+                self._backlog.append(b"[" + b",".join(batch) + b"]")
                 batch, size = [], 0
-            batch.append(ev)
-            size += n + 1
+            batch.append(data)
+            size += len(data) + 1
         if batch:
-            self._backlog.append(encode(batch))
+            self._backlog.append(b"[" + b",".join(batch) + b"]")
         self._out.clear()
         self._drain()
 
@@ -203,7 +207,7 @@ class Reporter(ServerObserver):
 
     def _stats(self, s: Session) -> None:
         fences: list[list[Any]] = []
-        if s.fence_submitted > self._last_fid or self._pending_fids:
+        if self.observed and (s.fence_submitted > self._last_fid or self._pending_fids):
             start = min([self._last_fid + 1, *self._pending_fids])
             for rec in s.fast.fences(start):
                 new = rec.fence_id > self._last_fid
@@ -219,7 +223,7 @@ class Reporter(ServerObserver):
             if self._pending_fids and min(self._pending_fids) < start:
                 self._pending_fids = {f for f in self._pending_fids if f >= start}
         syncs = None
-        if self._syncs_dirty:
+        if self._syncs_dirty and self.observed:
             self._syncs_dirty = False
             waiting: dict[int, int] = {}
             for w in s.sync_waiters:
@@ -327,7 +331,11 @@ class Worker:
         if kind == "client" and len(fds) == 1 and self.reporter.session is None:
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
-            self.reporter.session = self.server.adopt(sock, int(msg[1]), int(msg[2]))
+            client = self.server.adopt(sock, int(msg[1]), int(msg[2]))
+            self.reporter.session = client
+            self.reporter.observed = bool(msg[3]) if len(msg) > 3 else True
+            if not (self.reporter.observed or self.snapshots or self.exporter):
+                client.fast.notify_present = 0  # nobody looks at its presents
             return
         if kind == "slots" and self.exporter is not None:
             self.exporter.slots(int(msg[1]), str(msg[2]), int(msg[3]), int(msg[4]),
@@ -348,6 +356,9 @@ class Worker:
             s.drop(str(msg[1]), str(msg[2]))
         elif kind == "close" and s is not None and not s.closed:
             s.close(str(msg[1]))
+        elif kind == "observe" and s is not None and not s.closed:
+            self.reporter.observed = True
+            s.fast.notify_present = 1
         elif kind == "present_interval":
             self.server.set_present_interval(float(msg[1]))
         elif kind == "drawn" and self.exporter is not None:

@@ -28,8 +28,8 @@ Events (worker -> main):
   ["closed", reason]                  its client is gone (the worker exits next)
   ["log", level, logger, message]     a log record of the worker (main logs it again)
 Control (main -> worker):
-  ["client", pid, uid] + fd | ["snapshot"] | ["stop"] | ["drop", command, reason]
-  | ["close", reason] | ["present_interval", seconds]
+  ["client", pid, uid, observed] + fd | ["snapshot"] | ["stop"] | ["drop", command, reason]
+  | ["close", reason] | ["observe"] | ["present_interval", seconds]
   | ["slots", key, transport, width, height, internal_format, bytes] + an fd a slot
   | ["drawn", key, slot]                 the main process is done with that slot
 Times are CLOCK_MONOTONIC seconds (one clock for every process of the machine).

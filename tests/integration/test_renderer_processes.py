@@ -42,8 +42,11 @@ WARM = 2  # warm renderers in these tests (fewer processes on a small machine)
 
 @pytest.fixture
 def procs_server() -> Iterator[RunningServer]:
+    """A server with a renderer process per client, observed (a state registry, as
+    --stats-json or the GUI attach): its workers report presents, fences and syncs."""
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
         running = start_server(os.path.join(d, "vtest.sock"), "process", pool_size=WARM)
+        running.call(StateRegistry().attach, running.server)
         try:
             yield running
         finally:
