@@ -167,9 +167,9 @@ class WorkerPool:
         self._ready_waiters: list[asyncio.Future[None]] = []
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.zchan = ours
+        ours.send(cfg.to_json().encode())  # the zygote's first datagram: its config
         self.zygote = subprocess.Popen(
-            [sys.executable, "-m", "virgl_viewer.worker", "--fd", str(theirs.fileno()),
-             "--config", cfg.to_json()],
+            [sys.executable, "-m", "virgl_viewer.worker", "--fd", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         ours.setblocking(False)
@@ -192,8 +192,11 @@ class WorkerPool:
     def top_up(self) -> None:
         if self.closed or self.boot_failures >= MAX_BOOT_FAILURES:
             return
-        while len(self.idle()) < self.size:
-            self.spawn()
+        try:
+            while len(self.idle()) < self.size:
+                self.spawn()
+        except VirglViewerError as exc:
+            log.error("%s", exc)
 
     def top_up_soon(self) -> None:
         """Top up after REFILL_DELAY_S, or now when no worker is left: a worker's
@@ -209,9 +212,14 @@ class WorkerPool:
         self.top_up()
 
     def spawn(self) -> WorkerLink:
+        """A new worker (VirglViewerError if the zygote is gone)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             socket.send_fds(self.zchan, [b"spawn"], [theirs.fileno()])
+        except OSError as exc:
+            ours.close()
+            self.boot_failures = MAX_BOOT_FAILURES
+            raise VirglViewerError(f"cannot start a renderer process: {exc}") from exc
         finally:
             theirs.close()
         ours.setblocking(False)
@@ -260,6 +268,8 @@ class WorkerPool:
                     link = self._unpid.popleft()
                     link.pid = ev[1]
                     self._by_pid[link.pid] = link
+                    if link.session is not None:  # given a client while it started
+                        link.session.renderer_pid = link.pid
                     if link.pid in self._statuses:
                         self._exited(link, self._statuses.pop(link.pid))
                 elif ev[0] == "exited":
@@ -461,7 +471,12 @@ class ProcessServer(ClientListener):
                  pool.size)
 
     def adopt(self, sock: socket.socket, pid: int, uid: int) -> None:
-        link = self.pool.take()
+        try:
+            link = self.pool.take()
+        except VirglViewerError as exc:
+            log.error("client pid %d not served: %s", pid, exc)
+            sock.close()
+            return
         ok = link.send(["client", pid, uid, bool(self.observers)], [sock.fileno()])
         sock.close()  # the worker has its own copy now
         if not ok:

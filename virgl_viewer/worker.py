@@ -504,13 +504,13 @@ def _reap(chan: socket.socket, children: set[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="virgl_viewer.worker",
                                 description="virgl-viewer's renderer zygote (internal)")
-    p.add_argument("--fd", type=int, required=True)
-    p.add_argument("--config", required=True)
+    p.add_argument("--fd", type=int, required=True,
+                   help="the channel to the main process; its first datagram is the config")
     args = p.parse_args(argv)
-    cfg = WorkerConfig.from_json(args.config)
+    chan = socket.socket(fileno=args.fd)
+    cfg = WorkerConfig.from_json(chan.recv(1 << 16).decode())
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    chan = socket.socket(fileno=args.fd)
     return run_zygote(chan, cfg)
 
 
