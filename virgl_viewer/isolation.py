@@ -44,9 +44,9 @@ POOL_SIZE = 4  # warm workers kept ready (each ~30 MB private memory after init 
 FENCE_LOG = 1024  # fences kept per remote session, as the C log keeps
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-MAX_BOOT_FAILURES = 3
+MAX_BOOT_FAILURES = 3  # workers in a row that die before serving: stop respawning
 REFILL_DELAY_S = 0.05
-MAX_STARTING = 64  # workers starting at once (see top_up)  # workers in a row that die before serving: stop respawning
+MAX_STARTING = 64  # workers starting at once (see top_up)
 
 
 def describe_status(status: int) -> str:
