@@ -41,6 +41,7 @@ from virgl_viewer.virgl import (
     gl_memory_texture_delete,
     gl_upload,
 )
+from virgl_viewer.vtest.protocol import BIND_DISPLAY_TARGET, BIND_SCANOUT
 
 if TYPE_CHECKING:
     import asyncio
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLOTS = 3  # per display target: one being written, one being copied, one spare
+MAX_TARGETS = 16  # display targets of one client shown at once (each holds SLOTS frames)
+DISPLAY_BINDS = BIND_DISPLAY_TARGET | BIND_SCANOUT
 MAX_SIDE = 16384  # virgl's largest 2D texture
 GL_RGBA8 = 0x8058
 TRANSPORTS = {"memobj": "GPU copies into shared memory objects (GL_EXT_memory_object_fd)",
@@ -76,6 +79,7 @@ class _Slots:
     views: list[mmap.mmap] = field(default_factory=list)
     staging: int = 0
     upload_format: int = 0
+    theirs: set[int] = field(default_factory=set)  # slots the worker may fill now
 
 
 class RemoteScanouts(ScanoutManager):
@@ -148,8 +152,13 @@ class RemoteScanouts(ScanoutManager):
         """A worker asks for slots for display target ``r`` (its numbers are checked
         here: they come from a worker)."""
         self._free_slots((id(s), key))
-        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and internal_format):
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and internal_format
+                and r.bind & DISPLAY_BINDS):
             log.warning("client %s: no frames for a %dx%d target", s, width, height)
+            return
+        if sum(1 for k in self._slots if k[0] == id(s)) >= MAX_TARGETS:
+            log.warning("client %s: frames of at most %d display targets are shown", s,
+                        MAX_TARGETS)
             return
         info = format_info(virgl_format)
         order = info.channel_order if info else None
@@ -158,7 +167,8 @@ class RemoteScanouts(ScanoutManager):
                                             and order[0] in "BR"):
             log.warning("client %s: frames of format %d cannot be shown", s, virgl_format)
             return
-        slots = _Slots(r, width, height, internal_format, self.transport, upload_format=upload)
+        slots = _Slots(r, width, height, internal_format, self.transport, upload_format=upload,
+                       theirs=set(range(SLOTS)))
         size = frame_bytes(width, height)
         fds: list[int] = []
         self.gl.make_current()
@@ -190,6 +200,9 @@ class RemoteScanouts(ScanoutManager):
         if slots is None or not 0 <= slot < n or (width, height) != (slots.width,
                                                                       slots.height):
             return  # slots re-made meanwhile (the worker's next frame uses the new ones)
+        if slot not in slots.theirs:
+            return  # not handed back yet: a worker that does not wait is not followed
+        slots.theirs.discard(slot)
         sc = self._by_target.get((id(s), id(r))) or self._scanout_for(s, r)
         if (width, height, virgl_format, r.server_handle) != (
                 sc.width, sc.height, sc.virgl_format, sc.resource_handle):
@@ -210,6 +223,7 @@ class RemoteScanouts(ScanoutManager):
             src = slots.staging
         ring.copy(src)
         gl_finish()  # our copy out of the slot is complete: the worker may write it again
+        slots.theirs.add(slot)
         s.control(["drawn", key, slot], None)
 
     def resource_destroyed(self, s: Any, r: Resource) -> None:
