@@ -109,7 +109,7 @@ def descendants(pid: int) -> list[int]:
 
 def renderer_workers(server_pid: int) -> list[int]:
     """The renderer worker processes of a viewer running ``--isolation process``: the
-    children of its zygote (the child of the server running virgl_viewer.worker)."""
+    children of its zygote (the child of the server running virgl_viewer.zygote)."""
     workers = []
     for pid in descendants(server_pid):
         try:
@@ -120,6 +120,6 @@ def renderer_workers(server_pid: int) -> list[int]:
         except OSError:
             continue
         parent = int(stat[stat.rindex(")") + 2:].split()[1])
-        if b"virgl_viewer.worker" in argv and parent != server_pid:
+        if b"virgl_viewer.zygote" in argv and parent != server_pid:
             workers.append(pid)
     return workers
