@@ -100,6 +100,29 @@ int vv_gl_copy_wait(uint32_t src, uint32_t dst, int width, int height, uint64_t 
    return r == GL_ALREADY_SIGNALED || r == GL_CONDITION_SATISFIED ? 0 : -1;
 }
 
+void *vv_gl_copy_fenced(uint32_t src, uint32_t dst, int width, int height)
+{
+   return vv_gl_copy_and_fence(src, GL_TEXTURE_2D, dst, width, height);
+}
+
+void *vv_gl_fence(void)
+{
+   GLsync sync = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+   glFlush();
+   return (void *)sync;
+}
+
+int vv_gl_sync_poll(void *sync)
+{
+   if (!sync)
+      return -1;
+   GLenum r = glClientWaitSync((GLsync)sync, 0, 0);
+   if (r == GL_TIMEOUT_EXPIRED)
+      return 0;
+   glDeleteSync((GLsync)sync);
+   return r == GL_ALREADY_SIGNALED || r == GL_CONDITION_SATISFIED ? 1 : -1;
+}
+
 void vv_gl_upload(uint32_t tex, int width, int height, uint32_t format, uint32_t type,
                   int stride, const void *data)
 {

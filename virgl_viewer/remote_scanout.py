@@ -35,10 +35,12 @@ from virgl_viewer.virgl import (
     frame_memfd,
     gl_create_texture,
     gl_delete_texture,
+    gl_fence,
     gl_finish,
     gl_has_extension,
     gl_memory_texture,
     gl_memory_texture_delete,
+    gl_sync_poll,
     gl_upload,
 )
 from virgl_viewer.vtest.protocol import BIND_DISPLAY_TARGET, BIND_SCANOUT
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLOTS = 3  # per display target: one being written, one being copied, one spare
+COPY_POLL_S = 0.001  # how often a copy out of a slot is looked at until it completed
 MAX_TARGETS = 16  # display targets of one client shown at once (each holds SLOTS frames)
 DISPLAY_BINDS = BIND_DISPLAY_TARGET | BIND_SCANOUT
 MAX_SIDE = 16384  # virgl's largest 2D texture
@@ -90,6 +93,8 @@ class RemoteScanouts(ScanoutManager):
                          notify_fd)
         self._by_target: dict[tuple[int, int], Scanout] = {}  # (id(session), id(resource))
         self._slots: dict[tuple[int, int], _Slots] = {}  # (id(session), resource key)
+        self._copies: list[tuple[Any, int, int, _Slots, int]] = []  # out of slots, in flight
+        self._polling = False
         self.transport, why = (transport, "asked for") if transport else self._probe()
         if self.transport == "memobj":
             log.info("frames from renderer processes: %s", TRANSPORTS["memobj"])
@@ -222,9 +227,26 @@ class RemoteScanouts(ScanoutManager):
                       memoryview(view)[off:off + width * height * 4])
             src = slots.staging
         ring.copy(src)
-        gl_finish()  # our copy out of the slot is complete: the worker may write it again
-        slots.theirs.add(slot)
-        s.control(["drawn", key, slot], None)
+        # the slot goes back once our copy out of it completed (not waited for here:
+        # llvmpipe would finish the GUI's queued draws first)
+        self._copies.append((s, key, slot, slots, gl_fence()))
+        self._poll_copies()
+
+    def _poll_copies(self) -> None:
+        self._polling = False
+        left = []
+        for entry in self._copies:
+            s, key, slot, slots, sync = entry
+            if gl_sync_poll(sync) == 0:  # our context is current on this thread
+                left.append(entry)
+                continue
+            if self._slots.get((id(s), key)) is slots:
+                slots.theirs.add(slot)
+                s.control(["drawn", key, slot], None)
+        self._copies = left
+        if left and not self._polling:
+            self._polling = True
+            self.loop.call_later(COPY_POLL_S, self._poll_copies)
 
     def resource_destroyed(self, s: Any, r: Resource) -> None:
         for k, slots in list(self._slots.items()):

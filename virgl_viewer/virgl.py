@@ -1091,6 +1091,23 @@ def gl_copy_wait(src: int, dst: int, width: int, height: int, timeout_s: float =
     return bool(lib.vv_gl_copy_wait(src, dst, width, height, int(timeout_s * 1e9)) == 0)
 
 
+def gl_copy_fenced(src: int, dst: int, width: int, height: int) -> int:
+    """Copy texture ``src`` into ``dst``; the GLsync of the copy (poll it with
+    ``gl_sync_poll``), as an int, 0 on failure."""
+    return _address(lib.vv_gl_copy_fenced(src, dst, width, height))
+
+
+def gl_fence() -> int:
+    """A GLsync after everything queued in the current context, as an int."""
+    return _address(lib.vv_gl_fence())
+
+
+def gl_sync_poll(sync: int) -> int:
+    """1: ``sync`` signalled (and is deleted), 0: not yet, -1: failed (deleted).
+    Never waits; any context of the share group may be current."""
+    return int(lib.vv_gl_sync_poll(_ptr(sync)))
+
+
 GL_RGBA = 0x1908
 GL_BGRA = 0x80E1
 GL_UNSIGNED_BYTE = 0x1401

@@ -27,9 +27,10 @@ from virgl_viewer.virgl import (
     RESOURCE_FLAG_Y_0_TOP,
     GLPresenter,
     frame_data_offset,
-    gl_copy_wait,
+    gl_copy_fenced,
     gl_memory_texture,
     gl_memory_texture_delete,
+    gl_sync_poll,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class EventSink(Protocol):
     def key_of(self, r: Resource) -> int | None: ...
 
 log = logging.getLogger(__name__)
+
+COPY_POLL_S = 0.001  # how often a frame's copy is looked at until it completed
 
 
 @dataclass
@@ -77,6 +80,9 @@ class FrameExporter(ServerObserver):
         self._keys: dict[int, int] = {}  # id(resource) -> its event-stream key
         self.targets: dict[int, _Target] = {}
         self.exported = self.skipped = 0
+        # copies into slots not complete yet: (key, slot, GLsync, frame event)
+        self._copies: list[tuple[int, int, int, tuple[Any, ...]]] = []
+        self._polling = False
 
     # ------------------------------------------------------------ observer
     def presented(self, s: Session, r: Resource, count: int = 1) -> None:
@@ -181,16 +187,24 @@ class FrameExporter(ServerObserver):
             return
         w, h, fmt = t.shape
         slot = t.slots[free]
+        event = ("frame", key, free, w, h, fmt, t.y_0_top)
         if slot.view is None:
+            # GPU-side copy, fenced; the event goes out once the fence signalled. Not
+            # waited for here: llvmpipe would finish the guest's queued scene first,
+            # and the guest's next commands would wait meanwhile.
             info = self.renderer.resource_info(r.server_handle)
             self.gl.make_current()
             try:
-                done = gl_copy_wait(info.tex_id, slot.tex, w, h)
+                sync = gl_copy_fenced(info.tex_id, slot.tex, w, h)
             finally:
                 self.renderer.force_ctx_0()
-            if not done:
-                log.warning("client %s: a frame copy did not complete in time", s)
+            if not sync:
+                log.warning("client %s: a frame copy failed", s)
                 return
+            slot.busy = True
+            self._copies.append((key, free, sync, event))
+            self._poll_copies()
+            return
         else:
             data = bytearray(w * h * 4)
             self.renderer.transfer_read(r.server_handle, s.ctx_id, 0, w * 4, w * h * 4,
@@ -199,7 +213,28 @@ class FrameExporter(ServerObserver):
             slot.view[off:off + len(data)] = data
         slot.busy = True
         self.exported += 1
-        self.reporter.put("frame", key, free, w, h, fmt, t.y_0_top)
+        self.reporter.put(*event)
+
+    def _poll_copies(self) -> None:
+        """Send the frame events of the copies that completed; look again soon."""
+        self._polling = False
+        left = []
+        for key, slot, sync, event in self._copies:
+            done = gl_sync_poll(sync)  # a context of the share group is current
+            if done == 0:
+                left.append((key, slot, sync, event))
+                continue
+            t = self.targets.get(key)
+            if done < 0 or t is None or slot >= len(t.slots):
+                if t is not None and slot < len(t.slots):
+                    t.slots[slot].busy = False
+                continue
+            self.exported += 1
+            self.reporter.put(*event)
+        self._copies = left
+        if left and not self._polling:
+            self._polling = True
+            self.server.loop.call_later(COPY_POLL_S, self._poll_copies)
 
     def _free(self, t: _Target) -> None:
         if any(sl.tex for sl in t.slots):
