@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                                    f"default {','.join(DEFAULT_BENCHES)}")
     ap.add_argument("--servers", default="ours,upstream",
                     help="which servers to measure (default both)")
+    ap.add_argument("--isolation", choices=["process", "shared"], default="process",
+                    help="how ours serves clients (default process: a renderer process "
+                         "per client, the headless default)")
     ap.add_argument("--json", type=Path, help="write every sample here")
     ap.add_argument("--log-dir", type=Path, help="server logs (default a temp dir)")
     args = ap.parse_args(argv)
@@ -287,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         log_dir = args.log_dir or work
         log_dir.mkdir(parents=True, exist_ok=True)
-        servers = {k: Server(k, work / f"{k}.sock", log_dir / f"{k}-server.log")
+        servers = {k: Server(k, work / f"{k}.sock", log_dir / f"{k}-server.log",
+                             args=("--isolation", args.isolation) if k == "ours" else ())
                    for k in kinds}
+        print(f"ours: --isolation {args.isolation}", flush=True)
         with Xvfb(log_path=work / "xvfb.log") as xvfb:
             try:
                 for s in servers.values():

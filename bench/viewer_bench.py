@@ -83,8 +83,9 @@ class ViewerGui(Server):
     """The viewer GUI (viewer_gui.py) as a Server: started, waited for, SIGTERM-ed alike."""
 
     def __init__(self, socket_path: Path, log_path: Path, display: str, inspector: str,
-                 stats_path: Path) -> None:
-        super().__init__("ours", socket_path, log_path, env={"DISPLAY": display})
+                 stats_path: Path, isolation: str = "shared") -> None:
+        super().__init__("ours", socket_path, log_path, env={"DISPLAY": display},
+                         args=("--isolation", isolation))
         self.inspector = inspector
         self.stats_path = stats_path
 
@@ -92,7 +93,7 @@ class ViewerGui(Server):
     def argv(self) -> list[str]:
         return [self.python, str(BENCH_DIR / "viewer_gui.py"), "--inspector", self.inspector,
                 "--stats-out", str(self.stats_path), "--", "--socket",
-                str(self.socket_path), "--log-level", self.log_level]
+                str(self.socket_path), "--log-level", self.log_level, *self.extra_args]
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Env:
     failures: list[str]
     serial: count[int]
     quiet_wait: float
+    isolation: str = "shared"
 
     def name(self, stem: str) -> Path:
         return self.work / f"{stem}-{next(self.serial)}"
@@ -160,7 +162,8 @@ def with_server(env: Env, side: str, run: Callable[[Ctx], Sample]) -> Sample:
         server: Server = Server("upstream", sock, log)
     else:
         inspector = side if side in INSPECTOR else "default"
-        server = ViewerGui(sock, log, env.display, inspector, stem.with_suffix(".stats"))
+        server = ViewerGui(sock, log, env.display, inspector, stem.with_suffix(".stats"),
+                           env.isolation)
     settle(env)
     server.start()
     load = ForeignLoad(env.display, track_pgid=server.pid if side == "upstream" else None,
@@ -346,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
                     help="before each measurement wait up to S s for other processes to "
                          "go idle (shared machines; 0: do not wait; default %(default)s)")
+    ap.add_argument("--isolation", choices=["shared", "process"], default="shared",
+                    help="the GUI's --isolation (default shared, the GUI's default)")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
@@ -365,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vv-viewer-bench-") as tmp:
         log_dir = args.log_dir or Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = Env(display, Path(tmp), log_dir, failures, count(1), args.quiet_wait)
+        env = Env(display, Path(tmp), log_dir, failures, count(1), args.quiet_wait,
+                  args.isolation)
+        print(f"the GUI runs --isolation {args.isolation}", flush=True)
         for rnd in range(args.rounds):
             run_round(rnd, env, names, results)
     lines = report(results, args.rounds)

@@ -9,6 +9,7 @@ import resource
 import signal
 import sys
 import threading
+from typing import Any
 
 from virgl_viewer import __version__, signals
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
@@ -33,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", metavar="PATH",
                    help="headless: keep a JSON snapshot of clients, resources and fences "
                         "at PATH (replaced atomically, at most every 250 ms)")
+    p.add_argument("--isolation", choices=["process", "shared"], default=None,
+                   help="process: each client is served by a renderer process of its own "
+                        "(a crash or load of one guest never reaches the others); shared: "
+                        "every client in this process, GL contexts shared with the GUI's "
+                        "(default: process with --headless, shared with the GUI)")
+    p.add_argument("--warm-renderers", type=int, default=4, metavar="N",
+                   help="--isolation process: renderer processes kept initialised for the "
+                        "next clients (default %(default)s)")
     p.add_argument("--gui-nice", type=int, default=10, metavar="N",
                    help="GUI: run the GUI thread N nice levels below the render thread, "
                         "so that on a CPU-only host the guests' work comes before "
@@ -88,9 +97,22 @@ def run_headless(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid,
-                      venus=args.venus, budgets=args.budgets)
-    if args.snapshot_dir:
+    rt: Any
+    if args.isolation == "process":
+        from virgl_viewer.isolation import ProcessThread
+        from virgl_viewer.worker import WorkerConfig
+
+        cfg = WorkerConfig(budgets=args.budgets, venus=args.venus,
+                           snapshot_dir=args.snapshot_dir, log_level=args.log_level)
+        rt = ProcessThread(args.socket, cfg, allowed_uids=args.allow_uid,
+                           budgets=args.budgets, pool_size=args.warm_renderers)
+        if args.snapshot_dir:  # each worker writes its own client's, at exit too
+            signal.signal(signal.SIGUSR1,
+                          lambda *_: rt.call(lambda: rt.server and rt.server.snapshot_all()))
+    else:
+        rt = RenderThread(args.socket, provider_factory, allowed_uids=args.allow_uid,
+                          venus=args.venus, budgets=args.budgets)
+    if args.snapshot_dir and args.isolation != "process":
         from virgl_viewer.snapshots import SnapshotWriter
 
         snaps = SnapshotWriter(args.snapshot_dir)
@@ -123,7 +145,8 @@ def run_headless(args: argparse.Namespace) -> int:
         from virgl_viewer.stats_json import StatsJsonWriter
 
         writer = StatsJsonWriter(args.stats_json, registry,
-                                 meta={"socket": os.path.abspath(args.socket)})
+                                 meta={"socket": os.path.abspath(args.socket),
+                                       "isolation": args.isolation})
         try:
             writer.start()
         except OSError as exc:
@@ -154,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     signals.unblock(signals.STOP_SIGNALS | {signal.SIGUSR1})
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # every client costs fds
+    if args.isolation is None:
+        args.isolation = "process" if args.headless else "shared"
     if args.headless:
         return run_headless(args)
     from virgl_viewer.ui.app import run_gui

@@ -64,6 +64,14 @@ class Budgets:
             return self.server_resource_bytes
         return memory_bytes() // 2
 
+    def over_mappings(self) -> str:
+        """The reason a client is dropped for passing ``server_mappings``."""
+        return f"over the budget of {self.mappings()} shm mappings of all clients"
+
+    def over_all_resource_bytes(self) -> str:
+        """The reason a client is dropped for passing ``server_resource_bytes``."""
+        return f"over the budget of {self.all_resource_bytes()} resource bytes of all clients"
+
     def with_overrides(self, specs: list[str]) -> Budgets:
         """A copy with ``NAME=VALUE`` overrides (ValueError naming a bad one)."""
         names = {f.name for f in dataclasses.fields(self)}

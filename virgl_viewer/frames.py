@@ -13,6 +13,7 @@ hands it back (``Scanout.drawn``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from virgl_viewer import virgl
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
 from virgl_viewer.egl import SharedProvider
+from virgl_viewer.isolation import ProcessServer, ProcessThread
 from virgl_viewer.scanout import (
     Frame,
     Scanout,
@@ -29,6 +31,7 @@ from virgl_viewer.scanout import (
 )
 from virgl_viewer.server import RenderThread
 from virgl_viewer.virgl import gl_blit_frame, gl_draw_frame
+from virgl_viewer.worker import WorkerConfig
 
 if TYPE_CHECKING:
     from virgl_viewer.server import VtestServer
@@ -55,20 +58,43 @@ class RenderSide:
     every new frame adds 1 to the eventfd ``frames_fd``. ``registry`` is
     attached to the server once it runs. Texture previews (``open_preview``
     ...) do nothing before the render thread is up.
+
+    ``isolation="process"``: each client is served by a renderer process of its own
+    (virgl_viewer.isolation); this side's thread then only accepts clients, replays
+    the workers' events and copies their frames into the same rings (RemoteScanouts).
+    ``frame_path`` says how frames reach the screen, for the inspector. Texture
+    previews exist in shared mode only.
     """
 
     def __init__(self, path: str, egl_display: int, share_context: int, *,
                  on_change: Callable[[str, Scanout], None], frames_fd: int,
                  registry: StateRegistry, present_interval: float,
                  allowed_uids: Iterable[int] = (),
-                 budgets: Budgets = DEFAULT_BUDGETS, venus: bool = False) -> None:
+                 budgets: Budgets = DEFAULT_BUDGETS, isolation: str = "shared",
+                 warm_renderers: int = 4, frame_transport: str | None = None,
+                 venus: bool = False) -> None:
         def provider() -> tuple[SharedProvider, Callable[[], None]]:
             p = SharedProvider(egl_display, share_context)
             return p, p.close
 
-        self.thread = RenderThread(path, provider, allowed_uids=allowed_uids, venus=venus,
-                                   budgets=budgets)
-        self.thread.on_ready = self._ready
+        self.isolation = isolation
+        self._transport = frame_transport  # process: "memobj" or "shm"; None: probe
+        self.frame_path = "GPU copies within one GL share group"
+        self._egl = (egl_display, share_context)
+        self._provider: SharedProvider | None = None
+        self.thread: RenderThread | ProcessThread
+        if isolation == "process":
+            cfg = WorkerConfig(budgets=budgets, venus=venus, frames=True,
+                               present_interval=present_interval,
+                               log_level=logging.getLevelName(
+                                   logging.getLogger().getEffectiveLevel()).lower())
+            self.thread = ProcessThread(path, cfg, allowed_uids=allowed_uids, budgets=budgets,
+                                        pool_size=warm_renderers)
+            self.thread.on_ready = self._ready_process
+        else:
+            self.thread = RenderThread(path, provider, allowed_uids=allowed_uids, venus=venus,
+                                       budgets=budgets)
+            self.thread.on_ready = self._ready
         self.thread.on_stop = self._stopping
         self._on_change = on_change
         self._frames_fd = frames_fd
@@ -84,7 +110,7 @@ class RenderSide:
         self.thread.stop()
 
     @property
-    def server(self) -> VtestServer | None:
+    def server(self) -> VtestServer | ProcessServer | None:
         return self.thread.server
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
@@ -108,9 +134,26 @@ class RenderSide:
         self._registry.attach(server)
         self._previews = TexturePreviewService(self.manager, server, self.thread.call)
 
+    def _ready_process(self, server: ProcessServer) -> None:  # the accepting thread
+        from virgl_viewer.remote_scanout import TRANSPORTS, RemoteScanouts
+
+        self._provider = provider = SharedProvider(*self._egl)
+        ctx = provider.create_context(4, 5, True)
+        manager = RemoteScanouts(server.loop, virgl.GLPresenter(provider.egl_display, ctx),
+                                 self._on_change, self._frames_fd, self._transport)
+        self.manager = manager
+        self.frame_path = TRANSPORTS[manager.transport]
+        server.add_observer(manager)
+        self._registry.attach(server)
+
     def _stopping(self) -> None:  # render thread
+        server = self.thread.server
         if self.manager is not None:
+            if server is not None and self.manager in server.observers:
+                server.observers.remove(self.manager)
             self.manager.close()
+        if self._provider is not None:
+            self._provider.close()
 
     # ------------------------------------------------------------ texture previews (UI)
     def open_preview(self, server_handle: int) -> TexturePreview | None:

@@ -81,6 +81,7 @@ class Scanout:
     height: int = 0
     virgl_format: int = 0
     alive: bool = True  # False once the client has gone
+    gone_reason: str = ""  # why, when not simply disconnected ("renderer crashed")
     _ring: FrameRing | None = field(default=None, repr=False)
     # the session's C path and the display target whose presents it copies into _ring
     _attached: tuple[FastConn, int] | None = field(default=None, repr=False)

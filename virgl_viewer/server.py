@@ -115,39 +115,39 @@ def bind_socket(path: str) -> socket.socket:
     return sock
 
 
-class VtestServer:
-    """Serves vtest clients; lives on the render thread's loop."""
+class ClientListener:
+    """The listening socket: accepts clients, checks each peer (SO_PEERCRED) and hands
+    the allowed ones to ``adopt``; pauses accepting while fds run short. ``path``
+    None: no socket (a renderer worker gets its client from the main process)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: RenderHost, path: str,
-                 allowed_uids: Iterable[int] = (), budgets: Budgets = DEFAULT_BUDGETS) -> None:
+    sessions: set[Any]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: str | None,
+                 allowed_uids: Iterable[int], budgets: Budgets) -> None:
         self.loop = loop
         self.budgets = budgets
-        set_budgets(budgets)
-        self.host = host
         self.path = path
         self.allowed_uids = {os.getuid(), *allowed_uids}
-        self.sessions: set[Session] = set()
-        self._by_token: dict[int, Session] = {}
-        self._tokens = itertools.count(1)
-        self._poller = FastPoller()
-        self.observers: list[ServerObserver] = []
-        self.listener = bind_socket(path)
-        self._listener_ino = os.stat(path).st_ino
-        loop.add_reader(self.listener.fileno(), self._on_accept)
+        self.listener: socket.socket | None = None
+        self._listener_ino = 0
+        if path is not None:
+            self.listener = bind_socket(path)
+            self._listener_ino = os.stat(path).st_ino
+            loop.add_reader(self.listener.fileno(), self._on_accept)
         self._accept_paused = self._accept_failing = False
         # fds kept back for the connected clients' shm, eventfds and replies: a new
         # client is accepted only while more than this many are free
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.fd_reserve = max(self.budgets.fd_reserve, self.fd_limit // 8)
         self._resume_timer: asyncio.TimerHandle | None = None
-        loop.add_reader(host.renderer.poll_fd, self._on_poll)
         self.closed = False
-        # a display target's presents reach the observers at most this often
-        self.present_interval = PRESENT_REPORT_INTERVAL_S
-        log.info("serving vtest on %s", path)
 
-    # ------------------------------------------------------------ events
+    def adopt(self, sock: socket.socket, pid: int, uid: int) -> object:
+        """Serve an accepted, allowed client (non-blocking socket)."""
+        raise NotImplementedError
+
     def _on_accept(self) -> None:
+        assert self.listener is not None
         in_use = open_fd_count()  # once a wake-up (it lists /proc), then one a socket
         for _ in range(64):
             in_use += 1
@@ -176,16 +176,13 @@ class VtestServer:
                             "(use --allow-uid %d)", pid, uid, uid)
                 sock.close()
                 continue
-            token = next(self._tokens) & 0xFFFFFFFF
-            s = Session(self, sock, pid, uid, token)
-            self.sessions.add(s)
-            self._by_token[token] = s
+            self.adopt(sock, pid, uid)
 
     def _pause_accept(self, exc: OSError) -> None:
         """Out of fds (or memory): stop watching the listener, which stays readable
         and would make this loop spin, until a client leaves or a second passes.
         Waiting clients stay in the backlog; one log line per pause."""
-        if self._accept_paused:
+        if self._accept_paused or self.listener is None:
             return
         self._accept_paused = True
         if self._accept_failing:  # one line until an accept succeeds again
@@ -198,13 +195,52 @@ class VtestServer:
         self._resume_timer = self.loop.call_later(ACCEPT_RETRY_S, self._resume_accept)
 
     def _resume_accept(self) -> None:
-        if not self._accept_paused or self.closed:
+        if not self._accept_paused or self.closed or self.listener is None:
             return
         self._accept_paused = False
         if self._resume_timer is not None:
             self._resume_timer.cancel()
             self._resume_timer = None
         self.loop.add_reader(self.listener.fileno(), self._on_accept)
+
+    def _close_listener(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+        if self.listener is None or self.path is None:
+            return
+        self.loop.remove_reader(self.listener.fileno())
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self._listener_ino:
+                os.unlink(self.path)
+
+
+class VtestServer(ClientListener):
+    """Serves vtest clients; lives on the render thread's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: RenderHost, path: str | None,
+                 allowed_uids: Iterable[int] = (), budgets: Budgets = DEFAULT_BUDGETS) -> None:
+        set_budgets(budgets)
+        self.host = host
+        self.sessions: set[Session] = set()
+        self._by_token: dict[int, Session] = {}
+        self._tokens = itertools.count(1)
+        self._poller = FastPoller()
+        self.observers: list[ServerObserver] = []
+        super().__init__(loop, path, allowed_uids, budgets)
+        loop.add_reader(host.renderer.poll_fd, self._on_poll)
+        # a display target's presents reach the observers at most this often
+        self.present_interval = PRESENT_REPORT_INTERVAL_S
+        if path is not None:
+            log.info("serving vtest on %s", path)
+
+    # ------------------------------------------------------------ events
+    def adopt(self, sock: socket.socket, pid: int, uid: int) -> Session:
+        token = next(self._tokens) & 0xFFFFFFFF
+        s = Session(self, sock, pid, uid, token)
+        self.sessions.add(s)
+        self._by_token[token] = s
+        return s
 
     def _on_poll(self) -> None:
         """Fences retired: the C poll answered the BUSY_WAITs they release and
@@ -301,16 +337,10 @@ class VtestServer:
         if self.closed:
             return
         self.closed = True
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
         for s in list(self.sessions):
             s.close("server shutting down")
-        self.loop.remove_reader(self.listener.fileno())
         self.loop.remove_reader(self.host.renderer.poll_fd)
-        self.listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.path).st_ino == self._listener_ino:
-                os.unlink(self.path)
+        self._close_listener()
 
 
 def name_native_thread(name: str) -> None:

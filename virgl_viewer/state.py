@@ -20,9 +20,11 @@ client within HISTORY_S, one rate sample a second for HISTORY_S.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from virgl_viewer.formats import estimate_resource_bytes
 from virgl_viewer.server import ServerObserver
@@ -60,9 +62,17 @@ __all__ = [
 
 if TYPE_CHECKING:
     from virgl_viewer.objects import Resource
-    from virgl_viewer.server import VtestServer
     from virgl_viewer.session import Session
     from virgl_viewer.virgl import NativeShm, SharedMemory
+
+class ObservedServer(Protocol):
+    """What ``attach`` needs of a server: VtestServer, or isolation.ProcessServer."""
+
+    @property
+    def sessions(self) -> Iterable[Any]: ...
+
+    def add_observer(self, ob: ServerObserver, /) -> None: ...
+
 
 QUEUE_MAX = 1 << 16  # events between two pulls before a resync (~30 s of glxgears)
 FENCE_HISTORY = 1000  # fences kept per client
@@ -70,6 +80,7 @@ HISTORY_S = 60.0  # fences and rate samples older than this are dropped
 CLOSED_KEEP_S = 30.0  # a disconnected client stays listed this long
 RATE_WINDOW_S = 1.0
 
+_OWN_PID = os.getpid()  # shared mode: every session is served here
 _NAMED, _CLOSED, _RES_NEW, _RES_DEL, _PRESENT, _SYNC = range(6)
 
 
@@ -133,7 +144,7 @@ class StateRegistry(ServerObserver):
         self.resyncs = 0
 
     # ------------------------------------------------------------ render thread
-    def attach(self, server: VtestServer) -> None:
+    def attach(self, server: ObservedServer) -> None:
         """Start observing ``server`` (render thread); existing sessions are picked up
         by the next pull."""
         for s in server.sessions:
@@ -421,7 +432,8 @@ class StateRegistry(ServerObserver):
         rec = ClientInfo(c.key, c.name, s.pid, s.uid, s.ctx_id, s.protocol_version,
                          s.capset_id, s.connected_at, c.closed_at, state, c.reason,
                          s.submits, s.bytes_submitted, sps, bps, fps, c.presents, len(c.res),
-                         c.res_bytes, s.fence_submitted, s.fence_completed, len(c.sync_keys))
+                         c.res_bytes, s.fence_submitted, s.fence_completed, len(c.sync_keys),
+                         getattr(s, "renderer_pid", _OWN_PID))
         if rec != c.record:
             if c.record is None:
                 dc.add(rec)

@@ -75,6 +75,7 @@ class ClientInfo(NamedTuple):
     fences_submitted: int
     fences_completed: int
     syncs: int
+    renderer_pid: int = 0  # the process whose virglrenderer serves it
 
     @property
     def client_key(self) -> int:

@@ -56,6 +56,7 @@ def latency_summary(fences: list[SyncPointInfo]) -> dict[str, Any]:
 def client_dict(snap: Snapshot, c: ClientInfo) -> dict[str, Any]:
     return {
         "key": c.key, "ctx_id": c.ctx_id, "name": c.name, "pid": c.pid, "uid": c.uid,
+        "renderer_pid": c.renderer_pid,
         "protocol_version": c.protocol_version, "capset_id": c.capset_id,
         "capset": c.capset, "state": c.state, "close_reason": c.close_reason,
         "connected_at": _wall(snap, c.connected_at), "closed_at": _wall(snap, c.closed_at),

@@ -18,20 +18,31 @@ import pytest
 
 if TYPE_CHECKING:
     from virgl_viewer.guest import VtestClient
+    from virgl_viewer.isolation import ProcessServer, ProcessThread
     from virgl_viewer.server import RenderThread, VtestServer
 
 
 @dataclass
 class RunningServer:
-    """A server started by the ``virgl_server`` fixture."""
+    """A server started by the ``virgl_server`` fixture. ``isolation`` "shared": every
+    client served on ``thread`` (a RenderThread); "process": each by a renderer process
+    of its own, ``thread`` (a ProcessThread) accepting and collecting their events."""
 
     path: str
-    thread: RenderThread
+    thread: RenderThread | ProcessThread
+    isolation: str = "shared"
 
     @property
-    def server(self) -> VtestServer:
-        assert self.thread.server is not None
-        return self.thread.server
+    def server(self) -> Any:
+        """The VtestServer (shared) or ProcessServer (process)."""
+        server: VtestServer | ProcessServer | None = self.thread.server
+        assert server is not None
+        return server
+
+    def renderer_pids(self) -> list[int]:
+        """The renderer process of each connected client (this process when shared)."""
+        return sorted(int(getattr(s, "renderer_pid", os.getpid()))
+                      for s in self.call(lambda: list(self.server.sessions)))
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the render thread and return its result."""
@@ -51,10 +62,39 @@ class RunningServer:
     def session_count(self) -> int:
         return int(self.call(lambda: len(self.server.sessions)))
 
+    def settle(self, clients: int = 0, timeout: float = 30.0) -> bool:
+        """Wait until ``clients`` clients are served and, in process isolation, the
+        pool is at rest (its warm renderers ready, none starting or finishing): this
+        process's fds are then comparable. Whether it settled within ``timeout``."""
+        import time
 
-def start_server(path: str, venus: bool = False) -> RunningServer:
-    """Start an in-process headless server on ``path`` (``venus``: serving Vulkan
-    guests too, as ``--venus``)."""
+        def at_rest() -> bool:
+            if len(self.server.sessions) != clients:
+                return False
+            return self.isolation != "process" or bool(self.server.pool.at_rest())
+
+        end = time.monotonic() + timeout
+        while not self.call(at_rest):
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+def start_server(path: str, isolation: str = "shared", venus: bool = False,
+                 **kwargs: Any) -> RunningServer:
+    """Start a headless server on ``path``: in this process (``isolation="shared"``)
+    or with a renderer process per client (``"process"``; ``kwargs`` go to
+    ProcessThread: pool_size, cfg); ``venus``: serving Vulkan guests too, as
+    ``--venus``."""
+    if isolation == "process":
+        from virgl_viewer.isolation import ProcessThread
+        from virgl_viewer.worker import WorkerConfig
+
+        cfg = kwargs.pop("cfg", None) or WorkerConfig(venus=venus)
+        pt = ProcessThread(path, cfg, budgets=cfg.budgets, **kwargs)
+        pt.start()
+        return RunningServer(path, pt, "process")
     from virgl_viewer.egl import SurfacelessProvider
     from virgl_viewer.server import RenderThread
 
@@ -68,10 +108,13 @@ def start_server(path: str, venus: bool = False) -> RunningServer:
 
 
 @pytest.fixture
-def virgl_server() -> Iterator[RunningServer]:
-    """A headless virgl-viewer server on a private socket, stopped afterwards."""
+def virgl_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A headless virgl-viewer server on a private socket, stopped afterwards; in this
+    process, or with a renderer process per client when parametrized indirectly with
+    "process"."""
+    isolation = str(getattr(request, "param", "shared"))
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"))
+        running = start_server(os.path.join(d, "vtest.sock"), isolation)
         try:
             yield running
         finally:
@@ -158,7 +201,9 @@ class ViewerHandle:
 def virgl_viewer(request: pytest.FixtureRequest) -> Iterator[ViewerHandle]:
     """The virgl-viewer GUI running in this process (needs an X display with
     EGL, e.g. Xvfb): a server on a private socket, scanout windows opening as
-    guests present."""
+    guests present. Parametrize it indirectly with "process" for a renderer process
+    per client (``--isolation process``; "process-shm": its frames through the CPU
+    readback fallback); "shared" is the default."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         pytest.fail("the virgl_viewer fixture needs a display: run the tests under "
                     "`xvfb-run -a pytest ...` (or in a desktop session)", pytrace=False)
@@ -179,7 +224,9 @@ def virgl_viewer(request: pytest.FixtureRequest) -> Iterator[ViewerHandle]:
     gc.disable()
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
         path = os.path.join(d, "vtest.sock")
-        controller = ViewerController(path)
+        isolation, _, transport = str(getattr(request, "param", "shared")).partition("-")
+        controller = ViewerController(path, isolation=isolation, warm_renderers=2,
+                                      frame_transport={"shm": "shm"}.get(transport))
         controller.start()
         controller.main_window.show()
         try:

@@ -267,12 +267,17 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
     watcher = Watcher(server)
     try:
         assert wait_for(lambda: watcher.rounds >= 2 or watcher.error is not None)
+        assert server.settle(clients=2 + other_sessions)
         baseline = open_fds()
         caplog.clear()
         culprit = Culprit(name, os.getpid())
         yield culprit
+        # with a renderer process per client its log line is relayed: it may land
+        # after the client saw its socket close
+        wait_for(lambda: any(r.levelno >= logging.WARNING for r in caplog.records))
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
+        assert server.settle(clients=2 + other_sessions)
         assert wait_for(lambda: open_fds() == baseline), (
             f"{open_fds()} fds open, {baseline} before the hostile client")
         watcher.check()

@@ -101,6 +101,7 @@ def test_leaving_with_fences_in_flight_does_not_crash(vtest_server: Server) -> N
         assert_filled(read_back(c, target), RED)
 
 
+@pytest.mark.isolation("shared")  # reads the render thread's renderer
 def test_a_leaving_clients_context_waits_for_its_last_fence(virgl_server: RunningServer) -> None:
     """A client that leaves right after queueing long work keeps its context
     (counted as retiring) until its fences retire; then it is destroyed. A

@@ -64,6 +64,7 @@ def test_a_client_gone_before_its_create_reply_leaves_nothing(
     with VtestClient.connect(virgl_server.path, "bystander", 2) as bystander:
         target = create_target(bystander)
         assert_filled(render_clear(bystander, target, RED), RED)
+        assert virgl_server.settle(clients=1)  # process isolation: the pool at rest
         fds, maps = open_fds(), _shm_mappings()
         for _ in range(5):
             client = VtestClient.connect(virgl_server.path, "gone", 3)
@@ -71,6 +72,7 @@ def test_a_client_gone_before_its_create_reply_leaves_nothing(
                 0, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 16, 16, 1, 1, 0, 0, 16 * 16 * 4))
             client.sock.shutdown(socket.SHUT_RDWR)
             client.close()
+        assert virgl_server.settle(clients=1)
         assert wait_for(lambda: (open_fds(), _shm_mappings()) == (fds, maps), 5.0), (
             f"{open_fds()} fds and {_shm_mappings()} shm mappings, {fds} and {maps} before")
         assert_filled(render_clear(bystander, target, GREEN), GREEN)

@@ -110,6 +110,7 @@ def test_busy_wait_parks_while_more_input_arrives(virgl_server: RunningServer) -
         assert_filled(bytes(res.shm[:SIZE]), PLUM)
 
 
+@pytest.mark.isolation("shared")  # reads the C path's state on the render thread
 def test_eof_inside_a_fast_message_is_reported(virgl_server: RunningServer,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
@@ -140,6 +141,7 @@ def test_unknown_handle_in_a_c_submit_names_it(virgl_server: RunningServer,
     assert f"unknown resource handle {res.handle + 77}" in msg
 
 
+@pytest.mark.isolation("shared")  # reads the session's C fence log
 def test_fence_log_records_every_submit(virgl_server: RunningServer) -> None:
     with VtestClient.connect(virgl_server.path, "fast-fences", 2) as g:
         res = create_target(g)

@@ -78,6 +78,11 @@ def test_snapshot_follows_a_guest(writer: StatsJsonWriter, virgl_server: Any,
             "json-guest", os.getpid(), 2, "active")
         assert (c["submits"], c["resources"], c["fences_pending"]) == (4, 2, 0)
         assert c["resource_bytes"] == 128 * 64 * 4 + 1000
+        # its renderer: this process (shared), or its worker (process isolation)
+        assert c["renderer_pid"] == (
+            os.getpid() if virgl_server.isolation == "shared"
+            else virgl_server.renderer_pids()[0]) != 0
+        assert virgl_server.isolation == "shared" or c["renderer_pid"] != os.getpid()
         assert c["latency"]["count"] == 4 and c["latency"]["max_ms"] >= 0
         assert sum(c["latency_histogram"]) == 4
         assert len(doc["latency_histogram"]["edges_ms"]) == len(LATENCY_EDGES_MS)

@@ -98,3 +98,44 @@ def start_guest_cli(sock: str, name: str, args: list[str], env: dict[str, str]
     return subprocess.Popen([sys.executable, "-m", "virgl_viewer.guest.cli", "--socket", sock,
                              "--name", name, *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, theirs, ...), from /proc."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            kids.setdefault(int(fields[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def renderer_workers(server_pid: int) -> list[int]:
+    """The renderer worker processes of a viewer running ``--isolation process``: the
+    children of its zygote (the child of the server running virgl_viewer.zygote)."""
+    workers = []
+    for pid in descendants(server_pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        if b"virgl_viewer.zygote" in argv and parent != server_pid:
+            workers.append(pid)
+    return workers

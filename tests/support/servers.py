@@ -82,7 +82,7 @@ class Server:
     def __init__(self, kind: ServerKind, socket_path: Path, log_path: Path, *,
                  upstream_mode: UpstreamMode = "fork", log_level: str = "info",
                  python: str | None = None, env: dict[str, str] | None = None,
-                 venus: bool = False) -> None:
+                 venus: bool = False, args: tuple[str, ...] = ()) -> None:
         if kind not in ("ours", "upstream"):
             raise ValueError(f"unknown server kind {kind!r}")
         if str(socket_path) == "/tmp/.virgl_test":
@@ -95,6 +95,7 @@ class Server:
         self.python = python or sys.executable
         self.extra_env = env
         self.venus = venus  # both: --venus (Vulkan guests through virgl_render_server)
+        self.extra_args = args  # ours: more command-line options (--isolation shared)
         self.returncode: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -103,7 +104,7 @@ class Server:
         if self.kind == "ours":
             return [self.python, "-m", "virgl_viewer", "--headless",
                     "--socket", str(self.socket_path), "--log-level", self.log_level,
-                    *(["--venus"] if self.venus else [])]
+                    *(["--venus"] if self.venus else []), *self.extra_args]
         argv = ["virgl_test_server", "--use-egl-surfaceless",
                 f"--socket-path={self.socket_path}", *(["--venus"] if self.venus else [])]
         if self.upstream_mode == "multi":

@@ -17,6 +17,7 @@ GEARS = ("red", "green", "blue")  # glxgears' three gears
 
 @pytest.mark.mesa
 @pytest.mark.skipif(shutil.which("glxgears") is None, reason="glxgears (mesa-utils) missing")
+@pytest.mark.parametrize("virgl_viewer", ["shared", "process"], indirect=True)
 def test_glxgears_gets_a_window_that_animates(virgl_viewer) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(["glxgears"], env=mesa_env(virgl_viewer.path, os.environ["DISPLAY"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

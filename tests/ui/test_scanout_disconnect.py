@@ -21,6 +21,7 @@ def close_timers(w: ScanoutWindow) -> list[QTimer]:
             if t.isActive() and t.isSingleShot() and t.interval() == CLOSE_AFTER_GONE_MS]
 
 
+@pytest.mark.parametrize("virgl_viewer", ["shared", "process"], indirect=True)
 def test_disconnected_window_dims_then_closes_unless_kept_open(virgl_viewer, guests, pix,
                                                                monkeypatch) -> None:
     gone_at: set[int] = set()

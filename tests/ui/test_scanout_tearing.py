@@ -44,6 +44,9 @@ def single_colour(img) -> tuple[int, ...] | None:  # type: ignore[no-untyped-def
     return c.red(), c.green(), c.blue()
 
 
+# process: the guest renders in a renderer process of its own and its frames cross into
+# this one (shared memory objects; process-shm: the CPU readback fallback)
+@pytest.mark.parametrize("virgl_viewer", ["shared", "process", "process-shm"], indirect=True)
 def test_every_frame_shown_is_one_colour(virgl_viewer, guests) -> None:
     g = guests.script(FLIPPER, virgl_viewer.path)
     (win,) = virgl_viewer.wait_scanouts(1)

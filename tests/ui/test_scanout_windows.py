@@ -20,6 +20,12 @@ SIZES = [(320, 240), (200, 150), (128, 96)]
 SIZE_ARG = ",".join(f"{w}x{h}" for w, h in SIZES)
 
 
+# shared: one process; process: a renderer process per client, frames across processes
+# (in shared memory objects; process-shm: the CPU readback fallback)
+BOTH_MODES = pytest.mark.parametrize("virgl_viewer", ["shared", "process", "process-shm"],
+                                     indirect=True)
+
+
 def counter_frame(pix, grabbed: bytes, w: int, h: int, *, scanout: int, upto: int) -> int:
     """The counter frame a grab shows: the background red is frame % 256 (pixel (0, 0) is
     background); the candidate whose whole image matches is the frame."""
@@ -31,6 +37,7 @@ def counter_frame(pix, grabbed: bytes, w: int, h: int, *, scanout: int, upto: in
                 f"{pix.diff(grabbed, expected_image('counter', w, h, red, scanout), w, h)}")
 
 
+@BOTH_MODES
 def test_three_scanouts_three_windows_with_their_own_pixels(virgl_viewer, guests, pix,
                                                             monkeypatch) -> None:
     # every title a scanout window ever had, and each scanout's size when "added" is emitted
@@ -65,6 +72,7 @@ def test_three_scanouts_three_windows_with_their_own_pixels(virgl_viewer, guests
     assert titles and not [t for t in titles if "0×0" in t], titles
 
 
+@BOTH_MODES
 def test_counter_windows_show_their_scanout_and_advance(virgl_viewer, guests, pix) -> None:
     guests.start(virgl_viewer.path, "--scanouts", "3", "--size", SIZE_ARG, "--fps", "30",
                  "--pattern", "counter", name="counting")
@@ -79,6 +87,7 @@ def test_counter_windows_show_their_scanout_and_advance(virgl_viewer, guests, pi
         assert later > first, win.windowTitle()
 
 
+@BOTH_MODES
 def test_window_follows_a_resize_of_its_display_target(virgl_viewer, guests, pix) -> None:
     # 25 fps, resize before frame 50: two seconds to see the window at its first size
     g = guests.start(virgl_viewer.path, "--size", "320x240", "--fps", "25", "--pattern",

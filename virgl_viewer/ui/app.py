@@ -114,7 +114,9 @@ def run_gui(args: argparse.Namespace) -> int:
     from virgl_viewer.ui.controller import ViewerController
 
     controller = ViewerController(args.socket, allowed_uids=args.allow_uid,
-                                  budgets=args.budgets, venus=args.venus)
+                                  budgets=args.budgets, venus=args.venus,
+                                  isolation=args.isolation,
+                                  warm_renderers=args.warm_renderers)
     try:
         controller.start()
     except Exception as exc:

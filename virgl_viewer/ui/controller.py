@@ -101,9 +101,14 @@ def present_interval() -> float:
 
 class ViewerController(QObject):
     def __init__(self, path: str, allowed_uids: Iterable[int] = (),
-                 budgets: Budgets = DEFAULT_BUDGETS, venus: bool = False) -> None:
+                 budgets: Budgets = DEFAULT_BUDGETS, isolation: str = "shared",
+                 warm_renderers: int = 4, frame_transport: str | None = None,
+                 venus: bool = False) -> None:
         super().__init__()
         self.path = path
+        self.isolation = isolation  # passed through to the render side, nothing more
+        self.warm_renderers = warm_renderers
+        self.frame_transport = frame_transport
         self.allowed_uids = tuple(allowed_uids)
         self.budgets = budgets
         self.venus = venus
@@ -133,11 +138,13 @@ class ViewerController(QObject):
                           frames_fd=self._frames_fd, registry=self.registry,
                           present_interval=present_interval(),
                           allowed_uids=self.allowed_uids, budgets=self.budgets,
-                          venus=self.venus)
+                          isolation=self.isolation, warm_renderers=self.warm_renderers,
+                          frame_transport=self.frame_transport, venus=self.venus)
         side.start()
         self.render = side
         self.previews.side = side
         self.main_window.status.setText(f"serving {self.path}")
+        self.main_window.inspector.set_frame_path(side.frame_path)
 
     def disconnect_client(self, pid: int) -> None:
         """The inspector's "Disconnect client": close every session of ``pid``."""

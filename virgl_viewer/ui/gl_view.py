@@ -220,7 +220,7 @@ class ScanoutView(GLSurfaceWidget):
         finally:
             self.scanout.drawn(frame, fence)
         if not self.scanout.alive:
-            self._paint_overlay("client disconnected")
+            self._paint_overlay(self.scanout.gone_reason or "client disconnected")
 
     @staticmethod
     def _clear() -> None:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QMenu,
     QPlainTextEdit,
@@ -109,6 +110,12 @@ class Inspector(QWidget):
         self.timer.timeout.connect(self.tick)
         self.timer.start(HIDDEN_TICK_MS)
 
+    def set_frame_path(self, text: str) -> None:
+        """Show how guests' frames reach the screen (told by the render side)."""
+        self.frame_path_label.setText(f"frames: {text}")
+        self.frame_path_label.setToolTip(text)
+        self.frame_path_label.setVisible(bool(text))
+
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
         bar = QHBoxLayout()
@@ -131,8 +138,10 @@ class Inspector(QWidget):
         menu.addAction("Table as CSV…", self._export_csv_dialog)
         menu.addAction("Everything as JSON…", self._export_json_dialog)
         export.setMenu(menu)
+        self.frame_path_label = QLabel()  # how frames reach the screen (set_frame_path)
+        self.frame_path_label.setVisible(False)
         for w in (self.client_combo, self.kind_combo, self.filter_edit,
-                  self.disconnect_button, export):
+                  self.disconnect_button, export, self.frame_path_label):
             bar.addWidget(w)
         bar.setStretchFactor(self.filter_edit, 1)
         self.tabs = QTabWidget()

@@ -230,6 +230,7 @@ class ClientTableModel(RecordTableModel):
         _col("Context", "ctx_id"),
         Column("Client", lambda c, _n: c.name, lambda c: c.name.lower()),
         _col("PID", "pid"),
+        _col("Renderer PID", "renderer_pid"),
         _col("Protocol", "protocol_version"),
         Column("Capset", lambda c, _n: c.capset, lambda c: c.capset),
         Column("Age", lambda c, n: age(c.closed_at or n, c.connected_at),

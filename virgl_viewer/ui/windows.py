@@ -115,7 +115,7 @@ class ScanoutWindow(QMainWindow):
 
     def refresh_title(self) -> None:
         sc = self.scanout
-        suffix = "" if sc.alive else " (disconnected)"
+        suffix = "" if sc.alive else f" ({sc.gone_reason or 'disconnected'})"
         self.setWindowTitle(sc.title + suffix)
 
     @property
