@@ -79,6 +79,15 @@ def worker_limits(budgets: Budgets) -> tuple[int, int]:
     return address, files
 
 
+def under_sanitizer() -> bool:
+    """Whether this process runs with AddressSanitizer's runtime (mapped in)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            return any("libasan" in line or "libclang_rt.asan" in line for line in f)
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------- the worker
 class Reporter(ServerObserver):
     """The worker's observer: events to the main process, batched per loop turn."""
@@ -405,9 +414,14 @@ def run_worker_child(chan: socket.socket, cfg: WorkerConfig) -> int:
     address, files = worker_limits(cfg.budgets)
     address = cfg.address_space or address
     files = cfg.files or files
-    # no core file: a guest that crashes its renderer must not fill the disk with them
-    for lim, want in ((resource.RLIMIT_AS, address), (resource.RLIMIT_NOFILE, files),
-                      (resource.RLIMIT_CORE, 0)):
+    limits = [(resource.RLIMIT_NOFILE, files),
+              # no core file: a guest that crashes its renderer must not fill the disk
+              (resource.RLIMIT_CORE, 0)]
+    # AddressSanitizer (make test-asan) reserves terabytes of address space for its
+    # shadow memory: under it no address-space limit can hold, so there is none
+    if not under_sanitizer():
+        limits.append((resource.RLIMIT_AS, address))
+    for lim, want in limits:
         _soft, hard = resource.getrlimit(lim)
         resource.setrlimit(lim, (want if hard == resource.RLIM_INFINITY else min(want, hard),
                                  hard))
