@@ -29,7 +29,7 @@ from server_helpers import (
     rss_bytes,
 )
 from support.mesa import BackgroundClient, glxgears_argv, mesa_env
-from support.procs import descendants, wait_for
+from support.procs import descendants, process_table, wait_for
 from support.xvfb import Xvfb
 
 from virgl_viewer.guest import VtestClient
@@ -64,19 +64,9 @@ def _presents(server: RunningServer, name: str) -> int:
 
 
 def _zombies_below(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] == "Z" and int(fields[1]) in {pid, *descendants(pid)}:
-            out.append(int(entry))
-    return out
+    below = {pid, *descendants(pid)}
+    return [child for child, state, parent in process_table()
+            if state == "Z" and parent in below]
 
 
 @pytest.mark.mesa

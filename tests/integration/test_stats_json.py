@@ -13,12 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.procs import wait_for
+from support.jsonfile import wait_json
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.commands import CommandBuffer
@@ -27,22 +27,6 @@ from virgl_viewer.stats_json import FORMAT, StatsJsonWriter
 from virgl_viewer.vtest import protocol as P
 
 DT_BIND = P.BIND_RENDER_TARGET | P.BIND_SAMPLER_VIEW | P.BIND_DISPLAY_TARGET
-
-
-def wait_json(path: Path, cond: Callable[[dict[str, Any]], bool],
-              timeout: float = 30.0) -> dict[str, Any]:
-    """Read ``path`` until ``cond(doc)``; every read must parse (atomic replace)."""
-    doc: dict[str, Any] = {}
-
-    def holds() -> bool:
-        nonlocal doc
-        if not path.exists():
-            return False
-        doc = json.loads(path.read_text())
-        return cond(doc)
-
-    assert wait_for(holds, timeout), f"timed out; last document: {json.dumps(doc)[:2000]}"
-    return doc
 
 
 @pytest.fixture

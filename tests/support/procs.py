@@ -100,9 +100,9 @@ def start_guest_cli(sock: str, name: str, args: list[str], env: dict[str, str]
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (children, theirs, ...), from /proc."""
-    kids: dict[int, list[int]] = {}
+def process_table() -> list[tuple[int, str, int]]:
+    """(pid, state letter, parent pid) of every process, from /proc."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -112,8 +112,16 @@ def descendants(pid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z":
-            kids.setdefault(int(fields[1]), []).append(int(entry))
+        out.append((int(entry), fields[0], int(fields[1])))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, theirs, ...), from /proc."""
+    kids: dict[int, list[int]] = {}
+    for child, state, parent in process_table():
+        if state != "Z":
+            kids.setdefault(parent, []).append(child)
     out: list[int] = []
     todo = [pid]
     while todo:
