@@ -97,6 +97,9 @@ class RemoteSession:
         self.resource_bytes = 0
         self.mappings = 0
         self.dropping = False  # told to drop it (a server-wide budget)
+        # a venus client's rings (state.py's timeline rows): not relayed by the workers yet,
+        # so a venus client in process isolation shows no timeline rows
+        self.venus_timelines: dict[int, tuple[int, int]] = {}
         self.syncs: dict[int, Sync] = {}
         self.sync_waiters: list[SyncWaiter] = []
         self.fast = RemoteFast()
