@@ -159,7 +159,8 @@ def test_each_client_names_its_renderer_process(procs_server: RunningServer) -> 
             return {c.name: c.renderer_pid for c in registry.snapshot().clients
                     if c.state == "active"}
 
-        assert wait_for(lambda: set(listed()) == {"one", "two"})
+        # both listed, each with its pid (from its worker's hello, maybe after its frames)
+        assert wait_for(lambda: set(listed()) == {"one", "two"} and all(listed().values()))
         pids = listed()
         assert len({*pids.values(), os.getpid()}) == 3
 
