@@ -92,6 +92,20 @@ int vv_put2_length_ok(uint32_t len, uint32_t data_size);
  * VV_FAST_ERROR with the reason in err_msg (err_cmd = cmd). */
 int vv_conn_check_transfer(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32_t level,
                            const uint32_t box[6], int64_t shm_offset, uint32_t *server);
+/* The one check that a command's resource handle is this client's (every command
+ * naming a resource, the C path's and Python's): 0 with *server set, or VV_FAST_ERROR
+ * with the reason in err_msg. The conn's table is the client's one resource table;
+ * Session.resources only mirrors it (fed by this engine's events and by Python's
+ * creations, which it adds here first). */
+int vv_conn_check_owned(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32_t *server);
+/* The one check of a RESOURCE_CREATE/CREATE2 before anything is made (the C path's and
+ * Python's): the handle for the protocol version (0 in protocol 3, else new and not 0)
+ * and the shm size against the shape's bound. shape: target, format, bind, width,
+ * height, depth, array_size, last_level, nr_samples. 0, or VV_FAST_ERROR with the
+ * reason in err_msg. The budgets are vv_conn_admit's. */
+#define VV_RES_SHAPE 9
+int vv_conn_check_create(struct vv_conn *c, uint32_t cmd, uint32_t handle,
+                         const uint32_t shape[VV_RES_SHAPE], uint64_t shm_size);
 
 int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
                          uint32_t target, uint32_t bind, uint32_t width, uint32_t height,

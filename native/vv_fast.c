@@ -322,6 +322,8 @@ static void unregister(struct vv_conn *c)
    }
 }
 
+static int reserve_retiring(size_t contexts);
+
 int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id)
 {
    if (c->ctx_id)
@@ -341,6 +343,10 @@ int vv_conn_set_context(struct vv_conn *c, uint32_t ctx_id)
       ready_q = q;
       conns_cap = ncap;
    }
+   /* Every context can become a retiring one (vv_context_retire) without an
+    * allocation there: a failed one would leave the context alive forever. */
+   if (reserve_retiring(nconns + 1))
+      return -ENOMEM;
    conns[nconns++] = c;
    c->ctx_id = ctx_id;
    return 0;
@@ -805,11 +811,6 @@ uint64_t vv_shm_bound(uint32_t width, uint32_t height, uint32_t depth, uint32_t 
    return b > limits.shm_bytes_per_resource ? limits.shm_bytes_per_resource : b;
 }
 
-static uint64_t shm_bound(const uint32_t *f)
-{
-   return vv_shm_bound(f[4], f[5], f[6], f[7], f[9], f[8]);
-}
-
 static int send_fd(int sock, int fd)
 {
    char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
@@ -842,13 +843,16 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
    for (i = 0; i < VV_RES_CREATE2_SIZE; i++)
       f[i] = rd32(p + 4 * i);
    size = f[10];
-   /* the checks of ResourceCommands._on_resource_create; any miss is Python's.
-    * An fd must not overtake output already queued. */
-   if (c->protocol_version >= 3 || f[0] == 0 || res_find(c->res, f[0]) ||
+   /* Protocol 3 (server ids, a reply), a resource too large for the upper bound
+    * to admit it (Python's estimate is exact) and an fd that would overtake output
+    * already queued are Python's; the rest is checked here, as Python checks it
+    * (vv_conn_check_create). */
+   if (c->protocol_version >= 3 ||
        (est = vv_texture_upper(f[4], f[5], f[6], f[7], f[9], f[8])) > C_PATH_MAX_EST ||
-       vv_conn_admit(c, size, est) || size > shm_bound(f) ||
-       (size && (c->out_len || c->py_out_busy)))
+       vv_conn_admit(c, size, est) || (size && (c->out_len || c->py_out_busy)))
       return VV_FAST_SLOW;
+   if (vv_conn_check_create(c, VV_CMD_RESOURCE_CREATE2, f[0], f + 1, size))
+      return VV_FAST_ERROR;
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
    src = (struct vv_res){.client = f[0], .target = f[1], .format = f[2], .bind = f[3],
                          .width = f[4], .height = f[5], .depth = f[6], .array_size = f[7],
@@ -925,8 +929,11 @@ static int do_create2(struct vv_conn *c, const uint8_t *p)
  * see its last frame first (then Python's). */
 static int do_unref(struct vv_conn *c, const uint8_t *p)
 {
+   uint32_t server;
    struct vv_res *r = res_find(c->res, rd32(p));
-   if (!r || !r->owned ||
+   if (!r)
+      return vv_conn_check_owned(c, VV_CMD_RESOURCE_UNREF, rd32(p), &server);
+   if (!r->owned ||
        (c->notify_present && (r->bind & (VV_BIND_DISPLAY_TARGET | VV_BIND_SCANOUT))))
       return VV_FAST_SLOW;
    virgl_renderer_submit_cmd(empty_cmd, (int)c->ctx_id, 0);
@@ -1050,13 +1057,41 @@ int vv_put2_length_ok(uint32_t len, uint32_t data_size)
           (uint64_t)len - VV_TRANSFER2_HDR_SIZE == ((uint64_t)data_size + 3) / 4;
 }
 
+int vv_conn_check_owned(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32_t *server)
+{
+   struct vv_res *r = res_find(c->res, handle);
+   if (!r)
+      return fail(c, cmd, "resource %u does not belong to this client", handle);
+   *server = r->server;
+   return 0;
+}
+
+int vv_conn_check_create(struct vv_conn *c, uint32_t cmd, uint32_t handle,
+                         const uint32_t shape[VV_RES_SHAPE], uint64_t shm_size)
+{
+   /* shape: target, format, bind, width, height, depth, array_size, last_level,
+    * nr_samples (RESOURCE_CREATE2's order after the handle) */
+   if (c->protocol_version >= 3) {
+      if (handle)
+         return fail(c, cmd, "protocol 3 resources take server ids (handle must be 0)");
+   } else if (!handle) {
+      return fail(c, cmd, "resource handle 0");
+   } else if (res_find(c->res, handle)) {
+      return fail(c, cmd, "resource %u already exists", handle);
+   }
+   if (shm_size > vv_shm_bound(shape[3], shape[4], shape[5], shape[6], shape[8], shape[7]))
+      return fail(c, cmd, "data_size %llu is larger than a %ux%ux%u resource needs",
+                  (unsigned long long)shm_size, shape[3], shape[4], shape[5]);
+   return 0;
+}
+
 int vv_conn_check_transfer(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32_t level,
                            const uint32_t box[6], int64_t shm_offset, uint32_t *server)
 {
    uint32_t lw, lh, ld;
    struct vv_res *r = res_find(c->res, handle);
    if (!r)
-      return fail(c, cmd, "resource %u does not belong to this client", handle);
+      return vv_conn_check_owned(c, cmd, handle, server);
    if (level > r->last_level)
       return fail(c, cmd, "level %u > last level %u", level, r->last_level);
    level_extent(r, level, &lw, &lh, &ld);
@@ -1349,15 +1384,28 @@ int vv_context_retire(uint32_t ctx_id, uint64_t submitted, uint64_t completed)
       destroy_context(ctx_id);
       return 1;
    }
-   if (nretiring == retiring_cap) {
-      size_t ncap = retiring_cap ? retiring_cap * 2 : 16;
-      struct retiring_ctx *n = realloc(retiring, ncap * sizeof(*n));
-      if (!n)
-         return -ENOMEM; /* the context stays: a leak, never a crash */
-      retiring = n;
-      retiring_cap = ncap;
-   }
+   /* room was reserved when the context was given to its conn (reserve_retiring);
+    * a context not made through vv_conn_set_context may still find none */
+   if (nretiring == retiring_cap && reserve_retiring(1))
+      return -ENOMEM; /* the context stays: a leak, never a crash */
    retiring[nretiring++] = (struct retiring_ctx){ctx_id, submitted, completed};
+   return 0;
+}
+
+/* Room in the retiring list for every context already retiring and `contexts` more. */
+static int reserve_retiring(size_t contexts)
+{
+   size_t need = nretiring + contexts, ncap = retiring_cap ? retiring_cap : 16;
+   struct retiring_ctx *n;
+   if (need <= retiring_cap)
+      return 0;
+   while (ncap < need)
+      ncap *= 2;
+   n = realloc(retiring, ncap * sizeof(*n));
+   if (!n)
+      return -ENOMEM;
+   retiring = n;
+   retiring_cap = ncap;
    return 0;
 }
 

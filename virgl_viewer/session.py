@@ -565,9 +565,10 @@ class Session(ResourceCommands, SyncCommands, VenusCommands):
 
     def _on_protocol_version(self, ev: P.ProtocolVersion) -> None:
         self._command = "PROTOCOL_VERSION"
-        if self.resources or self.syncs or self.ctx_id or self.fast.res_events:
+        if self.syncs or self.ctx_id:
             # handles mean client ids before 3 and server ids from 3 on: the
             # resources, syncs and context made under one version stay in it
+            # (every resource is made in the client's context: ctx_id covers them)
             raise ClientError("the protocol version cannot change once resources, syncs "
                               "or a context exist", "PROTOCOL_VERSION")
         self.protocol_version = codec.negotiate_version(ev.version)

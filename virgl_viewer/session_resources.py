@@ -85,26 +85,30 @@ def check_inline_span(cmd: str, res: Resource, ev: P.TransferGet | P.TransferPut
 
 class ResourceCommands:
     def _resource(self: SessionCore, command: str, handle: int) -> Resource:
+        """The client's resource ``handle``: the C engine's table decides (its one
+        ownership check); ``resources`` is that table's mirror."""
+        try:
+            self.fast.check_owned(int(P.Cmd[command]), handle)
+        except ClientError as exc:
+            raise ClientError(exc.reason, command) from None
         res = self.resources.get(handle)
-        if res is None:
-            raise ClientError(f"resource {handle} does not belong to this client", command)
+        if res is None:  # made by the C path since the mirror was last synced
+            self.sync_resources()
+            res = self.resources[handle]
         return res
 
     def _on_resource_create(self: SessionCore, ev: P.ResourceCreate | P.ResourceCreate2) -> None:
         v2 = isinstance(ev, P.ResourceCreate2)
         cmd = self._command = "RESOURCE_CREATE2" if v2 else "RESOURCE_CREATE"
         v3 = self.protocol_version >= 3
-        if v3 and ev.handle != 0:
-            raise ClientError("protocol 3 resources take server ids (handle must be 0)", cmd)
-        if not v3:
-            if ev.handle == 0:
-                raise ClientError("resource handle 0", cmd)
-            if ev.handle in self.resources:
-                raise ClientError(f"resource {ev.handle} already exists", cmd)
         data_size = ev.data_size if isinstance(ev, P.ResourceCreate2) else 0
-        if data_size > shm_bound(ev):
-            raise ClientError(f"data_size {data_size} is larger than a "
-                              f"{ev.width}x{ev.height}x{ev.depth} resource needs", cmd)
+        try:
+            self.fast.check_create(int(P.Cmd[cmd]), ev.handle,
+                                   (ev.target, ev.format, ev.bind, ev.width, ev.height,
+                                    ev.depth, ev.array_size, ev.last_level, ev.nr_samples),
+                                   data_size)
+        except ClientError as exc:
+            raise ClientError(exc.reason, cmd) from None
         over = self.fast.admit(data_size, storage_estimate(ev))
         if over is not None:
             raise ClientError(over, cmd)

@@ -845,6 +845,22 @@ class FastConn:
             raise ClientError(str(ffi.string(self._c.err_msg), "utf-8", "replace"))
         return int(server[0])
 
+    def check_owned(self, cmd: int, handle: int) -> int:
+        """The one ownership check of a resource handle (C's, the C path's too): its
+        server handle, or ClientError."""
+        server = ffi.new("uint32_t *")
+        if lib.vv_conn_check_owned(self._c, cmd, handle, server):
+            raise ClientError(str(ffi.string(self._c.err_msg), "utf-8", "replace"))
+        return int(server[0])
+
+    def check_create(self, cmd: int, handle: int, shape: tuple[int, ...],
+                     shm_size: int) -> None:
+        """The one check of a resource creation before anything is made (C's, the C
+        path's too): ClientError naming what is wrong. ``shape``: target, format, bind,
+        width, height, depth, array_size, last_level, nr_samples."""
+        if lib.vv_conn_check_create(self._c, cmd, handle, shape, shm_size):
+            raise ClientError(str(ffi.string(self._c.err_msg), "utf-8", "replace"))
+
     def admit(self, shm_size: int, est: int) -> str | None:
         """None if the client may make one more resource with ``shm_size`` bytes of
         shm and ``est`` bytes of storage; else which budget it would exceed (C's

@@ -242,6 +242,12 @@ SEMANTICS = {
     "create-duplicate-handle": Bad(on_target(lambda h: header(C.RESOURCE_CREATE2, 11) + dwords(
         h, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 4, 4, 1, 1, 0, 0, 64)),
         "RESOURCE_CREATE2", "already exists"),
+    "create-handle-0": Bad(raw(header(C.RESOURCE_CREATE2, 11), dwords(
+        0, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 4, 4, 1, 1, 0, 0, 64)),
+        "RESOURCE_CREATE2", "resource handle 0"),
+    "create-v1-duplicate-handle": Bad(on_target(lambda h: header(C.RESOURCE_CREATE, 10) + dwords(
+        h, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 4, 4, 1, 1, 0, 0)),
+        "RESOURCE_CREATE", "already exists", version=0),
     "v3-create-with-handle": Bad(raw(header(C.RESOURCE_CREATE2, 11), dwords(
         7, p.TARGET_2D, B8G8R8X8_UNORM, DISPLAY_BIND, 4, 4, 1, 1, 0, 0, 64)),
         "RESOURCE_CREATE2", "handle must be 0", version=3),
