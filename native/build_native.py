@@ -37,8 +37,8 @@ def _virgl_version() -> int:
     return parts[0] * 10000 + parts[1] * 100 + parts[2]
 
 
-CDEFS = ["virgl_cdef.h", "glue_cdef.h", "rewrite_cdef.h", "present_cdef.h", "ring_cdef.h",
-         "fast_cdef.h", "fast_api.h", "vv_limits.h", "memobj_cdef.h"]
+CDEFS = ["virgl_cdef.h", "glue_cdef.h", "glue_api.h", "rewrite_cdef.h", "present_cdef.h",
+         "ring_cdef.h", "fast_cdef.h", "fast_api.h", "vv_limits.h", "memobj_cdef.h"]
 SOURCES = ["vv_glue.c", "vv_rewrite.c", "vv_present.c", "vv_ring.c", "vv_fast.c", "vv_memobj.c"]
 HEADERS = ["vv_glue.h", "vv_rewrite.h", "vv_present.h", "vv_ring.h", "vv_fast.h", "vv_memobj.h"]
 

@@ -1,4 +1,5 @@
-/* virgl_viewer's own C glue (vv_glue.c), as cffi declarations. */
+/* What only cffi needs of virgl_viewer's C glue (vv_glue.c): EGL's types, the Python
+ * callbacks, libEGL's own calls; the glue's declarations are glue_api.h. */
 typedef void *EGLDisplay;
 typedef void *EGLContext;
 typedef unsigned int EGLenum;
@@ -6,35 +7,11 @@ typedef int EGLint;
 typedef unsigned int EGLBoolean;
 #define EGL_EXTENSIONS ...
 
-struct vv_fence_event { uint32_t ctx_id; uint32_t ring_idx; uint64_t fence_id; };
-
 /* Python side of the GL-context provider (create/destroy are rare). */
 extern "Python+C" void *_create_gl_context_cb(void *cookie, int scanout_idx,
                                            struct virgl_renderer_gl_ctx_param *param);
 extern "Python+C" void _destroy_gl_context_cb(void *cookie, void *ctx);
 
-int vv_renderer_init(void *cookie, EGLDisplay dpy, int flags);
-void vv_renderer_cleanup(void);
-/* Copies queued context-fence retirements (from write_context_fence) into out;
- * returns how many. Same (ctx, ring) pairs are merged to the newest id. */
-int vv_drain_fences(struct vv_fence_event *out, int max);
-/* Unref a resource whose backing (shm, iov) the caller frees next: detached first, so
- * virglrenderer never writes into it later (see vv_glue.c). */
-void vv_resource_release(uint32_t res_handle);
-
-/* EGL helpers for the providers */
-EGLDisplay vv_egl_surfaceless_display(void);
-EGLContext vv_egl_create_context(EGLDisplay dpy, EGLContext share, int major, int minor, int gles);
-int vv_egl_destroy_context(EGLDisplay dpy, EGLContext ctx);
-int vv_egl_initialize(EGLDisplay dpy, int *major, int *minor);
-int vv_egl_terminate(EGLDisplay dpy);
-int vv_egl_get_error(void);
-int vv_egl_release_current(EGLDisplay dpy);
-const char *vv_egl_query_string(EGLDisplay dpy, int name);
 /* libEGL's own: the handles Qt's context uses (the UI hands them to the render side) */
 EGLDisplay eglGetCurrentDisplay(void);
 EGLContext eglGetCurrentContext(void);
-
-/* shared memory backing */
-void *vv_shm_map(int fd, size_t size);
-int vv_shm_unmap(void *ptr, size_t size);

@@ -27,7 +27,7 @@ from virgl_viewer.budgets import Budgets
 from virgl_viewer.errors import VirglViewerError
 from virgl_viewer.formats import estimate_resource_bytes
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
-from virgl_viewer.server import ClientListener, ServerObserver, name_native_thread
+from virgl_viewer.server import ClientListener, LoopThread, ServerObserver
 from virgl_viewer.session import client_name
 from virgl_viewer.virgl import FenceRecord
 from virgl_viewer.worker import WorkerConfig
@@ -331,9 +331,12 @@ def _estimate(r: Resource) -> int:
         return r.shm.size if r.shm is not None else 0
 
 
-class ProcessThread:
+class ProcessThread(LoopThread[ProcessServer]):
     """``--isolation process``'s counterpart of RenderThread: the main process's loop
     (accepting, worker events) on a thread of its own, with the same interface."""
+
+    thread_name = "virgl-procs"
+    start_error = "the renderer workers did not start"
 
     def __init__(self, path: str, cfg: WorkerConfig, allowed_uids: Iterable[int] = (),
                  budgets: Budgets = DEFAULT_BUDGETS, pool_size: int = POOL_SIZE) -> None:
@@ -342,62 +345,26 @@ class ProcessThread:
         self._allowed = tuple(allowed_uids)
         self._budgets = budgets
         self._pool_size = pool_size
-        self.loop = asyncio.new_event_loop()
-        self.server: ProcessServer | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="virgl-procs", daemon=True)
-        self.on_ready: Callable[[Any], None] | None = None
-        self.on_stop: Callable[[], object] | None = None
+        self._pool: WorkerPool | None = None
+        super().__init__(asyncio.new_event_loop())
 
     def start(self, timeout: float = START_TIMEOUT_S) -> ProcessServer:
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise VirglViewerError("the renderer workers did not start")
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-        assert self.server is not None
-        return self.server
+        return super().start(timeout)
 
-    def _run(self) -> None:
-        name_native_thread("virgl-procs")
-        asyncio.set_event_loop(self.loop)
-        pool: WorkerPool | None = None
-        try:
-            pool = WorkerPool(self.loop, self.cfg, self._pool_size)
-            self.loop.run_until_complete(
-                asyncio.wait_for(pool.wait_ready(), START_TIMEOUT_S))
-            self.server = ProcessServer(self.loop, pool, self.path, self._allowed,
-                                        self._budgets)
-            if self.on_ready is not None:
-                self.on_ready(self.server)
-        except BaseException as exc:
-            self._error = exc if not isinstance(exc, TimeoutError) else VirglViewerError(
-                "no renderer worker became ready")
-            if self.server is not None:
-                self.server.close()
-            elif pool is not None:
-                pool.close()
-            self.loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            if self.on_stop is not None:
-                try:
-                    self.on_stop()
-                except Exception:
-                    log.exception("stop hook failed")
+    def _setup(self) -> ProcessServer:
+        pool = self._pool = WorkerPool(self.loop, self.cfg, self._pool_size)
+        self.loop.run_until_complete(asyncio.wait_for(pool.wait_ready(), START_TIMEOUT_S))
+        return ProcessServer(self.loop, pool, self.path, self._allowed, self._budgets)
+
+    def _abandon(self, exc: BaseException) -> BaseException:
+        if self.server is not None:
             self.server.close()
-            self.loop.close()
+        elif self._pool is not None:
+            self._pool.close()
+        if isinstance(exc, TimeoutError):
+            return VirglViewerError("no renderer worker became ready")
+        return exc
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
+    def _teardown(self) -> None:
+        assert self.server is not None
+        self.server.close()

@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
@@ -354,12 +354,91 @@ def name_native_thread(name: str) -> None:
         f.write(name.encode()[:15])
 
 
-class RenderThread:
+ServerT = TypeVar("ServerT")
+
+
+class LoopThread(Generic[ServerT]):
+    """A server's asyncio loop on a thread of its own (the render thread of the shared
+    mode, the main process's loop of the process mode). ``start`` returns the server
+    once ``_setup`` made it on that thread, or raises what ``_setup`` raised (after
+    ``_abandon`` cleaned up); ``stop`` ends the loop, after which ``on_stop`` and
+    ``_teardown`` run on the thread."""
+
+    thread_name = "virgl-loop"
+    start_error = "the server's thread did not start"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.server: ServerT | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self.on_ready: Callable[[ServerT], None] | None = None  # its thread
+        self.on_stop: Callable[[], object] | None = None  # its thread, before teardown
+
+    def start(self, timeout: float = 30.0) -> ServerT:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise VirglViewerError(self.start_error)
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        assert self.server is not None
+        return self.server
+
+    def _setup(self) -> ServerT:
+        raise NotImplementedError
+
+    def _abandon(self, exc: BaseException) -> BaseException:
+        """``_setup`` raised ``exc``: free what it made; what ``start`` raises."""
+        return exc
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        name_native_thread(self.thread_name)
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.server = self._setup()
+            if self.on_ready is not None:
+                self.on_ready(self.server)
+        except BaseException as exc:
+            self._error = self._abandon(exc)
+            self.loop.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            if self.on_stop is not None:
+                try:
+                    self.on_stop()
+                except Exception:
+                    log.exception("%s stop hook failed", self.thread_name)
+            self._teardown()
+            self.loop.close()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run fn(*args) on the thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+
+
+class RenderThread(LoopThread[VtestServer]):
     """The render thread: its own asyncio loop, virglrenderer and the server.
 
     ``provider_factory`` runs on the render thread and returns the GL-context
     provider plus a close function for it.
     """
+
+    thread_name = "virgl-render"
+    start_error = "render thread did not start"
 
     def __init__(self, path: str,
                  provider_factory: Callable[[], tuple[GLContextProvider, Callable[[], None]]],
@@ -371,63 +450,24 @@ class RenderThread:
         self._allowed = tuple(allowed_uids)
         self._venus = venus
         self._selector = FastSelector()
-        self.loop = asyncio.SelectorEventLoop(self._selector)
-        self.server: VtestServer | None = None
         self.host: RenderHost | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="virgl-render", daemon=True)
-        self.on_ready: Callable[[VtestServer], None] | None = None  # render thread
-        self.on_stop: Callable[[], object] | None = None  # render thread, before teardown
+        self._close_provider: Callable[[], None] | None = None
+        super().__init__(asyncio.SelectorEventLoop(self._selector))
 
-    def start(self, timeout: float = 30.0) -> VtestServer:
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise VirglViewerError("render thread did not start")
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-        assert self.server is not None
-        return self.server
+    def _setup(self) -> VtestServer:
+        provider, self._close_provider = self._factory()
+        self.host = RenderHost(provider, venus=self._venus)
+        self._selector.poll_fd = self.host.renderer.poll_fd
+        return VtestServer(self.loop, self.host, self.path, self._allowed, self._budgets)
 
-    def _run(self) -> None:
-        name_native_thread("virgl-render")
-        asyncio.set_event_loop(self.loop)
-        close_provider: Callable[[], None] | None = None
-        try:
-            provider, close_provider = self._factory()
-            self.host = RenderHost(provider, venus=self._venus)
-            self._selector.poll_fd = self.host.renderer.poll_fd
-            self.server = VtestServer(self.loop, self.host, self.path, self._allowed,
-                                      self._budgets)
-            if self.on_ready is not None:
-                self.on_ready(self.server)
-        except BaseException as exc:
-            self._error = exc
-            if self.host is not None:
-                self.host.close()
-            if close_provider is not None:
-                close_provider()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            if self.on_stop is not None:
-                try:
-                    self.on_stop()
-                except Exception:
-                    log.exception("render thread stop hook failed")
-            self.server.close()
-            self.host.close(close_provider)
-            self.loop.close()
+    def _abandon(self, exc: BaseException) -> BaseException:
+        if self.host is not None:
+            self.host.close()
+        if self._close_provider is not None:
+            self._close_provider()
+        return exc
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run fn(*args) on the render thread."""
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
+    def _teardown(self) -> None:
+        assert self.server is not None and self.host is not None
+        self.server.close()
+        self.host.close(self._close_provider)
