@@ -8,6 +8,7 @@ the fixtures, so loading the plugin costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -107,18 +108,24 @@ def start_server(path: str, isolation: str = "shared", venus: bool = False,
     return RunningServer(path, rt)
 
 
-@pytest.fixture
-def virgl_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    """A headless virgl-viewer server on a private socket, stopped afterwards; in this
-    process, or with a renderer process per client when parametrized indirectly with
-    "process"."""
-    isolation = str(getattr(request, "param", "shared"))
+@contextlib.contextmanager
+def private_server(isolation: str = "shared") -> Iterator[RunningServer]:
+    """start_server on a socket in a private directory; stopped and removed after."""
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
         running = start_server(os.path.join(d, "vtest.sock"), isolation)
         try:
             yield running
         finally:
             running.thread.stop()
+
+
+@pytest.fixture
+def virgl_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A headless virgl-viewer server on a private socket, stopped afterwards; in this
+    process, or with a renderer process per client when parametrized indirectly with
+    "process"."""
+    with private_server(str(getattr(request, "param", "shared"))) as running:
+        yield running
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ render thread's sessions (only shared mode has them) says so with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from virgl_viewer.testing import RunningServer, start_server
+from virgl_viewer.testing import RunningServer, private_server
 
 MODES = ("shared", "process")
 
@@ -27,9 +25,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def virgl_server(isolation: str) -> Iterator[RunningServer]:
     """A headless server on a private socket in ``isolation`` mode, stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"), isolation)
-        try:
-            yield running
-        finally:
-            running.thread.stop()
+    with private_server(isolation) as running:
+        yield running
