@@ -107,6 +107,11 @@ int vv_conn_check_owned(struct vv_conn *c, uint32_t cmd, uint32_t handle, uint32
 int vv_conn_check_create(struct vv_conn *c, uint32_t cmd, uint32_t handle,
                          const uint32_t shape[VV_RES_SHAPE], uint64_t shm_size);
 
+/* What a client's live resources hold against the budgets (vv_conn_admit's figures):
+ * how many, how many are mapped shm, their shm bytes and estimated storage bytes. */
+struct vv_usage { uint32_t resources, mappings; uint64_t shm_bytes, resource_bytes; };
+void vv_conn_usage(const struct vv_conn *c, struct vv_usage *out);
+
 int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,
                          uint32_t target, uint32_t bind, uint32_t width, uint32_t height,
                          uint32_t depth, uint32_t array_size, uint32_t last_level,

@@ -73,6 +73,7 @@ struct vv_res {
 struct vv_res_table {
    struct vv_res *slots; /* client == 0: free, a tombstone if server == TOMB */
    uint32_t cap, used, live;
+   uint32_t mappings;  /* live entries with shm (each mapped once) */
    uint64_t shm_total; /* shm bytes of the live entries */
    uint64_t est_total; /* their estimated bytes (the renderer's storage) */
 };
@@ -156,8 +157,10 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
    t->shm_total += src->shm_size;
    t->est_total += src->est;
    est_all += src->est;
-   if (src->shm_size)
+   if (src->shm_size) {
       live_mappings++;
+      t->mappings++;
+   }
    *r = *src;
    r->ring = NULL;
    *err = 0;
@@ -184,8 +187,10 @@ static void res_drop(struct vv_res_table *t, struct vv_res *r)
    t->shm_total -= r->shm_size;
    t->est_total -= r->est;
    est_all -= r->est;
-   if (r->shm_size)
+   if (r->shm_size) {
       live_mappings--;
+      t->mappings--;
+   }
 }
 
 void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
@@ -193,6 +198,13 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
    struct vv_res *r = c->res ? res_find(c->res, client) : NULL;
    if (r)
       res_drop(c->res, r);
+}
+
+void vv_conn_usage(const struct vv_conn *c, struct vv_usage *out)
+{
+   const struct vv_res_table *t = c->res;
+   *out = t ? (struct vv_usage){t->live, t->mappings, t->shm_total, t->est_total}
+            : (struct vv_usage){0, 0, 0, 0};
 }
 
 int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est)

@@ -25,7 +25,6 @@ from typing import Any, cast
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
 from virgl_viewer.errors import VirglViewerError
-from virgl_viewer.formats import estimate_resource_bytes
 from virgl_viewer.objects import Resource, Sync, SyncWaiter
 from virgl_viewer.server import ClientListener, LoopThread, ServerObserver
 from virgl_viewer.session import client_name
@@ -94,8 +93,11 @@ class RemoteSession:
         self.fence_submitted = self.fence_completed = 0
         self.resources: dict[int, Resource] = {}  # by client handle
         self.by_key: dict[int, Resource] = {}  # by the worker's key
+        # what its live resources hold against the server-wide budgets (the worker's
+        # "usage" reports: its C engine's figures) and when that last grew
         self.resource_bytes = 0
         self.mappings = 0
+        self.grew_at = 0.0
         self.dropping = False  # told to drop it (a server-wide budget)
         # a venus client's rings (state.py's timeline rows): not relayed by the workers yet,
         # so a venus client in process isolation shows no timeline rows
@@ -163,6 +165,8 @@ class ProcessServer(ClientListener):
                 s.fast.apply(ev[9])
             if ev[10] is not None:
                 self._syncs(s, ev[10])
+        elif kind == "usage":
+            self._usage(s, ev[1], ev[2])
         elif kind == "res+":
             self._res_new(link, s, ev)
         elif kind == "res-":
@@ -170,7 +174,6 @@ class ProcessServer(ClientListener):
             if r is not None:
                 if s.resources.get(r.client_handle) is r:
                     del s.resources[r.client_handle]
-                self._forget(s, r)
                 self._notify("resource_destroyed", s, r)
         elif kind == "present":
             r = s.by_key.get(ev[1])
@@ -191,28 +194,28 @@ class ProcessServer(ClientListener):
         (key, ch, sh, target, fmt, bind, w, h, d, arr, ll, ns, blob, shm, created) = ev[1:]
         r = Resource(ch, sh, target, fmt, bind, w, h, d, arr, ll, ns,
                      shm=cast(Any, _Shm(shm)) if shm else None, blob=blob, created=created)
-        old = s.by_key.pop(key, None)
-        if old is not None:
-            self._forget(s, old)
         s.by_key[key] = r
         s.resources[ch] = r
-        est = _estimate(r)
-        s.resource_bytes += est
-        self.resource_bytes += est
         self._notify("resource_created", s, r)
-        if shm:
-            s.mappings += 1
-            self.mappings += 1
-        self._hold_server_budgets()
+
+    def _usage(self, s: RemoteSession, mappings: int, resource_bytes: int) -> None:
+        grew = mappings > s.mappings or resource_bytes > s.resource_bytes
+        self.mappings += mappings - s.mappings
+        self.resource_bytes += resource_bytes - s.resource_bytes
+        s.mappings, s.resource_bytes = mappings, resource_bytes
+        if grew:
+            s.grew_at = time.monotonic()
+            self._hold_server_budgets()
 
     def _hold_server_budgets(self) -> None:
         """The server-wide budgets over all workers together. Each worker holds its
         client to the per-client budgets before anything is made (and to the
         server-wide ones, over its one client); the sums over all workers are held
-        here from their reports, which arrive in any order: past a budget, the client
-        whose resource is the newest (CLOCK_MONOTONIC is one clock for all processes)
-        is dropped, just after the create that passed it rather than before it as in
-        shared mode: at most that resource, itself within the per-client budgets, over."""
+        here from their usage reports (each worker's at most every worker.STATS_INTERVAL_S):
+        past a budget, the client whose usage grew last is dropped, just after the
+        creates that passed it rather than before them as in shared mode: at most what
+        that client made within one report's interval, itself within the per-client
+        budgets, over."""
         b = self.budgets
         if self.mappings > b.mappings():
             reason = b.over_mappings()
@@ -223,22 +226,13 @@ class ProcessServer(ClientListener):
         newest: tuple[float, WorkerLink, RemoteSession] | None = None
         for link in self.pool.links:
             s = _served(link)
-            if s is None or s.closed or not s.by_key:
+            if s is None or s.closed or not (s.mappings or s.resource_bytes):
                 continue
-            t = max(r.created for r in s.by_key.values())
-            if newest is None or t > newest[0]:
-                newest = (t, link, s)
+            if newest is None or s.grew_at > newest[0]:
+                newest = (s.grew_at, link, s)
         if newest is not None and not newest[2].dropping:
             newest[2].dropping = True
             newest[1].send(["drop", "RESOURCE_CREATE", reason])
-
-    def _forget(self, s: RemoteSession, r: Resource) -> None:
-        est = _estimate(r)
-        s.resource_bytes -= est
-        self.resource_bytes -= est
-        if r.shm is not None:
-            s.mappings -= 1
-            self.mappings -= 1
 
     def _syncs(self, s: RemoteSession, rows: list[tuple[int, int, int]]) -> None:
         syncs: dict[int, Sync] = {}
@@ -256,8 +250,7 @@ class ProcessServer(ClientListener):
         self._notify("session_closing", s)
         s.closed = True
         s.close_reason = reason
-        for r in s.by_key.values():
-            self._forget(s, r)
+        self._usage(s, 0, 0)
         s.by_key.clear()
         s.resources.clear()
         self.sessions.discard(s)
@@ -321,14 +314,6 @@ class ProcessServer(ClientListener):
 def _served(link: WorkerLink) -> RemoteSession | None:
     """The client ``link``'s worker serves: always a RemoteSession (ProcessServer.adopt)."""
     return cast("RemoteSession | None", link.session)
-
-
-def _estimate(r: Resource) -> int:
-    try:
-        return estimate_resource_bytes(r.target, r.format, r.width, r.height, r.depth,
-                                       r.array_size, r.last_level, r.nr_samples)
-    except ValueError:
-        return r.shm.size if r.shm is not None else 0
 
 
 class ProcessThread(LoopThread[ProcessServer]):

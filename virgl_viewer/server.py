@@ -62,6 +62,11 @@ class ServerObserver:
     Fences have no hook (one a submit would cost Python per submit): they are
     logged in C, read with ``Session.fast.fences()`` from any thread."""
 
+    # Whether it wants resource_created/destroyed for the resources the C path makes
+    # (Python learns of those from the C engine's event log, in batches: a cost per
+    # resource that nobody need pay while no observer wants them).
+    wants_resources = True
+
     def session_named(self, s: Session) -> None: ...
     def session_closing(self, s: Session) -> None: ...  # its objects still exist
     def session_closed(self, s: Session) -> None: ...
@@ -283,6 +288,8 @@ class VtestServer(ClientListener):
 
     def sync_resources(self) -> None:
         """Bring the observers up to date with every session's resources now."""
+        if not any(ob.wants_resources for ob in self.observers):
+            return
         for s in list(self.sessions):
             if s.fast.res_events and not s.closed:
                 try:

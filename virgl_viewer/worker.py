@@ -107,12 +107,26 @@ class Reporter(ServerObserver):
         self._pending_fids: set[int] = set()
         self._syncs_dirty = True
         self._last_stats: tuple[int, ...] = ()
+        self._last_usage: tuple[int, int] = (0, 0)
         self._timer: asyncio.TimerHandle | None = None
         self.done = False
-        # The main process observes (a registry, scanout windows): presents, fences and
-        # syncs go to it. If not, only what it always needs (names, resources for the
-        # server-wide budgets, counters, the close reason): no Python per present.
+        # The main process observes (a registry, scanout windows): resources, presents,
+        # fences and syncs go to it. If not, only what it always needs (names, counters,
+        # the usage for the server-wide budgets, the close reason): no Python per
+        # resource or present.
         self.observed = True
+
+    @property
+    def wants_resources(self) -> bool:  # type: ignore[override]
+        return self.observed
+
+    def observe(self, s: Session) -> None:
+        """The main process observes from now on: it learns of every resource now."""
+        self.observed = True
+        s.sync_resources()
+        for r in list(s.resources.values()):
+            if id(r) not in self._keys:
+                self.resource_created(s, r)
 
     def put(self, *event: Any) -> None:
         self._out.append(list(event))
@@ -171,6 +185,8 @@ class Reporter(ServerObserver):
             self._timer = self.loop.call_later(STATS_INTERVAL_S, self._tick)
 
     def resource_created(self, s: Session, r: Resource) -> None:
+        if not self.observed:
+            return
         key = self._keys[id(r)] = self._next_key
         self._next_key += 1
         self.put("res+", key, r.client_handle, r.server_handle, r.target, r.format, r.bind,
@@ -236,6 +252,10 @@ class Reporter(ServerObserver):
                 for sid in w.need:
                     waiting[sid] = waiting.get(sid, 0) + 1
             syncs = [[sid, sync.value, waiting.get(sid, 0)] for sid, sync in s.syncs.items()]
+        _n, mappings, _shm, resource_bytes = s.fast.usage()
+        if (mappings, resource_bytes) != self._last_usage:
+            self._last_usage = (mappings, resource_bytes)
+            self.put("usage", mappings, resource_bytes)
         counters = (s.ctx_id, s.protocol_version, s.capset_id, s.submits, s.bytes_submitted,
                     s.presents, s.fence_submitted, s.fence_completed)
         if counters == self._last_stats and not fences and syncs is None:
@@ -363,7 +383,7 @@ class Worker:
         elif kind == "close" and s is not None and not s.closed:
             s.close(str(msg[1]))
         elif kind == "observe" and s is not None and not s.closed:
-            self.reporter.observed = True
+            self.reporter.observe(s)
             s.fast.notify_present = 1
         elif kind == "present_interval":
             self.server.set_present_interval(float(msg[1]))

@@ -22,6 +22,8 @@ Events (worker -> main):
             fence_submitted, fence_completed, fences, syncs]
       fences: [[id, created, retired or null], ...]  new or newly retired ones
       syncs:  [[id, value, waiters], ...] or null    every sync, when they changed
+  ["usage", mappings, resource_bytes] what the client's live resources hold against the
+                                      server-wide budgets, when it changed
   ["want", key, width, height, virgl_format, internal_format, y_0_top]
                                       display target `key` is presented: slots for it?
   ["frame", key, slot, width, height, virgl_format, y_0_top]  a frame is in slot
@@ -61,6 +63,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "res-": (_I,),
     "present": (_I, _I),
     "stats": (_I, _I, _I, _I, _I, _I, _I, _I, "fences", "syncs"),
+    "usage": (_I, _I),
     "want": (_I, _I, _I, _I, _I, _B),
     "frame": (_I, _I, _I, _I, _I, _B),
     "closed": (_S,),

@@ -112,8 +112,8 @@ def sess(reg: StateRegistry) -> FakeSession:
 
 def test_implements_every_observer_hook() -> None:
     # session_closing only matters to the scanout hand-off (a last copy)
-    hooks = [n for n in vars(ServerObserver)
-             if not n.startswith("_") and n != "session_closing"]
+    hooks = [n for n, v in vars(ServerObserver).items()
+             if callable(v) and not n.startswith("_") and n != "session_closing"]
     assert len(hooks) == 6
     for name in hooks:
         assert getattr(StateRegistry, name) is not getattr(ServerObserver, name), name
