@@ -97,8 +97,8 @@ class RemoteSession:
         self.resource_bytes = 0
         self.mappings = 0
         self.dropping = False  # told to drop it (a server-wide budget)
-        # a venus client's rings (state.py's timeline rows): not relayed by the workers yet,
-        # so a venus client in process isolation shows no timeline rows
+        # a venus client's rings: ring -> (fences given, retired), as Session's (replaced
+        # whole on each report, so the consumer thread reads it safely)
         self.venus_timelines: dict[int, tuple[int, int]] = {}
         self.syncs: dict[int, Sync] = {}
         self.sync_waiters: list[SyncWaiter] = []
@@ -163,6 +163,8 @@ class ProcessServer(ClientListener):
                 s.fast.apply(ev[9])
             if ev[10] is not None:
                 self._syncs(s, ev[10])
+            if ev[11] is not None:
+                s.venus_timelines = {ring: (given, done) for ring, given, done in ev[11]}
         elif kind == "res+":
             self._res_new(link, s, ev)
         elif kind == "res-":

@@ -81,6 +81,9 @@ class RunningServer:
         return True
 
 
+ISOLATION_MODES = ("shared", "process")  # start_server's isolation, as --isolation's
+
+
 def start_server(path: str, isolation: str = "shared", venus: bool = False,
                  **kwargs: Any) -> RunningServer:
     """Start a headless server on ``path``: in this process (``isolation="shared"``)

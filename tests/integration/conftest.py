@@ -12,15 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from virgl_viewer.testing import RunningServer, start_server
-
-MODES = ("shared", "process")
+from virgl_viewer.testing import ISOLATION_MODES, RunningServer, start_server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "virgl_server" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("isolation")
-        modes = marker.args if marker is not None else MODES
+        modes = marker.args if marker is not None else ISOLATION_MODES
         metafunc.parametrize("isolation", modes)
 
 

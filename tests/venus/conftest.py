@@ -17,7 +17,7 @@ import pytest
 from support.servers import Server, ServerKind
 from support.venus import VENUS_ICD, VK_CHECK
 
-from virgl_viewer.testing import RunningServer, start_server
+from virgl_viewer.testing import ISOLATION_MODES, RunningServer, start_server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,11 +61,13 @@ def upstream_venus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[S
     yield from _serve("upstream", tmp_path, request)
 
 
-@pytest.fixture
-def venus_server() -> Iterator[RunningServer]:
-    """An in-process server with venus (its registry and sessions can be looked at)."""
+@pytest.fixture(params=ISOLATION_MODES)
+def venus_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server with venus whose registry can be looked at, in each isolation mode: its
+    clients served in this process, or each by a renderer process (whose events reach
+    this one)."""
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"), venus=True)
+        running = start_server(os.path.join(d, "vtest.sock"), request.param, venus=True)
         try:
             yield running
         finally:
