@@ -38,7 +38,7 @@ APT_PACKAGES += desktop-file-utils appstream man-db pipx binutils
 # vulkaninfo, and what tests/vulkan/ builds its program with (headers, GLSL -> SPIR-V)
 APT_PACKAGES += mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools
 
-.PHONY: all setup run test test-asan test-fast test-trixie test-bookworm conformance conformance-ci bench bench-venus lint clean native fuzz
+.PHONY: all setup run test test-asan test-fast test-trixie test-bookworm conformance conformance-ci bench bench-venus bench-trixie conformance-trixie lint clean native fuzz
 
 all: setup
 
@@ -156,14 +156,27 @@ test-fast: setup
 # on our shared 2-core machines (debootstrap 0.5 when not cached, apt + pip + binding
 # 4-6, the suite 4-6), well inside CI's 90.
 test-trixie:
-	packaging/roots/lane.sh trixie "$(PYTEST_ARGS)"
+	packaging/roots/lane.sh trixie test "PYTEST_ARGS=$(PYTEST_ARGS)"
+
+# The bench and the piglit conformance in the same lane: ours against Debian 13's own
+# virgl_test_server (1.1, Mesa 25 guests), in a fresh root as for test-trixie; ARGS=,
+# VIEWER_ARGS= go to the scripts as with `make bench` / `make conformance` (default:
+# every bench, 5 rounds; the dev list through both servers, ours held against
+# upstream's results of the same run, as Debian 12's reference file is not 13's).
+# Output in build/roots/trixie-bench.log / trixie-conformance.log.
+TRIXIE_CONFORMANCE_ARGS ?= --server both
+bench-trixie:
+	packaging/roots/lane.sh trixie bench "ARGS=$(ARGS)" "VIEWER_ARGS=$(VIEWER_ARGS)"
+
+conformance-trixie:
+	packaging/roots/lane.sh trixie conformance "ARGS=$(TRIXIE_CONFORMANCE_ARGS) $(ARGS)"
 
 # The Debian 12 lane: the same in a fresh bookworm root, RUNS times in a row (each run
 # from a fresh copy of the debootstrapped root; default 1).
 RUNS ?= 1
 test-bookworm:
 	for i in $$(seq $(RUNS)); do \
-	  packaging/roots/lane.sh bookworm "$(PYTEST_ARGS)" || exit 1; \
+	  packaging/roots/lane.sh bookworm test "PYTEST_ARGS=$(PYTEST_ARGS)" || exit 1; \
 	  echo "bookworm lane run $$i of $(RUNS): $$(tail -n 1 build/roots/bookworm-test.log)"; \
 	done
 

@@ -135,10 +135,14 @@ def paint_metrics(stats_path: Path, failures: list[str], what: str) -> Sample:
 
 def code_version() -> str:
     """The commit of the code under test, with a digest of uncommitted changes to it: the
-    GUI is started afresh for every sample, so a commit landing mid-run splits the run."""
+    GUI is started afresh for every sample, so a commit landing mid-run splits the run.
+    "unknown" without git (the Debian lanes' roots run a `git archive` and have no git)."""
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                              text=True, check=False)
+        try:
+            done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                                  text=True, check=False)
+        except FileNotFoundError:
+            return ""
         return done.stdout if done.returncode == 0 else ""
 
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"

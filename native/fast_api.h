@@ -108,8 +108,14 @@ int vv_conn_check_create(struct vv_conn *c, uint32_t cmd, uint32_t handle,
                          const uint32_t shape[VV_RES_SHAPE], uint64_t shm_size);
 
 /* What a client's live resources hold against the budgets (vv_conn_admit's figures):
- * how many, how many are mapped shm, their shm bytes and estimated storage bytes. */
-struct vv_usage { uint32_t resources, mappings; uint64_t shm_bytes, resource_bytes; };
+ * how many, how many are mapped shm, their shm bytes and estimated storage bytes; and
+ * when a resource was last added (CLOCK_MONOTONIC seconds, one clock for every
+ * process: the main process orders workers' growth by it). */
+struct vv_usage {
+   uint32_t resources, mappings;
+   uint64_t shm_bytes, resource_bytes;
+   double grew_at;
+};
 void vv_conn_usage(const struct vv_conn *c, struct vv_usage *out);
 
 int vv_conn_add_resource(struct vv_conn *c, uint32_t client, uint32_t server,

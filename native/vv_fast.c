@@ -76,6 +76,7 @@ struct vv_res_table {
    uint32_t mappings;  /* live entries with shm (each mapped once) */
    uint64_t shm_total; /* shm bytes of the live entries */
    uint64_t est_total; /* their estimated bytes (the renderer's storage) */
+   double grew_at;     /* CLOCK_MONOTONIC seconds of the last insert */
 };
 
 /* Any nonzero client handle is valid, UINT32_MAX too: a removed entry keeps
@@ -132,6 +133,8 @@ static int res_grow(struct vv_res_table *t)
    return 0;
 }
 
+static double now_s(void);
+
 /* A new entry for src->client (absent), or NULL (-errno in *err). */
 static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *src, int *err)
 {
@@ -156,6 +159,7 @@ static struct vv_res *res_insert(struct vv_res_table *t, const struct vv_res *sr
    t->live++;
    t->shm_total += src->shm_size;
    t->est_total += src->est;
+   t->grew_at = now_s();
    est_all += src->est;
    if (src->shm_size) {
       live_mappings++;
@@ -203,8 +207,8 @@ void vv_conn_remove_resource(struct vv_conn *c, uint32_t client)
 void vv_conn_usage(const struct vv_conn *c, struct vv_usage *out)
 {
    const struct vv_res_table *t = c->res;
-   *out = t ? (struct vv_usage){t->live, t->mappings, t->shm_total, t->est_total}
-            : (struct vv_usage){0, 0, 0, 0};
+   *out = t ? (struct vv_usage){t->live, t->mappings, t->shm_total, t->est_total, t->grew_at}
+            : (struct vv_usage){0, 0, 0, 0, 0};
 }
 
 int vv_conn_admit(const struct vv_conn *c, uint64_t shm_size, uint64_t est)

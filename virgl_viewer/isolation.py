@@ -99,8 +99,8 @@ class RemoteSession:
         self.mappings = 0
         self.grew_at = 0.0
         self.dropping = False  # told to drop it (a server-wide budget)
-        # a venus client's rings (state.py's timeline rows): not relayed by the workers yet,
-        # so a venus client in process isolation shows no timeline rows
+        # a venus client's rings: ring -> (fences given, retired), as Session's (replaced
+        # whole on each report, so the consumer thread reads it safely)
         self.venus_timelines: dict[int, tuple[int, int]] = {}
         self.syncs: dict[int, Sync] = {}
         self.sync_waiters: list[SyncWaiter] = []
@@ -165,8 +165,10 @@ class ProcessServer(ClientListener):
                 s.fast.apply(ev[9])
             if ev[10] is not None:
                 self._syncs(s, ev[10])
+            if ev[11] is not None:
+                s.venus_timelines = {ring: (given, done) for ring, given, done in ev[11]}
         elif kind == "usage":
-            self._usage(s, ev[1], ev[2])
+            self._usage(s, ev[1], ev[2], ev[3])
         elif kind == "res+":
             self._res_new(link, s, ev)
         elif kind == "res-":
@@ -198,24 +200,26 @@ class ProcessServer(ClientListener):
         s.resources[ch] = r
         self._notify("resource_created", s, r)
 
-    def _usage(self, s: RemoteSession, mappings: int, resource_bytes: int) -> None:
+    def _usage(self, s: RemoteSession, mappings: int, resource_bytes: int,
+               grew_at: float = 0.0) -> None:
         grew = mappings > s.mappings or resource_bytes > s.resource_bytes
         self.mappings += mappings - s.mappings
         self.resource_bytes += resource_bytes - s.resource_bytes
         s.mappings, s.resource_bytes = mappings, resource_bytes
         if grew:
-            s.grew_at = time.monotonic()
+            s.grew_at = grew_at
             self._hold_server_budgets()
 
     def _hold_server_budgets(self) -> None:
         """The server-wide budgets over all workers together. Each worker holds its
         client to the per-client budgets before anything is made (and to the
         server-wide ones, over its one client); the sums over all workers are held
-        here from their usage reports (each worker's at most every worker.STATS_INTERVAL_S):
-        past a budget, the client whose usage grew last is dropped, just after the
-        creates that passed it rather than before them as in shared mode: at most what
-        that client made within one report's interval, itself within the per-client
-        budgets, over."""
+        here from their usage reports (each worker's at most every worker.STATS_INTERVAL_S,
+        in any order): past a budget, the client that made a resource last (by the
+        workers' clock: CLOCK_MONOTONIC is one clock for every process) is dropped,
+        just after the creates that passed it rather than before them as in shared
+        mode: at most what that client made within one report's interval, itself
+        within the per-client budgets, over."""
         b = self.budgets
         if self.mappings > b.mappings():
             reason = b.over_mappings()

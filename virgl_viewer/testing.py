@@ -82,6 +82,9 @@ class RunningServer:
         return True
 
 
+ISOLATION_MODES = ("shared", "process")  # start_server's isolation, as --isolation's
+
+
 def start_server(path: str, isolation: str = "shared", venus: bool = False,
                  **kwargs: Any) -> RunningServer:
     """Start a headless server on ``path``: in this process (``isolation="shared"``)
@@ -109,10 +112,10 @@ def start_server(path: str, isolation: str = "shared", venus: bool = False,
 
 
 @contextlib.contextmanager
-def private_server(isolation: str = "shared") -> Iterator[RunningServer]:
+def private_server(isolation: str = "shared", venus: bool = False) -> Iterator[RunningServer]:
     """start_server on a socket in a private directory; stopped and removed after."""
     with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"), isolation)
+        running = start_server(os.path.join(d, "vtest.sock"), isolation, venus)
         try:
             yield running
         finally:

@@ -861,12 +861,14 @@ class FastConn:
         if lib.vv_conn_check_create(self._c, cmd, handle, shape, shm_size):
             raise ClientError(str(ffi.string(self._c.err_msg), "utf-8", "replace"))
 
-    def usage(self) -> tuple[int, int, int, int]:
+    def usage(self) -> tuple[int, int, int, int, float]:
         """What the client's live resources hold against the budgets: (resources, shm
-        mappings, shm bytes, estimated resource bytes), vv_conn_admit's figures."""
+        mappings, shm bytes, estimated resource bytes: vv_conn_admit's figures) and when
+        one was last added (time.monotonic's clock)."""
         u = ffi.new("struct vv_usage *")
         lib.vv_conn_usage(self._c, u)
-        return int(u.resources), int(u.mappings), int(u.shm_bytes), int(u.resource_bytes)
+        return (int(u.resources), int(u.mappings), int(u.shm_bytes), int(u.resource_bytes),
+                float(u.grew_at))
 
     def admit(self, shm_size: int, est: int) -> str | None:
         """None if the client may make one more resource with ``shm_size`` bytes of

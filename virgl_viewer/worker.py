@@ -106,6 +106,7 @@ class Reporter(ServerObserver):
         self._last_fid = 0
         self._pending_fids: set[int] = set()
         self._syncs_dirty = True
+        self._timelines: dict[int, tuple[int, int]] = {}  # as last sent
         self._last_stats: tuple[int, ...] = ()
         self._last_usage: tuple[int, int] = (0, 0)
         self._timer: asyncio.TimerHandle | None = None
@@ -252,16 +253,22 @@ class Reporter(ServerObserver):
                 for sid in w.need:
                     waiting[sid] = waiting.get(sid, 0) + 1
             syncs = [[sid, sync.value, waiting.get(sid, 0)] for sid, sync in s.syncs.items()]
-        _n, mappings, _shm, resource_bytes = s.fast.usage()
+        _n, mappings, _shm, resource_bytes, grew_at = s.fast.usage()
         if (mappings, resource_bytes) != self._last_usage:
             self._last_usage = (mappings, resource_bytes)
-            self.put("usage", mappings, resource_bytes)
+            self.put("usage", mappings, resource_bytes, grew_at)
+        timelines = None
+        current = s.timelines()  # replaced whole on each change: compared, never copied
+        if self.observed and current != self._timelines:
+            self._timelines = current
+            timelines = [[ring, given, done] for ring, (given, done) in current.items()]
         counters = (s.ctx_id, s.protocol_version, s.capset_id, s.submits, s.bytes_submitted,
                     s.presents, s.fence_submitted, s.fence_completed)
-        if counters == self._last_stats and not fences and syncs is None:
+        if (counters == self._last_stats and not fences and syncs is None
+                and timelines is None):
             return
         self._last_stats = counters
-        self.put("stats", *counters, fences, syncs)
+        self.put("stats", *counters, fences, syncs, timelines)
 
 
 class Worker:

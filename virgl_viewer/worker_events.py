@@ -19,11 +19,16 @@ Events (worker -> main):
   ["res-", key]
   ["present", key, count]
   ["stats", ctx_id, protocol_version, capset_id, submits, bytes_submitted, presents,
-            fence_submitted, fence_completed, fences, syncs]
-      fences: [[id, created, retired or null], ...]  new or newly retired ones
-      syncs:  [[id, value, waiters], ...] or null    every sync, when they changed
-  ["usage", mappings, resource_bytes] what the client's live resources hold against the
-                                      server-wide budgets, when it changed
+            fence_submitted, fence_completed, fences, syncs, timelines]
+      fences:    [[id, created, retired or null], ...]  new or newly retired ones
+      syncs:     [[id, value, waiters], ...] or null    every sync, when they changed
+      timelines: [[ring, given, retired], ...] or null  a venus client's rings (fences
+                                                        given and retired on each), all
+                                                        of them, when they changed
+  ["usage", mappings, resource_bytes, grew_at]
+                                      what the client's live resources hold against the
+                                      server-wide budgets, when it changed; grew_at: when
+                                      it last made one
   ["want", key, width, height, virgl_format, internal_format, y_0_top]
                                       display target `key` is presented: slots for it?
   ["frame", key, slot, width, height, virgl_format, y_0_top]  a frame is in slot
@@ -46,7 +51,7 @@ from typing import Any
 MAX_DATAGRAM = 1 << 18  # bytes; a longer one arrives cut (MSG_TRUNC): the worker goes
 MAX_TEXT = 512  # characters of a name or reason (names are cut to 64 later anyway)
 MAX_LOG = 1 << 14  # characters of a log message (a traceback)
-MAX_LIST = 1 << 14  # fences or syncs in one stats event
+MAX_LIST = 1 << 14  # fences, syncs or timelines in one stats event
 _U64 = (1 << 64) - 1
 
 
@@ -62,8 +67,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "res+": (_I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _B, _I, _F),
     "res-": (_I,),
     "present": (_I, _I),
-    "stats": (_I, _I, _I, _I, _I, _I, _I, _I, "fences", "syncs"),
-    "usage": (_I, _I),
+    "stats": (_I, _I, _I, _I, _I, _I, _I, _I, "fences", "triples", "triples"),
+    "usage": (_I, _I, _F),
     "want": (_I, _I, _I, _I, _I, _B),
     "frame": (_I, _I, _I, _I, _I, _B),
     "closed": (_S,),
@@ -96,7 +101,7 @@ def _check(kind: str, value: Any) -> Any:
         rows = _rows(value, 3, allow_null=False)
         return [(_check(_I, r[0]), _check(_F, r[1]),
                  None if r[2] is None else _check(_F, r[2])) for r in rows]
-    if kind == "syncs":
+    if kind == "triples":  # null, or rows of three unsigned integers
         if value is None:
             return None
         return [(_check(_I, r[0]), _check(_I, r[1]), _check(_I, r[2]))

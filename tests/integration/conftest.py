@@ -10,15 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from virgl_viewer.testing import RunningServer, private_server
-
-MODES = ("shared", "process")
+from virgl_viewer.testing import ISOLATION_MODES, RunningServer, private_server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "virgl_server" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("isolation")
-        modes = marker.args if marker is not None else MODES
+        modes = marker.args if marker is not None else ISOLATION_MODES
         metafunc.parametrize("isolation", modes)
 
 

@@ -14,12 +14,15 @@ def test_well_formed_events_come_back_typed() -> None:
     data = encode([["named", "glxgears", 12.5], ["res+", 1, 1, 7, 2, 2, 0x8A, 300, 300, 1, 1,
                                                   0, 0, False, 360000, 13.0],
                    ["stats", 1, 2, 0, 10, 400, 3, 10, 9, [[9, 1.0, 2.0], [10, 1.5, None]],
-                    None],
+                    None, [[0, 10, 9], [1, 4, 2]]],
+                   ["usage", 2, 720000, 14.0],
                    ["log", 30, "virgl_viewer.session", "a\nb\x1b[2J"]])
-    named, res, stats, log = decode_events(data)
+    named, res, stats, usage, log = decode_events(data)
     assert named == ("named", "glxgears", 12.5)
     assert res[0] == "res+" and res[13] is False
     assert stats[9] == [(9, 1.0, 2.0), (10, 1.5, None)] and stats[10] is None
+    assert stats[11] == [(0, 10, 9), (1, 4, 2)]  # a venus client's rings
+    assert usage == ("usage", 2, 720000, 14.0)
     # newlines kept but indented, control characters escaped: no forged log line
     assert log[3] == "a\n    b\\x1b[2J"
 
@@ -32,10 +35,16 @@ def test_well_formed_events_come_back_typed() -> None:
     [["res-", -1]],  # negative
     [["res-", 1 << 64]],  # past 64 bits
     [["res-", True]],  # a bool is not an int here
+    [["usage", 1, -5, 1.0]],  # negative bytes
+    [["usage", 1, 5]],  # no time
     [["named", "x" * 600, 1.0]],  # too long
     [["named", "x", float("nan")]],  # not finite (json.dumps writes NaN)
-    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [[1, 2.0]], None]],  # a short row
-    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, "x", None]],
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [[1, 2.0]], None, None]],  # a short row
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, "x", None, None]],
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None]],  # no timelines field
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None, [[1, 2]]]],  # a short timeline row
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None, [[1, 2, -3]]]],  # a negative count
+    [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None, [[1, 2, 3.5]]]],  # not an integer
     [["present", 1, "2"]],
 ])
 def test_malformed_events_are_refused(batch: object) -> None:

@@ -8,7 +8,6 @@ passes ``--venus=deselect`` (Debian 12).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from support.servers import Server, ServerKind
 from support.venus import VENUS_ICD, VK_CHECK
 
-from virgl_viewer.testing import RunningServer, start_server
+from virgl_viewer.testing import ISOLATION_MODES, RunningServer, private_server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,12 +60,10 @@ def upstream_venus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[S
     yield from _serve("upstream", tmp_path, request)
 
 
-@pytest.fixture
-def venus_server() -> Iterator[RunningServer]:
-    """An in-process server with venus (its registry and sessions can be looked at)."""
-    with tempfile.TemporaryDirectory(prefix="vv-") as d:
-        running = start_server(os.path.join(d, "vtest.sock"), venus=True)
-        try:
-            yield running
-        finally:
-            running.thread.stop()
+@pytest.fixture(params=ISOLATION_MODES)
+def venus_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server with venus whose registry can be looked at, in each isolation mode: its
+    clients served in this process, or each by a renderer process (whose events reach
+    this one)."""
+    with private_server(request.param, venus=True) as running:
+        yield running

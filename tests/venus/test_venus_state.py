@@ -1,4 +1,6 @@
-"""Venus contexts, blobs, syncs and timelines in the state registry and the stats JSON.
+"""Venus contexts, blobs, syncs and timelines in the state registry and the stats JSON,
+in both isolation modes (``venus_server``: in this process, or a renderer process per
+client whose worker relays them).
 
 Mesa's venus (vk_check, held open) shows its context (capset venus) and its blobs
 (HOST3D: the ring, the reply stream and its device memory). Mesa 25 sends its queue work
@@ -100,5 +102,13 @@ def test_venus_syncs_and_timelines_appear(venus_server: RunningServer,
         assert doc["totals"]["timelines"] >= 1
         kinds = {f.kind for f in reg.snapshot().fences if f.client_key == c["key"]}
         assert {"sync", "timeline", "fence"} <= kinds
+        # the row follows the ring: two more batches, two more fences given and retired
+        for value in (8, 9):
+            g.submit_cmd2([BatchSpec(b"", syncs=[(sync, value)], ring_idx=0)])
+            assert g.sync_wait([(sync, value)], timeout_ms=0xFFFFFFFF).wait(None)
+        doc = wait_json(path, lambda d: any(t["client_key"] == c["key"] and t["value"] == 3
+                                            for t in d["timelines"]))
+        (trow,) = [t for t in doc["timelines"] if t["client_key"] == c["key"]]
+        assert (trow["id"], trow["value"], trow["pending"]) == (0, 3, 0)
     doc = wait_json(path, lambda d: _client(d, "venus-syncs") is None)
     assert not [t for t in doc["timelines"] if t["client_name"] == "venus-syncs"]
