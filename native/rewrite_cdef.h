@@ -37,6 +37,7 @@ uint32_t vv_map_count(const vv_handle_map *m);
 #define VV_RW_SHADER_UNFINISHED 4 /* BIND/LINK_SHADER of a shader whose text is unfinished */
 #define VV_RW_SHADER_STREAM 5  /* long-shader text virglrenderer would not take in order */
 #define VV_RW_SHADER_BUDGET 6  /* unfinished long shaders announce more than the budget */
+#define VV_RW_DRAW_BUDGET 7    /* a DRAW_VBO asks for more vertices than the budget */
 
 struct vv_rewrite_error {
     uint32_t offset_dw; /* dword offset of the failing command's header */
@@ -68,6 +69,6 @@ int vv_rewrite_cmds(vv_handle_map *m, uint32_t *buf, uint32_t ndw,
 char *vv_rewrite_describe(const struct vv_rewrite_error *err, uint32_t base_dw, char *out,
                           size_t n);
 
-/* The budget of announced long-shader text per client (budgets.py long_shader_bytes;
- * vv_fast_set_limits passes it on). */
-void vv_rewrite_set_limits(uint64_t long_shader_bytes);
+/* The budgets the rewriter holds (budgets.py; vv_fast_set_limits passes them on): the
+ * announced long-shader text per client, and the vertices one DRAW_VBO asks for. */
+void vv_rewrite_set_limits(uint64_t long_shader_bytes, uint64_t draw_vertices);

@@ -46,7 +46,7 @@ static uint64_t est_all;       /* estimated bytes of every client's resources */
 void vv_fast_set_limits(const struct vv_limits *l)
 {
    limits = *l;
-   vv_rewrite_set_limits(l->long_shader_bytes);
+   vv_rewrite_set_limits(l->long_shader_bytes, l->draw_vertices);
 }
 
 /* ------------------------------------------------------------ resources */

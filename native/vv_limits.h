@@ -4,7 +4,8 @@
  * vv_conn. The values come from virgl_viewer/budgets.py through vv_fast_set_limits. */
 struct vv_limits {
    uint64_t message_bytes, parked_input_bytes, resources, shm_bytes_per_resource, shm_bytes,
-            mappings, resource_bytes, server_resource_bytes, long_shader_bytes;
+            mappings, resource_bytes, server_resource_bytes, long_shader_bytes,
+            draw_vertices;
 };
 void vv_fast_set_limits(const struct vv_limits *l);
 

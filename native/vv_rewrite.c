@@ -202,10 +202,16 @@ struct vv_handle_map {
  * allocates it at the first part); budgets.py's long_shader_bytes, set at start-up.
  * Until set, no limit. */
 static uint64_t long_shader_budget = UINT64_MAX;
+/* The vertices one direct DRAW_VBO may ask for, count x max(1, instance_count): llvmpipe
+ * runs a draw's vertex stage on the thread that submits it (virglrenderer's
+ * vrend_draw_vbo passes both straight to glDraw*Instanced*), so one small command can
+ * hold that thread for minutes. budgets.py's draw_vertices; until set, no limit. */
+static uint64_t draw_budget = UINT64_MAX;
 
-void vv_rewrite_set_limits(uint64_t long_shader_bytes)
+void vv_rewrite_set_limits(uint64_t long_shader_bytes, uint64_t draw_vertices)
 {
     long_shader_budget = long_shader_bytes;
+    draw_budget = draw_vertices;
 }
 
 #define VV_MAP_MIN_CAP 16u
@@ -457,7 +463,8 @@ static void long_done(vv_handle_map *m, struct long_shader *l)
     *l = m->longs[--m->n_long];
 }
 
-/* The guard's view of one command; VV_RW_OK, or why it is refused (*handle: the shader). */
+/* The guard's view of one command (long shaders, draw sizes); VV_RW_OK, or why it is
+ * refused (*handle: the shader). */
 static int shader_guard(vv_handle_map *m, uint32_t cmd, uint32_t obj_type,
                         const uint32_t *p, uint32_t len, uint32_t *handle)
 {
@@ -480,6 +487,12 @@ static int shader_guard(vv_handle_map *m, uint32_t cmd, uint32_t obj_type,
                 *handle = p[i];
                 return VV_RW_SHADER_UNFINISHED;
             }
+        return VV_RW_OK;
+    case VV_CCMD_DRAW_VBO:
+        /* VIRGL_DRAW_VBO_COUNT 2, _INSTANCE_COUNT 5 (payload 1 and 4); an indirect
+         * draw's counts are in a buffer, out of reach here */
+        if (len >= 5 && (uint64_t)p[1] * (p[4] ? p[4] : 1) > draw_budget)
+            return VV_RW_DRAW_BUDGET;
         return VV_RW_OK;
     case VV_CCMD_CREATE_OBJECT:
         break;
@@ -560,6 +573,10 @@ char *vv_rewrite_describe(const struct vv_rewrite_error *e, uint32_t base_dw, ch
     case VV_RW_SHADER_BUDGET:
         snprintf(what, sizeof(what), "shader %u: long shader text over budget "
                  "long_shader_bytes:", e->handle);
+        break;
+    case VV_RW_DRAW_BUDGET:
+        snprintf(what, sizeof(what), "a draw of count x instances over budget "
+                 "draw_vertices:");
         break;
     default:
         snprintf(what, sizeof(what), "rewrite error %d:", e->code);

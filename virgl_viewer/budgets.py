@@ -50,6 +50,10 @@ class Budgets:
     # shader text a client announces for shaders it has not finished sending (a "long
     # shader": virglrenderer allocates the whole text at its first part; C: vv_rewrite.c)
     long_shader_bytes: int = 16 << 20
+    # vertices one draw asks for (count x instances): llvmpipe runs a draw's vertex
+    # stage on the caller's thread, so 60 indices x 2^27 instances, one 52-byte command,
+    # held the render thread for minutes (C: vv_rewrite.c)
+    draw_vertices: int = 1 << 26
     # fds kept free for connected clients: no new client while fewer are free
     # (at least this many, at least an eighth of the fd limit)
     fd_reserve: int = 16

@@ -724,7 +724,8 @@ def set_budgets(budgets: Budgets) -> None:
         "mappings": budgets.mappings(),
         "resource_bytes": budgets.resource_bytes,
         "server_resource_bytes": budgets.all_resource_bytes(),
-        "long_shader_bytes": budgets.long_shader_bytes})
+        "long_shader_bytes": budgets.long_shader_bytes,
+        "draw_vertices": budgets.draw_vertices})
     lib.vv_fast_set_limits(limits)
 
 

@@ -9,7 +9,6 @@ its own shm (``--dump-dir``); these tests compare that dump with the pure-Python
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from support.launch import launched
 from support.png import read_png_rgba
 from support.procs import stop_process, wait_for
+from support.servers import accepts_connections
 
 from virgl_viewer.guest import VtestClient
 from virgl_viewer.guest.cli import main, parse_args, parse_resize, parse_sizes, sizes_for
@@ -133,8 +133,9 @@ def upstream_server(tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen([exe, "--use-egl-surfaceless", "--no-fork",
                                  f"--socket-path={path}"], stdout=log, stderr=log)
     try:
-        assert wait_for(lambda: os.path.exists(path) or proc.poll() is not None, 20), (
-            "virgl_test_server did not listen")
+        # the socket file exists from bind() on, but connects are refused until listen()
+        assert wait_for(lambda: accepts_connections(Path(path)) or proc.poll() is not None,
+                        20), "virgl_test_server did not listen"
         assert proc.poll() is None, "virgl_test_server exited"
         yield path
     finally:

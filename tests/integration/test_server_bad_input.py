@@ -266,6 +266,11 @@ SEMANTICS = {
                                          *[0x41414141] * 10),
         header(C.SUBMIT_CMD, 3), dwords(31 | 2 << 16, 4, 0)), "SUBMIT_CMD",
         "shader 4 used before all its text came: virgl command 31"),
+    # 60 indices x 2^27 + 1 instances: llvmpipe's vertex stage held the render thread
+    # for minutes (the server fuzzer's crash-1016ba88)
+    "draw-over-budget": Bad(raw(header(C.SUBMIT_CMD, 13), dwords(
+        8 | 12 << 16, 0, 60, 4, 1, 0x08000001, 0, 0, 0, 0, 0, 0xFFFFFFFF, 0)), "SUBMIT_CMD",
+        "a draw of count x instances over budget draw_vertices: virgl command 8"),
     "long-shader-over-budget": Bad(raw(header(C.SUBMIT_CMD, 16), dwords(
         1 | 4 << 8 | 15 << 16, 4, 0, 0x7FFFFFFF, 300, 0, *[0x41414141] * 10)), "SUBMIT_CMD",
         "shader 4: long shader text over budget long_shader_bytes"),

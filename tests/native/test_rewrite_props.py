@@ -66,11 +66,13 @@ def slots(cmd: int, obj: int, n: int) -> list[int]:
 
 
 LONG_SHADER_BUDGET = DEFAULT.long_shader_bytes
+DRAW_BUDGET = DEFAULT.draw_vertices
 SHADER_TYPES, COMPUTE, MAX_SO, CONT = 6, 5, 64, 1 << 31
 
 
 def ref_shader_guard(st_: dict, cmd: int, obj: int, p: list[int]) -> tuple[int, int]:
-    """A model of vv_rewrite.c's long-shader guard: (code, shader handle), (0, 0) to pass.
+    """A model of vv_rewrite.c's guard (long shaders, draw sizes): (code, shader handle),
+    (0, 0) to pass.
     st_ holds the stream's sub-context and the unfinished shaders {(sub, type): [handle,
     have, total]}."""
     n = len(p)
@@ -87,6 +89,8 @@ def ref_shader_guard(st_: dict, cmd: int, obj: int, p: list[int]) -> tuple[int, 
             if h and h in unfinished:
                 return 4, h
         return 0, 0
+    if cmd == 8:  # DRAW_VBO: count x instances within draw_vertices
+        return (7, 0) if n >= 5 and p[1] * max(p[4], 1) > DRAW_BUDGET else (0, 0)
     if cmd != 1 or obj != 4 or n < 5:
         return 0, 0
     h, typ, offlen = p[0], p[1], p[2]
@@ -250,6 +254,9 @@ def well_formed_stream(draw, mapping: dict[int, int]):
         payload = draw(st.lists(U32, min_size=n, max_size=n))
         for p in slots(cmd, obj, n):
             payload[p] = draw(handles)
+        if cmd == 8:  # a draw within draw_vertices (count, instances)
+            payload[1] = draw(st.integers(0, 1 << 16))
+            payload[4] = draw(st.integers(0, DRAW_BUDGET >> 16))
         if (cmd, obj) == (1, 4):  # a shader whole in its command (type, text length, nso 0)
             payload[1] = draw(st.integers(0, 5))
             payload[2] = draw(st.integers(0, (n - 5) * 4))
