@@ -118,7 +118,11 @@ test: setup
 # module>", which no suppression can name). A suppression matches any frame of a stack
 # and every allocation of ours has CPython below it, so broad ones would hide ours too.
 # The tests assert that fds, mappings and memory return to baseline, and `make fuzz`
-# runs vv_fast.c and vv_rewrite.c under LeakSanitizer.
+# runs vv_fast.c and vv_rewrite.c under LeakSanitizer. handle_segv=0: the renderer-crash
+# tests send SIGSEGV to a renderer process on purpose, and ASan's handler would turn
+# each into a report and an exit status (the test expects the signal); a real fault
+# still kills the process and fails its test, and ASan reports a bad access before it
+# faults.
 ASAN_CC ?= gcc
 ASAN_DIR := build/asan
 ASAN_REPORTS := $(ASAN_DIR)/reports
@@ -126,7 +130,7 @@ ASAN_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanit
 ASAN_NATIVE = $(CURDIR)/$(ASAN_DIR)/virgl_viewer/_native$(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 ASAN_ENV = LD_PRELOAD=$(shell $(ASAN_CC) -print-file-name=libasan.so):$(shell $(ASAN_CC) -print-file-name=libubsan.so) \
 	PYTHONMALLOC=malloc PYTHONPATH=$(CURDIR)/tests/asan VV_NATIVE_MODULE=$(ASAN_NATIVE) \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/asan \
+	ASAN_OPTIONS=detect_leaks=0:handle_segv=0:abort_on_error=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:abort_on_error=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/ubsan
 
 $(ASAN_DIR)/.stamp: $(STAMP_PIP) native/*.c native/*.h native/build_native.py
