@@ -165,8 +165,14 @@ def drop_pattern(name: str, pid: int, command: str) -> re.Pattern[str]:
 def assert_one_drop(caplog: pytest.LogCaptureFixture, name: str, pid: int, command: str,
                     reason: str | None = None) -> str:
     """Exactly one warning (or worse) was logged, by the session, naming the
-    client, its pid, the command and a reason; returns the message."""
-    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    client, its pid, the command and a reason; returns the message. In process
+    isolation the line is the worker's, relayed after it closed the client's socket:
+    it is waited for."""
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    wait_for(lambda: bool(warnings()), 10)
+    records = warnings()
     messages = [f"{r.name}: {r.getMessage()}" for r in records]
     assert len(records) == 1, f"expected one warning, got {messages}"
     record = records[0]

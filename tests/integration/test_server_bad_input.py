@@ -350,10 +350,12 @@ def test_gigabyte_sizes_allocate_nothing(virgl_server: RunningServer,
                                          caplog: pytest.LogCaptureFixture,
                                          bad: Bad) -> None:
     """Lengths and data sizes of gigabytes drop the client before anything of
-    that size is allocated: this process's peak RSS grows by less than 16 MiB."""
+    that size is allocated: this process's peak RSS grows by less than 64 MiB (the
+    watcher's rendering meanwhile moves it by up to ~20 MiB: llvmpipe's JIT and
+    thread arenas; Mesa 25 more than 22.3)."""
     reset_peak_rss()
     run_bad(virgl_server, caplog, bad)
-    assert peak_rss_growth() < 16 << 20
+    assert peak_rss_growth() < 64 << 20, f"peak RSS grew {peak_rss_growth() >> 20} MiB"
 
 
 def test_sync_wait_with_more_waits_than_syncs_allocates_nothing(
