@@ -176,12 +176,15 @@ conformance-trixie:
 	packaging/roots/lane.sh trixie conformance "ARGS=$(TRIXIE_CONFORMANCE_ARGS) $(ARGS)"
 
 # The Debian 12 lane: the same in a fresh bookworm root, RUNS times in a row (each run
-# from a fresh copy of the debootstrapped root; default 1).
+# from a fresh copy of the debootstrapped root; default 1), all at the commit HEAD was
+# when it started (commits made meanwhile do not reach later runs).
 RUNS ?= 1
 test-bookworm:
-	for i in $$(seq $(RUNS)); do \
-	  packaging/roots/lane.sh bookworm test "PYTEST_ARGS=$(PYTEST_ARGS)" || exit 1; \
-	  echo "bookworm lane run $$i of $(RUNS): $$(tail -n 1 build/roots/bookworm-test.log)"; \
+	rev=$$(git rev-parse HEAD); for i in $$(seq $(RUNS)); do \
+	  LANE_REV=$$rev packaging/roots/lane.sh bookworm test "PYTEST_ARGS=$(PYTEST_ARGS)"; rc=$$?; \
+	  cp build/roots/bookworm-test.log build/roots/bookworm-test.run$$i.log; \
+	  [ $$rc = 0 ] || exit 1; \
+	  echo "bookworm lane run $$i of $(RUNS) at $${rev:0:7}: $$(tail -n 1 build/roots/bookworm-test.log)"; \
 	done
 
 conformance: setup

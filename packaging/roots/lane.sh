@@ -1,7 +1,8 @@
 #!/bin/bash
 # lane.sh RELEASE [TARGET [VAR=VALUE]...]: the README's two commands in a fresh Debian
-# RELEASE root, as a new user (vv) with a clean checkout (`git archive HEAD`: commit what
-# you test): its setup, then `make TARGET VAR=VALUE...` (default `make test`).
+# RELEASE root, as a new user (vv) with a clean checkout (`git archive $LANE_REV`, default
+# HEAD: commit what you test): its setup, then `make TARGET VAR=VALUE...` (default
+# `make test`).
 #
 # build/roots/RELEASE is the pristine root (mkroot.sh, cached); every run copies it to
 # build/roots/RELEASE-run, so each lane starts from what debootstrap made. Downloads are
@@ -31,7 +32,7 @@ rm -rf "$work"
 cp -a "$pristine" "$work"
 src=$work/home/vv/virgl-viewer
 mkdir -p "$src" "$cache/apt/partial" "$cache/pip"
-git -C "$repo" archive HEAD | tar -x -C "$src"
+git -C "$repo" archive "${LANE_REV:-HEAD}" | tar -x -C "$src"
 vv=$(stat -c %u:%g "$work/home/vv")
 chown -R "$vv" "$src" "$cache/pip"
 mkdir -p "$work/home/vv/.cache/pip"
