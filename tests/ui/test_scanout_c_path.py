@@ -59,6 +59,7 @@ def test_presents_after_the_first_are_shown_without_python(virgl_viewer, guests,
     g = guests.script(PRESENTER, virgl_viewer.path)
     (win,) = virgl_viewer.wait_scanouts(1)
     sc = win.scanout
+    interval = present_interval()  # one refresh: the C path's rate limit
     # a guest slower than the screen: every present is copied and painted (a present
     # held back is caught up one refresh later) before the guest sends the next one
     for frame in range(FRAMES):
@@ -71,7 +72,6 @@ def test_presents_after_the_first_are_shown_without_python(virgl_viewer, guests,
             # one frame, and frames + dropped stays one short of presents. Under load
             # that happened 2 times in 12; waiting for one refresh since the copy,
             # 0 in 14.
-            interval = present_interval()
             virgl_viewer.qtbot.waitUntil(
                 lambda: time.monotonic() - sc._last_copy > interval, timeout=30_000)
         g.proc.send_signal(signal.SIGUSR1)
