@@ -35,7 +35,7 @@ from virgl_viewer.worker import WorkerConfig
 
 if TYPE_CHECKING:
     from virgl_viewer.server import VtestServer
-    from virgl_viewer.state import StateRegistry
+    from virgl_viewer.state import ResourceInfo, StateRegistry
 
 __all__ = ["Frame", "RenderSide", "Scanout", "TexturePreview", "current_egl_handles",
            "gl_blit_frame", "gl_draw_frame"]
@@ -63,7 +63,8 @@ class RenderSide:
     (virgl_viewer.isolation); this side's thread then only accepts clients, replays
     the workers' events and copies their frames into the same rings (RemoteScanouts).
     ``frame_path`` says how frames reach the screen, for the inspector. Texture
-    previews exist in shared mode only.
+    previews work alike in both modes (in process mode the owning worker exports the
+    texture through the same slots as its frames, see worker_frames.py).
     """
 
     def __init__(self, path: str, egl_display: int, share_context: int, *,
@@ -132,7 +133,7 @@ class RenderSide:
             self._on_change, self._frames_fd)
         server.add_observer(self.manager)
         self._registry.attach(server)
-        self._previews = TexturePreviewService(self.manager, server, self.thread.call)
+        self._previews = TexturePreviewService(self.manager, self.thread.call)
 
     def _ready_process(self, server: ProcessServer) -> None:  # the accepting thread
         from virgl_viewer.remote_scanout import TRANSPORTS, RemoteScanouts
@@ -145,6 +146,7 @@ class RenderSide:
         self.frame_path = TRANSPORTS[manager.transport]
         server.add_observer(manager)
         self._registry.attach(server)
+        self._previews = TexturePreviewService(manager, self.thread.call)
 
     def _stopping(self) -> None:  # render thread
         server = self.thread.server
@@ -156,10 +158,14 @@ class RenderSide:
             self._provider.close()
 
     # ------------------------------------------------------------ texture previews (UI)
-    def open_preview(self, server_handle: int) -> TexturePreview | None:
-        """A preview of texture ``server_handle``: frames that are copies of it
-        (``refresh_preview`` copies again)."""
-        return self._previews.open(server_handle) if self._previews is not None else None
+    def open_preview(self, rec: ResourceInfo) -> TexturePreview | None:
+        """A preview of the texture of resource record ``rec`` (of this side's
+        registry): frames that are copies of it (``refresh_preview`` copies again).
+        None: the resource is gone, or nothing runs yet."""
+        owner = self._registry.resource_owner(rec) if self._previews is not None else None
+        if owner is None or self._previews is None:
+            return None
+        return self._previews.open(*owner)
 
     def refresh_preview(self, source: TexturePreview) -> None:
         if self._previews is not None:

@@ -109,6 +109,13 @@ class RemoteSession:
     def __str__(self) -> str:
         return f"{self.name} (pid {self.pid})"
 
+    def key_of(self, r: Resource) -> int | None:
+        """The worker's key of live resource ``r``."""
+        return next((key for key, mine in self.by_key.items() if mine is r), None)
+
+    def sync_resources(self) -> None:
+        """Nothing to do: the worker reports its resources as they go."""
+
 
 class ProcessServer(ClientListener):
     """Serves vtest clients from worker processes; lives on the main process's loop.
@@ -149,7 +156,8 @@ class ProcessServer(ClientListener):
     # ------------------------------------------------------------ worker events
     def _notify(self, name: str, *args: Any) -> None:
         for ob in self.observers:
-            hook = getattr(ob, name, None)  # want/frame: only scanout managers have them
+            # want/frame/unpreviewable: only scanout managers have them
+            hook = getattr(ob, name, None)
             if hook is not None:
                 hook(*args)
 
@@ -187,7 +195,7 @@ class ProcessServer(ClientListener):
             self._notify("session_named", s)
         elif kind == "closed":
             self._close(s, ev[1] or "disconnected")
-        elif kind in ("want", "frame"):
+        elif kind in ("want", "frame", "unpreviewable"):
             r = s.by_key.get(ev[1])
             if r is not None:
                 self._notify("remote_" + kind, s, r, *ev[1:])

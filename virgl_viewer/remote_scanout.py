@@ -11,7 +11,10 @@ tearing), waits for the copy, and gives the slot back ("drawn"), so a worker nev
 writes a slot being read. Transport: "memobj" when this Mesa imports our memfds as
 texture storage (GL_EXT_memory_object_fd, checked by a self-test at start), else
 "shm": the worker reads back into the slot and we upload it (logged once, and shown
-in the inspector through ``transport``).
+in the inspector through ``transport``). The inspector's texture previews come the same
+way: ``copy_preview`` asks the owning worker for one copy ("preview"); its "want" and
+"frame" for the preview (``preview`` set) go to the preview's ring, through one slot.
+Every number a worker sends is checked here (a worker is as untrusted as its guest).
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from virgl_viewer.errors import RendererError
 from virgl_viewer.formats import format_info
-from virgl_viewer.scanout import ORPHAN_GRACE_S, Scanout, ScanoutManager, TexturePreview
+from virgl_viewer.scanout import (
+    ORPHAN_GRACE_S,
+    Scanout,
+    ScanoutManager,
+    TexturePreview,
+    previewable,
+)
 from virgl_viewer.virgl import (
     GL_BGRA,
     GL_RGBA,
@@ -55,11 +64,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLOTS = 3  # per display target: one being written, one being copied, one spare
+PREVIEW_SLOTS = 1  # per texture preview: copied on request, at most a few times a second
 COPY_POLL_S = 0.001  # how often a copy out of a slot is looked at until it completed
 MAX_TARGETS = 16  # display targets of one client shown at once (each holds SLOTS frames)
 DISPLAY_BINDS = BIND_DISPLAY_TARGET | BIND_SCANOUT
 MAX_SIDE = 16384  # virgl's largest 2D texture
 GL_RGBA8 = 0x8058
+# The sized internal formats (GL 4.5 core, table 8.12) a slot may hold: colour formats of
+# at most 4 bytes a texel, as frame_bytes sizes a slot. A worker names the format of its
+# texture; any other is refused (a larger texel would not fit the memory).
+SLOT_FORMATS = frozenset({
+    0x8229, 0x822B, 0x8051, 0x8058, 0x8C41, 0x8C43,  # R8 RG8 RGB8 RGBA8 SRGB8 SRGB8_ALPHA8
+    0x8F94, 0x8F95, 0x8F96, 0x8F97,  # R8_SNORM RG8_SNORM RGB8_SNORM RGBA8_SNORM
+    0x8059, 0x906F, 0x8D62, 0x8056, 0x8057,  # RGB10_A2 RGB10_A2UI RGB565 RGBA4 RGB5_A1
+    0x822A, 0x822C, 0x822D, 0x822F, 0x822E,  # R16 RG16 R16F RG16F R32F
+    0x8C3A, 0x8C3D, 0x93A1,  # R11F_G11F_B10F RGB9_E5 BGRA8_EXT (GLES)
+    0x8232, 0x8231, 0x8238, 0x8237, 0x8D7C, 0x8D8E,  # R8UI R8I RG8UI RG8I RGBA8UI RGBA8I
+    0x8234, 0x8233, 0x823A, 0x8239, 0x8236, 0x8235,  # R16UI R16I RG16UI RG16I R32UI R32I
+})
 TRANSPORTS = {"memobj": "GPU copies into shared memory objects (GL_EXT_memory_object_fd)",
               "shm": "CPU readback into shared memory"}
 
@@ -83,6 +105,8 @@ class _Slots:
     staging: int = 0
     upload_format: int = 0
     theirs: set[int] = field(default_factory=set)  # slots the worker may fill now
+    virgl_format: int = 0
+    preview: bool = False  # a texture preview's slots, not a display target's
 
 
 class RemoteScanouts(ScanoutManager):
@@ -92,7 +116,9 @@ class RemoteScanouts(ScanoutManager):
         super().__init__(loop, presenter, cast("Renderer", _NoRenderer()), on_change,
                          notify_fd)
         self._by_target: dict[tuple[int, int], Scanout] = {}  # (id(session), id(resource))
-        self._slots: dict[tuple[int, int], _Slots] = {}  # (id(session), resource key)
+        # (id(session), resource key, preview?)
+        self._slots: dict[tuple[int, int, bool], _Slots] = {}
+        self._previews: dict[tuple[int, int], TexturePreview] = {}  # (id(session), key)
         self._copies: list[tuple[Any, int, int, _Slots, int]] = []  # out of slots, in flight
         self._polling = False
         self.transport, why = (transport, "asked for") if transport else self._probe()
@@ -153,32 +179,33 @@ class RemoteScanouts(ScanoutManager):
         return sc
 
     def remote_want(self, s: Any, r: Resource, key: int, width: int, height: int,
-                    virgl_format: int, internal_format: int, y_0_top: bool) -> None:
-        """A worker asks for slots for display target ``r`` (its numbers are checked
-        here: they come from a worker)."""
-        self._free_slots((id(s), key))
-        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and internal_format
-                and r.bind & DISPLAY_BINDS):
-            log.warning("client %s: no frames for a %dx%d target", s, width, height)
-            return
-        if sum(1 for k in self._slots if k[0] == id(s)) >= MAX_TARGETS:
-            log.warning("client %s: frames of at most %d display targets are shown", s,
-                        MAX_TARGETS)
+                    virgl_format: int, internal_format: int, y_0_top: bool,
+                    preview: bool) -> None:
+        """A worker asks for slots for display target ``r``, or for the preview of
+        texture ``r`` (its numbers are checked here: they come from a worker)."""
+        self._free_slots((id(s), key, preview))
+        src = self._previews.get((id(s), key)) if preview else None
+        if preview and src is None:
+            return  # a preview nobody asked for (or closed meanwhile)
+        why = self._refuse(s, r, width, height, virgl_format, internal_format, preview)
+        if why:
+            if src is not None:
+                self._end_preview(s, key, src)
+            else:
+                log.warning("client %s: no frames for a %dx%d target: %s", s, width, height,
+                            why)
             return
         info = format_info(virgl_format)
         order = info.channel_order if info else None
         upload = GL_BGRA if order and order.startswith("B") else GL_RGBA
-        if self.transport == "shm" and not (order and len(order) == 4 and info
-                                            and order[0] in "BR"):
-            log.warning("client %s: frames of format %d cannot be shown", s, virgl_format)
-            return
+        n = PREVIEW_SLOTS if preview else SLOTS
         slots = _Slots(r, width, height, internal_format, self.transport, upload_format=upload,
-                       theirs=set(range(SLOTS)))
+                       theirs=set(range(n)), virgl_format=virgl_format, preview=preview)
         size = frame_bytes(width, height)
         fds: list[int] = []
         self.gl.make_current()
         try:
-            for _ in range(SLOTS):
+            for _ in range(n):
                 fd, total = frame_memfd(size)
                 fds.append(fd)
                 if self.transport == "memobj":
@@ -188,32 +215,67 @@ class RemoteScanouts(ScanoutManager):
                     slots.views.append(mmap.mmap(fd, total))
             if self.transport == "shm":
                 slots.staging = gl_create_texture(internal_format, width, height)
-            self._slots[(id(s), key)] = slots
-            s.control(["slots", key, self.transport, width, height, internal_format, total],
-                      fds)
+            self._slots[(id(s), key, preview)] = slots
+            s.control(["slots", key, self.transport, width, height, internal_format, total,
+                       preview], fds)
         except RendererError as exc:
-            log.error("client %s: cannot make frame slots: %s", s, exc)
             self._free(slots)
+            if src is not None:
+                self._end_preview(s, key, src)
+            else:
+                log.error("client %s: cannot make frame slots: %s", s, exc)
         finally:
             for fd in fds:
                 os.close(fd)
 
+    def _refuse(self, s: Any, r: Resource, width: int, height: int, virgl_format: int,
+                internal_format: int, preview: bool) -> str:
+        """Why slots of this shape are not made ("" if they are)."""
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+            return "size out of range"
+        if internal_format not in SLOT_FORMATS:
+            return f"internal format {internal_format:#x} does not fit a slot"
+        info = format_info(virgl_format)
+        if info is None or info.kind != "plain" or info.is_depth or info.is_stencil \
+                or info.bytes_per_block > 4:
+            return f"format {virgl_format} cannot be shown"
+        order = info.channel_order
+        if self.transport == "shm" and not (order and len(order) == 4 and order[0] in "BR"):
+            return f"format {virgl_format} cannot be read back"
+        if preview:
+            if (width, height, virgl_format) != (r.width, r.height, r.format) \
+                    or not previewable(r):
+                return "not the texture asked for"
+            return ""
+        if not r.bind & DISPLAY_BINDS:
+            return "not a display target"
+        if sum(1 for k in self._slots if k[0] == id(s) and not k[2]) >= MAX_TARGETS:
+            return f"frames of at most {MAX_TARGETS} display targets are shown"
+        return ""
+
     def remote_frame(self, s: Any, r: Resource, key: int, slot: int, width: int,
-                     height: int, virgl_format: int, y_0_top: bool) -> None:
-        slots = self._slots.get((id(s), key))
+                     height: int, virgl_format: int, y_0_top: bool, preview: bool) -> None:
+        slots = self._slots.get((id(s), key, preview))
         n = len(slots.textures or slots.views) if slots is not None else 0
-        if slots is None or not 0 <= slot < n or (width, height) != (slots.width,
-                                                                      slots.height):
+        if slots is None or not 0 <= slot < n or (width, height, virgl_format) != (
+                slots.width, slots.height, slots.virgl_format):
             return  # slots re-made meanwhile (the worker's next frame uses the new ones)
         if slot not in slots.theirs:
             return  # not handed back yet: a worker that does not wait is not followed
-        slots.theirs.discard(slot)
-        sc = self._by_target.get((id(s), id(r))) or self._scanout_for(s, r)
-        if (width, height, virgl_format, r.server_handle) != (
-                sc.width, sc.height, sc.virgl_format, sc.resource_handle):
+        sc: Scanout | None
+        if preview:
+            sc = self._previews.get((id(s), key))
+            if sc is None or not sc.alive:
+                return
             sc.width, sc.height, sc.virgl_format = width, height, virgl_format
-            sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
-            self.on_change("changed", sc)
+        else:
+            sc = self._by_target.get((id(s), id(r))) or self._scanout_for(s, r)
+            if (width, height, virgl_format, r.server_handle) != (
+                    sc.width, sc.height, sc.virgl_format, sc.resource_handle):
+                sc.width, sc.height, sc.virgl_format = width, height, virgl_format
+                sc.resource_handle, sc.client_handle = r.server_handle, r.client_handle
+                self.on_change("changed", sc)
+        slots.theirs.discard(slot)
         gl = self.gl
         gl.make_current()
         ring = self._ring(sc)
@@ -232,6 +294,11 @@ class RemoteScanouts(ScanoutManager):
         self._copies.append((s, key, slot, slots, gl_fence()))
         self._poll_copies()
 
+    def remote_unpreviewable(self, s: Any, r: Resource, key: int) -> None:
+        src = self._previews.get((id(s), key))
+        if src is not None:
+            self._end_preview(s, key, src)
+
     def _poll_copies(self) -> None:
         self._polling = False
         left = []
@@ -240,9 +307,9 @@ class RemoteScanouts(ScanoutManager):
             if gl_sync_poll(sync) == 0:  # our context is current on this thread
                 left.append(entry)
                 continue
-            if self._slots.get((id(s), key)) is slots:
+            if self._slots.get((id(s), key, slots.preview)) is slots:
                 slots.theirs.add(slot)
-                s.control(["drawn", key, slot], None)
+                s.control(["drawn", key, slot, slots.preview], None)
         self._copies = left
         if left and not self._polling:
             self._polling = True
@@ -252,6 +319,9 @@ class RemoteScanouts(ScanoutManager):
         for k, slots in list(self._slots.items()):
             if k[0] == id(s) and slots.resource is r:
                 self._free_slots(k)
+        for (sid, key), src in list(self._previews.items()):
+            if sid == id(s) and src.owner is not None and src.owner[1] is r:
+                self._end_preview(s, key, src)
         sc = self._by_target.pop((id(s), id(r)), None)
         if sc is None:
             return
@@ -266,18 +336,50 @@ class RemoteScanouts(ScanoutManager):
         for sc in self._per_session.get(id(s), []):
             if reason.startswith("renderer crashed"):
                 sc.gone_reason = "renderer crashed"
+        for (sid, key), src in list(self._previews.items()):
+            if sid == id(s):
+                self._end_preview(s, key, src)
         for k in [k for k in self._slots if k[0] == id(s)]:
             self._free_slots(k)
-        for k in [k for k in self._by_target if k[0] == id(s)]:
-            del self._by_target[k]
+        for t in [t for t in self._by_target if t[0] == id(s)]:
+            del self._by_target[t]
         super().session_closed(s)
 
-    def copy_preview(self, src: TexturePreview, server: Any) -> None:
-        """Texture previews need the guest's textures in this process: not here."""
+    # ------------------------------------------------------------ texture previews
+    def copy_preview(self, src: TexturePreview) -> None:
+        """Ask the worker that owns ``src``'s texture for one copy of it; the copy
+        comes as a preview "frame" into the preview's slot, then into its ring."""
+        if not src.alive or src.owner is None:
+            return
+        s, r = src.owner
+        key = s.key_of(r) if not s.closed else None
+        if key is None or not previewable(r):
+            src.alive = False
+            return
+        mine = self._previews.setdefault((id(s), key), src)
+        if mine is not src:  # one preview of a texture at a time: the newest
+            mine.alive = False
+            self._previews[(id(s), key)] = src
+        if not s.control(["preview", key], None):
+            self._end_preview(s, key, src)
+
+    def free_preview(self, src: TexturePreview) -> None:
+        for (_sid, key), mine in list(self._previews.items()):
+            if mine is src and src.owner is not None:
+                self._end_preview(src.owner[0], key, src)
+        super().free_preview(src)
+
+    def _end_preview(self, s: Any, key: int, src: TexturePreview) -> None:
+        """``src`` gets no more copies: its slots go, here and in the worker."""
         src.alive = False
+        if self._previews.get((id(s), key)) is src:
+            del self._previews[(id(s), key)]
+            self._free_slots((id(s), key, True))
+            if not s.closed:
+                s.control(["preview_end", key], None)
 
     # ------------------------------------------------------------ slots
-    def _free_slots(self, k: tuple[int, int]) -> None:
+    def _free_slots(self, k: tuple[int, int, bool]) -> None:
         slots = self._slots.pop(k, None)
         if slots is not None:
             self.gl.make_current()
@@ -297,6 +399,9 @@ class RemoteScanouts(ScanoutManager):
         slots.views.clear()
 
     def close(self) -> None:
+        for src in self._previews.values():
+            src.alive = False
+        self._previews.clear()
         for k in list(self._slots):
             self._free_slots(k)
         super().close()

@@ -25,8 +25,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from virgl_viewer.errors import RendererError
 from virgl_viewer.server import ServerObserver
 from virgl_viewer.virgl import (
     RESOURCE_FLAG_Y_0_TOP,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from virgl_viewer.objects import Resource
-    from virgl_viewer.server import VtestServer
     from virgl_viewer.session import Session
 
 log = logging.getLogger(__name__)
@@ -149,39 +149,49 @@ class Scanout:
             ring.drawn(frame.index, ui_fence)
 
 
+def previewable(r: Resource) -> bool:
+    """Whether the inspector can show a copy of ``r``: level 0 of a single-sample 2D
+    texture (not a buffer, not a blob, not an array, cube or 3D texture)."""
+    return r.target == TARGET_2D and r.nr_samples <= 1 and not r.blob
+
+
 @dataclass(eq=False)
 class TexturePreview(Scanout):
-    """A copy of any 2D texture (``resource_handle``) for the inspector's preview: frames
-    in a ring like a scanout's, but no guest presents it: it is copied on request and
-    repainted on a timer, so new frames do not notify the UI. Not one of the scanouts
-    (its ``id`` is 0, never a scanout's)."""
+    """A copy of any 2D texture for the inspector's preview: frames in a ring like a
+    scanout's, but no guest presents it: it is copied on request and repainted on a
+    timer, so new frames do not notify the UI. Not one of the scanouts (its ``id`` is 0,
+    never a scanout's). ``owner`` is the session and resource it copies: a resource
+    is named by the object, not by its handle (in process isolation server handles are
+    only unique within one renderer process). ``alive`` turns False when it cannot be
+    copied (any more): not previewable, or its resource or client is gone."""
+
+    owner: tuple[Any, Resource] | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, server_handle: int) -> TexturePreview:
-        return cls(0, "preview", 0, 0, server_handle, 0)
+    def of(cls, s: Any, r: Resource) -> TexturePreview:
+        return cls(0, "preview", s.pid, 0, r.server_handle, r.client_handle,
+                   width=r.width, height=r.height, owner=(s, r))
 
 
 class TexturePreviewService:
     """Copies of any 2D texture for the inspector's preview (GUI-facing).
 
     Every call returns at once; the copies happen on the render thread
-    through ``call`` (RenderThread.call) exactly like scanout frames, so the
-    UI draws them from the share group with the same fences and leases.
+    through ``call`` (RenderThread.call or ProcessThread.call) exactly like scanout
+    frames, so the UI draws them from the share group with the same fences and leases.
     """
 
-    def __init__(self, manager: ScanoutManager, server: VtestServer,
-                 call: Callable[..., None]) -> None:
+    def __init__(self, manager: ScanoutManager, call: Callable[..., None]) -> None:
         self.manager = manager
-        self.server = server
         self.call = call
 
-    def open(self, server_handle: int) -> TexturePreview:
-        src = TexturePreview.of(server_handle)
-        self.call(self.manager.copy_preview, src, self.server)
+    def open(self, s: Any, r: Resource) -> TexturePreview:
+        src = TexturePreview.of(s, r)
+        self.call(self.manager.copy_preview, src)
         return src
 
     def refresh(self, source: TexturePreview) -> None:
-        self.call(self.manager.copy_preview, source, self.server)
+        self.call(self.manager.copy_preview, source)
 
     def close(self, source: TexturePreview) -> None:
         self.call(self.manager.free_preview, source)
@@ -323,17 +333,22 @@ class ScanoutManager(ServerObserver):
         return True
 
     # ------------------------------------------------------------ texture previews
-    def copy_preview(self, src: TexturePreview, server: VtestServer) -> None:
-        """Render thread: copy level 0 of texture ``src.resource_handle`` into
-        the preview's ring (2D, single-sample textures only)."""
-        if not src.alive:
+    def copy_preview(self, src: TexturePreview) -> None:
+        """Render thread: copy level 0 of ``src``'s texture into the preview's ring."""
+        if not src.alive or src.owner is None:
             return
-        res = next((r for s in server.sessions for r in s.resources.values()
-                    if r.server_handle == src.resource_handle), None)
-        if res is None or res.target != TARGET_2D or res.nr_samples > 1 or res.blob:
+        s, r = src.owner
+        if not s.closed:
+            s.sync_resources()  # the C path may have destroyed it meanwhile
+        if s.closed or s.resources.get(r.client_handle) is not r or not previewable(r):
             src.alive = False
             return
-        self._copy(src, self.renderer.resource_info(res.server_handle))
+        try:
+            info = self.renderer.resource_info(r.server_handle)
+        except RendererError:
+            src.alive = False
+            return
+        self._copy(src, info)
 
     def free_preview(self, src: TexturePreview) -> None:
         src.alive = False

@@ -240,6 +240,16 @@ class StateRegistry(ServerObserver):
     def fence(self, key: int) -> SyncPointInfo | None:
         return self._fence_recs.get(key)
 
+    def resource_owner(self, rec: ResourceInfo) -> tuple[Session, Resource] | None:
+        """The session and resource object behind record ``rec`` (None once it is
+        gone): what names a resource whichever process renders it (server handles are
+        unique only within one renderer process in process isolation)."""
+        for c in self._clients.values():
+            if c.key == rec.client_key and c.closed_at is None:
+                return next(((c.session, r) for r, key in c.res.values() if key == rec.key),
+                            None)
+        return None
+
     # ------------------------------------------------------------ events
     def _client(self, s: Session, now: float) -> _Client:
         c = self._clients.get(id(s))

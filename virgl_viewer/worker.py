@@ -202,6 +202,15 @@ class Reporter(ServerObserver):
     def key_of(self, r: Resource) -> int | None:
         return self._keys.get(id(r))
 
+    def resource_of(self, key: int) -> tuple[Session, Resource] | None:
+        """The live resource the main process knows as ``key`` (C-made ones synced)."""
+        s = self.session
+        if s is None or s.closed:
+            return None
+        s.sync_resources()
+        return next(((s, r) for r in s.resources.values() if self._keys.get(id(r)) == key),
+                    None)
+
     def presented(self, s: Session, r: Resource, count: int = 1) -> None:
         key = self._keys.get(id(r))
         if key is not None:
@@ -372,7 +381,7 @@ class Worker:
             return
         if kind == "slots" and self.exporter is not None:
             self.exporter.slots(int(msg[1]), str(msg[2]), int(msg[3]), int(msg[4]),
-                                int(msg[5]), int(msg[6]), fds)
+                                int(msg[5]), int(msg[6]), fds, bool(msg[7]))
             return
         for fd in fds:
             os.close(fd)
@@ -395,7 +404,11 @@ class Worker:
         elif kind == "present_interval":
             self.server.set_present_interval(float(msg[1]))
         elif kind == "drawn" and self.exporter is not None:
-            self.exporter.drawn(int(msg[1]), int(msg[2]))
+            self.exporter.drawn(int(msg[1]), int(msg[2]), bool(msg[3]))
+        elif kind == "preview" and self.exporter is not None:
+            self.exporter.preview(int(msg[1]))
+        elif kind == "preview_end" and self.exporter is not None:
+            self.exporter.preview_end(int(msg[1]))
 
     def run(self) -> None:
         self.reporter.put("ready", os.getpid())

@@ -29,16 +29,22 @@ Events (worker -> main):
                                       what the client's live resources hold against the
                                       server-wide budgets, when it changed; grew_at: when
                                       it last made one
-  ["want", key, width, height, virgl_format, internal_format, y_0_top]
-                                      display target `key` is presented: slots for it?
-  ["frame", key, slot, width, height, virgl_format, y_0_top]  a frame is in slot
+  ["want", key, width, height, virgl_format, internal_format, y_0_top, preview]
+                                      display target `key` is presented (preview false)
+                                      or texture `key` is to be previewed: slots for it?
+  ["frame", key, slot, width, height, virgl_format, y_0_top, preview]
+                                      a frame (or preview copy) is in slot
+  ["unpreviewable", key]              texture `key` cannot be previewed (or is gone)
   ["closed", reason]                  its client is gone (the worker exits next)
   ["log", level, logger, message]     a log record of the worker (main logs it again)
 Control (main -> worker):
   ["client", pid, uid, observed] + fd | ["snapshot"] | ["stop"] | ["drop", command, reason]
   | ["close", reason] | ["observe"] | ["present_interval", seconds]
-  | ["slots", key, transport, width, height, internal_format, bytes] + an fd a slot
-  | ["drawn", key, slot]                 the main process is done with that slot
+  | ["slots", key, transport, width, height, internal_format, bytes, preview] + an fd
+                                         a slot
+  | ["drawn", key, slot, preview]        the main process is done with that slot
+  | ["preview", key]                     copy texture `key` once for the inspector
+  | ["preview_end", key]                 its preview is closed: free its slots
 Times are CLOCK_MONOTONIC seconds (one clock for every process of the machine).
 """
 
@@ -69,8 +75,9 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "present": (_I, _I),
     "stats": (_I, _I, _I, _I, _I, _I, _I, _I, "fences", "triples", "triples"),
     "usage": (_I, _I, _F),
-    "want": (_I, _I, _I, _I, _I, _B),
-    "frame": (_I, _I, _I, _I, _I, _B),
+    "want": (_I, _I, _I, _I, _I, _B, _B),
+    "frame": (_I, _I, _I, _I, _I, _B, _B),
+    "unpreviewable": (_I,),
     "closed": (_S,),
     "log": (_I, _S, _L),
 }

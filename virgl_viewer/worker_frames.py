@@ -11,6 +11,11 @@ virglrenderer into the slot's memory. A slot is written only while the main proc
 does not hold it: it is busy from "frame" until the main process says "drawn" (after
 its own copy out of it completed). Presents met with every slot busy are caught up once
 a slot comes back, so the newest frame is always shown.
+
+Texture previews (the inspector's) take the same road with ``preview`` set: on the main
+process's "preview" the exporter copies any 2D texture the same way, once, into slots of
+the preview's own (main makes one); a texture that cannot be copied is answered
+"unpreviewable"; "preview_end", the resource's end or the client's frees them.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from virgl_viewer.errors import RendererError
+from virgl_viewer.scanout import previewable
 from virgl_viewer.server import ServerObserver
 from virgl_viewer.virgl import (
     RESOURCE_FLAG_Y_0_TOP,
     GLPresenter,
+    RendererResourceInfo,
     frame_data_offset,
     gl_copy_fenced,
     gl_memory_texture,
@@ -44,6 +52,7 @@ class EventSink(Protocol):
 
     def put(self, *event: Any) -> None: ...
     def key_of(self, r: Resource) -> int | None: ...
+    def resource_of(self, key: int) -> tuple[Session, Resource] | None: ...
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,7 @@ class _Target:
     last: tuple[Any, Any] | None = None  # (session, resource) of the newest present
     behind: bool = False  # a present found every slot busy
     catch_up: bool = False
+    preview: bool = False  # a texture preview's, not a display target's
 
 
 class FrameExporter(ServerObserver):
@@ -79,6 +89,7 @@ class FrameExporter(ServerObserver):
         self.gl = GLPresenter(provider.egl_display, self._ctx)
         self._keys: dict[int, int] = {}  # id(resource) -> its event-stream key
         self.targets: dict[int, _Target] = {}
+        self.previews: dict[int, _Target] = {}  # by key: textures being previewed
         self.exported = self.skipped = 0
         # copies into slots not complete yet: (key, slot, GLsync, frame event)
         self._copies: list[tuple[int, int, int, tuple[Any, ...]]] = []
@@ -92,9 +103,19 @@ class FrameExporter(ServerObserver):
             if key is None:
                 return
             self._keys[id(r)] = key
-        info = self.renderer.resource_info(r.server_handle)
+        t = self._target(key, self.renderer.resource_info(r.server_handle), preview=False)
+        t.last = (s, r)
+        self._export(key, t)
+        if not t.catch_up:
+            t.catch_up = True
+            self.server.loop.call_later(s.present_interval, self._catch_up, key)
+
+    def _target(self, key: int, info: RendererResourceInfo, *, preview: bool) -> _Target:
+        """The export target of ``key`` for a texture now ``info``; a new one (asking
+        the main process for slots: "want") if there was none or its shape changed."""
+        table = self.previews if preview else self.targets
         shape = (info.width, info.height, info.virgl_format)
-        t = self.targets.get(key)
+        t = table.get(key)
         if t is None or t.shape != shape:
             if t is not None:
                 self._free(t)
@@ -103,13 +124,10 @@ class FrameExporter(ServerObserver):
                 ifmt = self.gl.internal_format(info.tex_id)
             finally:
                 self.renderer.force_ctx_0()
-            t = self.targets[key] = _Target(shape, bool(info.flags & RESOURCE_FLAG_Y_0_TOP))
-            self.reporter.put("want", key, *shape, ifmt, t.y_0_top)
-        t.last = (s, r)
-        self._export(key, t)
-        if not t.catch_up:
-            t.catch_up = True
-            self.server.loop.call_later(s.present_interval, self._catch_up, key)
+            t = table[key] = _Target(shape, bool(info.flags & RESOURCE_FLAG_Y_0_TOP),
+                                     preview=preview)
+            self.reporter.put("want", key, *shape, ifmt, t.y_0_top, preview)
+        return t
 
     def _catch_up(self, key: int) -> None:
         """The last present the rate limit held back is exported if the guest has not
@@ -132,18 +150,46 @@ class FrameExporter(ServerObserver):
         t = self.targets.pop(key, None) if key is not None else None
         if t is not None:
             self._free(t)
+        for key, t in list(self.previews.items()):
+            if t.last is not None and t.last[1] is r:
+                del self.previews[key]
+                self._free(t)
 
     def session_closed(self, s: Session) -> None:
-        for key, t in list(self.targets.items()):
-            if t.last is not None and t.last[0] is s:
-                del self.targets[key]
-                self._free(t)
+        for table in (self.targets, self.previews):
+            for key, t in list(table.items()):
+                if t.last is not None and t.last[0] is s:
+                    del table[key]
+                    self._free(t)
+
+    # ------------------------------------------------------------ previews
+    def preview(self, key: int) -> None:
+        """Copy texture ``key`` once into its preview slots (asked for them first)."""
+        found = self.reporter.resource_of(key)
+        info = None
+        if found is not None and previewable(found[1]):
+            try:
+                info = self.renderer.resource_info(found[1].server_handle)
+            except RendererError:
+                info = None
+        if found is None or info is None:
+            self.preview_end(key)
+            self.reporter.put("unpreviewable", key)
+            return
+        t = self._target(key, info, preview=True)
+        t.last = found
+        self._export(key, t)
+
+    def preview_end(self, key: int) -> None:
+        t = self.previews.pop(key, None)
+        if t is not None:
+            self._free(t)
 
     # ------------------------------------------------------------ control
     def slots(self, key: int, transport: str, width: int, height: int, ifmt: int,
-              size: int, fds: list[int]) -> None:
+              size: int, fds: list[int], preview: bool = False) -> None:
         """The main process's slots for ``key`` (it keeps its own copies of the fds)."""
-        t = self.targets.get(key)
+        t = (self.previews if preview else self.targets).get(key)
         try:
             if t is None or t.shape[:2] != (width, height) or t.slots:
                 return  # gone or re-made meanwhile: a new "want" is on its way
@@ -164,8 +210,8 @@ class FrameExporter(ServerObserver):
         if t.behind or t.last is not None:
             self._export(key, t)
 
-    def drawn(self, key: int, slot: int) -> None:
-        t = self.targets.get(key)
+    def drawn(self, key: int, slot: int, preview: bool = False) -> None:
+        t = (self.previews if preview else self.targets).get(key)
         if t is None or not 0 <= slot < len(t.slots):
             return
         t.slots[slot].busy = False
@@ -187,7 +233,7 @@ class FrameExporter(ServerObserver):
             return
         w, h, fmt = t.shape
         slot = t.slots[free]
-        event = ("frame", key, free, w, h, fmt, t.y_0_top)
+        event = ("frame", key, free, w, h, fmt, t.y_0_top, t.preview)
         if slot.view is None:
             # GPU-side copy, fenced; the event goes out once the fence signalled. Not
             # waited for here: llvmpipe would finish the guest's queued scene first,
@@ -224,7 +270,7 @@ class FrameExporter(ServerObserver):
             if done == 0:
                 left.append((key, slot, sync, event))
                 continue
-            t = self.targets.get(key)
+            t = (self.previews if event[-1] else self.targets).get(key)
             if done < 0 or t is None or slot >= len(t.slots):
                 if t is not None and slot < len(t.slots):
                     t.slots[slot].busy = False
@@ -252,7 +298,8 @@ class FrameExporter(ServerObserver):
         t.slots.clear()
 
     def close(self) -> None:
-        for t in self.targets.values():
+        for t in (*self.targets.values(), *self.previews.values()):
             self._free(t)
         self.targets.clear()
+        self.previews.clear()
         self.server.host.provider.destroy_context(self._ctx)

@@ -243,6 +243,8 @@ def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
     calls: list[tuple[str, int]] = []
 
     class Source:
+        alive = True
+
         def take_latest(self) -> None:
             return None
 
@@ -250,8 +252,8 @@ def test_texture_previews_interface(qtbot: Any, registry: StateRegistry,
             raise AssertionError("nothing was leased")
 
     class Previews:
-        def open(self, server_handle: int) -> Source:
-            calls.append(("open", server_handle))
+        def open(self, rec: Any) -> Source:
+            calls.append(("open", rec.server_handle))
             return Source()
 
         def refresh(self, source: Source) -> None:

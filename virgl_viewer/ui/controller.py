@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow
 from virgl_viewer.budgets import DEFAULT as DEFAULT_BUDGETS
 from virgl_viewer.budgets import Budgets
 from virgl_viewer.frames import RenderSide, Scanout, TexturePreview, current_egl_handles
-from virgl_viewer.state import StateRegistry
+from virgl_viewer.state import ResourceInfo, StateRegistry
 from virgl_viewer.ui.inspector import InspectorDock
 from virgl_viewer.ui.overview import OverviewWidget
 from virgl_viewer.ui.windows import ScanoutWindow
@@ -64,8 +64,8 @@ class _Previews:
     def __init__(self) -> None:
         self.side: RenderSide | None = None
 
-    def open(self, server_handle: int) -> TexturePreview | None:
-        return self.side.open_preview(server_handle) if self.side is not None else None
+    def open(self, rec: ResourceInfo) -> TexturePreview | None:
+        return self.side.open_preview(rec) if self.side is not None else None
 
     def refresh(self, source: TexturePreview) -> None:
         if self.side is not None:

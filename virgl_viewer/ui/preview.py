@@ -27,10 +27,14 @@ if TYPE_CHECKING:
     from virgl_viewer.frames import Frame, Scanout
 
 REPAINT_MS = 100  # previews follow their source at 10 Hz at most
+NOT_PREVIEWABLE = "this texture cannot be previewed"
 
 
 class TextureSource(Protocol):
-    """Frames of a shared texture, leased for drawing (``Scanout`` is one)."""
+    """Frames of a shared texture, leased for drawing (``Scanout`` is one); ``alive``
+    False: no new frames will come."""
+
+    alive: bool
 
     def take_latest(self) -> Frame | None: ...
     def drawn(self, frame: Frame, ui_fence: int = 0) -> None: ...
@@ -39,13 +43,14 @@ class TextureSource(Protocol):
 class TexturePreviews(Protocol):
     """Render-thread copies of any texture resource into a preview texture.
 
-    ``open`` asks for a copy of level 0 / layer 0 of ``server_handle`` and returns a
-    source that yields it once made (None: not previewable); ``refresh`` asks for a new
-    copy; ``close`` frees the preview. All are called on the GUI thread and must not
-    block on the render thread.
+    ``open`` asks for a copy of level 0 / layer 0 of the texture of record ``rec`` and
+    returns a source that yields it once made (None: not previewable; a source that
+    turns not ``alive`` before its first frame: not previewable either); ``refresh``
+    asks for a new copy; ``close`` frees the preview. All are called on the GUI thread
+    and must not block on the render thread (nor know which process renders).
     """
 
-    def open(self, server_handle: int) -> TextureSource | None: ...
+    def open(self, rec: ResourceInfo) -> TextureSource | None: ...
     def refresh(self, source: TextureSource) -> None: ...
     def close(self, source: TextureSource) -> None: ...
 
@@ -83,7 +88,8 @@ class PreviewView(GLSurfaceWidget):
         src = self.source
         frame = src.take_latest() if src is not None and self._prog is not None else None
         if src is None or frame is None:
-            self._text(self.message if src is None else "waiting for a frame…")
+            self._text(self.message if src is None else
+                       "waiting for a frame…" if src.alive else NOT_PREVIEWABLE)
             return
         fence = 0
         try:
@@ -136,9 +142,9 @@ class PreviewPane(QWidget):
                 source, message = self._copy, "texture copy"
             elif self.texture_previews is not None:
                 self._close_copy()
-                source = self._copy = self.texture_previews.open(rec.server_handle)
+                source = self._copy = self.texture_previews.open(rec)
                 self._copy_key = rec.key
-                message = "texture copy" if source else "this texture cannot be previewed"
+                message = "texture copy" if source else NOT_PREVIEWABLE
             else:
                 message = "only scanouts can be previewed (no texture copy service)"
         if source is not self._copy:
@@ -148,9 +154,15 @@ class PreviewPane(QWidget):
         self.label.setText(message)
 
     def refresh(self) -> None:
-        """Ask for a new copy of the previewed texture (not needed for scanouts)."""
-        if self._copy is not None and self.texture_previews is not None:
-            self.texture_previews.refresh(self._copy)
+        """Ask for a new copy of the previewed texture (not needed for scanouts); say so
+        if it cannot be copied (any more) and none was shown."""
+        copy = self._copy
+        if copy is None or self.texture_previews is None:
+            return
+        if copy.alive:
+            self.texture_previews.refresh(copy)
+        elif self.view.painted_seq == 0:
+            self.label.setText(NOT_PREVIEWABLE)
 
     def _close_copy(self) -> None:
         if self._copy is not None and self.texture_previews is not None:
