@@ -27,6 +27,14 @@ def test_well_formed_events_come_back_typed() -> None:
     assert log[3] == "a\n    b\\x1b[2J"
 
 
+def test_frame_events_say_whether_they_are_a_preview() -> None:
+    want, frame, nope = decode_events(encode([
+        ["want", 3, 32, 16, 1, 0x8058, False, True], ["frame", 3, 0, 32, 16, 1, False, True],
+        ["unpreviewable", 4]]))
+    assert want[-1] is True and frame == ("frame", 3, 0, 32, 16, 1, False, True)
+    assert nope == ("unpreviewable", 4)
+
+
 @pytest.mark.parametrize("batch", [
     {"named": 1},  # not a list
     [["nope", 1]],  # unknown kind
@@ -46,6 +54,9 @@ def test_well_formed_events_come_back_typed() -> None:
     [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None, [[1, 2, -3]]]],  # a negative count
     [["stats", 0, 0, 0, 0, 0, 0, 0, 0, [], None, [[1, 2, 3.5]]]],  # not an integer
     [["present", 1, "2"]],
+    [["want", 1, 64, 48, 1, 0x8058, False]],  # no preview flag
+    [["frame", 1, 0, 64, 48, 1, False, 1]],  # the preview flag is a bool
+    [["unpreviewable", -1]],
 ])
 def test_malformed_events_are_refused(batch: object) -> None:
     with pytest.raises(StreamError):
