@@ -202,7 +202,8 @@ bench: setup
 bench-venus: setup
 	$(PY) bench/venus_bench.py $(VENUS_ARGS)
 
-# Every fuzz target (tests/fuzz/; or FUZZ_TARGETS="engine rewrite codec server") for
+# Every fuzz target (tests/fuzz/; or some of FUZZ_TARGETS="engine rewrite codec server
+# server-process") for
 # FUZZ_SECONDS in total; fails on a crash, leak or hang, and prints executions and
 # coverage per target.
 fuzz: setup

@@ -23,8 +23,19 @@ draw delays everyone's fences; these are leads for budgets.
 Not coverage-guided: the server is another process; its coverage proxy is the number
 of distinct reasons for which it dropped a client (``cov:``).
 
-Run: ``python tests/fuzz/fuzz_server.py --seconds N --out DIR [FILE...]``; with files
-(``tests/fuzz/regressions/server``) each is sent once instead.
+``--isolation shared`` (make fuzz's target ``server``) serves every client on one
+render thread: a hang or a libvirglrenderer crash reaches the bystander, and the leak
+check counts that process's fds and mappings. ``--isolation process`` (target
+``server-process``, the ``--headless`` default) gives each client a renderer process of
+its own, so the same inputs are judged by what the main process sees: a renderer process
+that ends while its client is served ("its renderer process N killed by SIGSEGV") is a
+crash of libvirglrenderer or of our worker code, kept like any other; and within 10 s of
+the client's leaving the main process's fds and the server's processes (the zygote, the
+warm pool, the bystander's renderer) must be back to the baseline: a renderer that
+outlives its client (stuck in a draw, leaked) is a leak.
+
+Run: ``python tests/fuzz/fuzz_server.py [--isolation MODE] --seconds N --out DIR
+[FILE...]``; with files (``tests/fuzz/regressions/server``) each is sent once instead.
 """
 
 from __future__ import annotations
@@ -54,11 +65,17 @@ CORPUS = HERE / "corpus" / "server"
 INPUT_SECONDS = 2.0  # one input's client gives up after this
 BYSTANDER_SLOW = 5.0  # a bystander frame slower than this: the input is kept as slow-*
 HANG_TIMEOUT = 30.0  # no bystander frame within this: a hang, a failure
+START_WAIT = 30.0  # process isolation: the warm pool fills within this at start
 LEAK_WAIT = 3.0  # the server's fds and mappings must be back to the baseline by then
+# process isolation: the renderers of the input's clients end and the warm pool refills
+# (worker start-up, seconds on a loaded machine)
+PROCESS_LEAK_WAIT = 10.0
 EDGES = (0, 1, 2, 3, 4, 7, 8, 10, 11, 12, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF,
          0x80000000, 0xFFFFFFFE, 0xFFFFFFFF)
 _DROP_RE = re.compile(r"dropped: (\S+): (.*)$")
-_BUG_RE = re.compile(r"Traceback|internal error|Fatal Python error")
+# a renderer process that ended while serving its client (isolation.py logs it) is a
+# crash as much as a traceback is
+_BUG_RE = re.compile(r"Traceback|internal error|Fatal Python error|its renderer process \d+ ")
 COLOURS = ("ff0000", "00ff00", "0000ff", "ffff00")
 
 
@@ -78,6 +95,25 @@ def message_spans(stream: bytes) -> list[tuple[int, int]]:
     except codec.RemoteProtocolError:
         pass
     return spans
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, theirs, ...), from /proc."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(d.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
 
 
 def mutate(seed: bytes, other: bytes, rng: random.Random) -> bytes:
@@ -189,8 +225,9 @@ def send_inputs(path: Path, data: list[bytes], rng: random.Random) -> None:
 class Target:
     """The server under test and its bystander."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, isolation: str = "shared") -> None:
         self.tmp = tmp
+        self.isolation = isolation
         self.sock = tmp / "server.sock"
         self.log = tmp / "server.log"
         self.server: Server | None = None
@@ -199,21 +236,28 @@ class Target:
         self.frame = 0
         self.log_seen = 0
         self.last_frame = 0.0
-        self.baseline: tuple[int, int] | None = None
+        self.baseline: tuple[int, int, int] | None = None
 
     def start(self) -> None:
         self.log.write_text("")
         self.log_seen = 0
-        # shared isolation: the leak checks count the fds and mappings of the process that
-        # serves the clients (in process isolation a worker's, while the main process's
-        # count moves with the warm pool)
+        self.baseline = None
         self.server = Server("ours", self.sock, self.log,
-                             args=("--isolation", "shared")).start()
+                             args=("--isolation", self.isolation)).start()
         self.client = VtestClient.connect(str(self.sock), name="bystander", protocol_version=2,
                                           timeout=HANG_TIMEOUT)
         self.scene = GuestScene(self.client, "solid:ff0000", [(32, 32)])
         self.check()  # its steady state ...
-        self.leaked()  # ... is the baseline
+        if self.isolation == "process":  # ... once the warm pool is full again ...
+            from virgl_viewer.worker_pool import POOL_SIZE
+
+            # the zygote, the warm workers and the bystander's renderer
+            want = 1 + POOL_SIZE + 1
+            deadline = time.monotonic() + START_WAIT
+            while self._usage()[2] < want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # their channels settle
+        self.baseline = self._usage()  # ... is the baseline
 
     def stop(self) -> None:
         if self.client is not None:
@@ -227,29 +271,31 @@ class Target:
         new, self.log_seen = text[self.log_seen :], len(text)
         return new
 
-    def _usage(self) -> tuple[int, int]:
-        """The server's open fds and its mappings of resource shm (memfd vtest-*)."""
+    def _usage(self) -> tuple[int, int, int]:
+        """The server's open fds, its mappings of resource shm (memfd vtest-*) and its
+        processes (itself and every descendant: the zygote and the renderers)."""
         assert self.server is not None and self.server.pid is not None
         proc = Path(f"/proc/{self.server.pid}")
         try:
             fds = len(list((proc / "fd").iterdir()))
             maps = (proc / "maps").read_text().count("memfd:vtest-")
         except OSError:
-            return 0, 0
-        return fds, maps
+            return 0, 0, 0
+        return fds, maps, len(descendants(self.server.pid)) + 1
 
     def leaked(self) -> str | None:
-        """None once fds and mappings are back to the baseline (waits up to 3 s)."""
-        deadline = time.monotonic() + LEAK_WAIT
+        """None once fds, mappings and processes are back to the baseline (waits up to
+        LEAK_WAIT, PROCESS_LEAK_WAIT in process isolation)."""
+        assert self.baseline is not None
+        wait = PROCESS_LEAK_WAIT if self.isolation == "process" else LEAK_WAIT
+        deadline = time.monotonic() + wait
         while True:
-            fds, maps = self._usage()
-            if self.baseline is None:
-                self.baseline = (fds, maps)
-            if fds <= self.baseline[0] and maps <= self.baseline[1]:
+            now = self._usage()
+            if all(n <= b for n, b in zip(now, self.baseline, strict=True)):
                 return None
             if time.monotonic() > deadline:
-                return (f"leak: {fds} fds and {maps} shm mappings, {self.baseline[0]} and "
-                        f"{self.baseline[1]} with the bystander alone")
+                return ("leak: {} fds, {} shm mappings and {} processes, {} and {} and {} "
+                        "with the bystander alone".format(*now, *self.baseline))
             time.sleep(0.05)
 
     def check(self) -> str | None:
@@ -299,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     execs = crashes = slow = 0
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vv-fuzz-server-") as tmp:
-        target = Target(Path(tmp))
+        target = Target(Path(tmp), args.isolation)
         target.start()
         try:
             while True:
@@ -358,6 +404,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--out", default="fuzz-out/server", help="where crash files go")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--isolation", choices=("shared", "process"), default="shared",
+                    help="how the server under test serves its clients")
     ap.add_argument("inputs", nargs="*", help="replay these inputs instead of fuzzing")
     sys.exit(run(ap.parse_args()))
 

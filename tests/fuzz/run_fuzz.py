@@ -6,7 +6,8 @@ any crash, leak or hang, for developers and CI alike.
 How: the libFuzzer targets (``fuzz_engine``: native/vv_fast.c against fake_virgl.c;
 ``fuzz_rewrite``: native/vv_rewrite.c) are built with clang -fsanitize=fuzzer,address,
 undefined into build/fuzz/. The budget is split among them, the codec's atheris target
-and the whole-server fuzzer by ``SHARES``. Each libFuzzer run starts from the committed
+and the whole-server fuzzer (in both isolation modes: ``server``, ``server-process``) by
+``SHARES``. Each libFuzzer run starts from the committed
 seeds (tests/fuzz/corpus/<target>) plus what earlier runs found (fuzz-out/corpus/
 <target>), with -timeout (a hang), -rss_limit_mb and LeakSanitizer (a leak) on; any of
 them, a sanitizer report or a failed check ends the run non-zero and leaves the input in
@@ -44,8 +45,11 @@ SOURCES = {
     "fuzz_rewrite": [NATIVE / "vv_rewrite.c"],
 }
 LIBS = {"fuzz_engine": ["-lEGL", "-lpthread"], "fuzz_rewrite": []}
-TARGETS = ("engine", "rewrite", "codec", "server")
-SHARES = {"engine": 0.35, "rewrite": 0.15, "codec": 0.2, "server": 0.3}
+TARGETS = ("engine", "rewrite", "codec", "server", "server-process")
+SHARES = {"engine": 0.35, "rewrite": 0.15, "codec": 0.2, "server": 0.15,
+          "server-process": 0.15}
+# the whole-server fuzzer's isolation mode per target (one corpus, one regressions dir)
+SERVER_ISOLATION = {"server": "shared", "server-process": "process"}
 MIN_SECONDS = 3
 
 
@@ -75,6 +79,11 @@ def build(name: str) -> Path:
     return exe
 
 
+def inputs_dir(target: str) -> str:
+    """The name of ``target``'s directories under corpus/ and regressions/."""
+    return "server" if target in SERVER_ISOLATION else target
+
+
 def command(target: str, seconds: float, inputs: list[Path] | None = None,
             out: Path = OUT, seed: int | None = None) -> list[str]:
     """The command that fuzzes ``target`` for ``seconds`` (or replays ``inputs``); crash
@@ -82,8 +91,9 @@ def command(target: str, seconds: float, inputs: list[Path] | None = None,
     makes the mutations repeat (random by default)."""
     artifacts = out / target
     artifacts.mkdir(parents=True, exist_ok=True)
-    if target == "server":
-        argv = [sys.executable, str(HERE / "fuzz_server.py"), "--out", str(artifacts)]
+    if target in SERVER_ISOLATION:
+        argv = [sys.executable, str(HERE / "fuzz_server.py"), "--out", str(artifacts),
+                "--isolation", SERVER_ISOLATION[target]]
         if seed is not None:
             argv += ["--seed", str(seed)]
         return argv + ([str(p) for p in inputs] if inputs is not None
@@ -130,7 +140,7 @@ def _env(target: str) -> dict[str, str]:
     libFuzzer targets have clang's linked in (two ASan runtimes refuse to start), and
     atheris' libFuzzer (the codec, pure Python) takes its coverage callbacks from the
     first library that defines them, which a preloaded ASan runtime would be."""
-    if target == "server":
+    if target in SERVER_ISOLATION:
         return dict(os.environ)
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"

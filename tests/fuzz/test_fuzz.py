@@ -17,9 +17,10 @@ import run_fuzz
 
 HERE = Path(__file__).resolve().parent
 # seconds per target: together about half a minute of the CI budget
-BRIEF = {"engine": 10, "rewrite": 4, "codec": 6, "server": 10}
+BRIEF = {"engine": 10, "rewrite": 4, "codec": 6, "server": 10, "server-process": 10}
 # executions a few seconds must reach at least (a broken harness stops at a handful)
-MIN_EXECS = {"engine": 100, "rewrite": 1000, "codec": 300, "server": 10}
+MIN_EXECS = {"engine": 100, "rewrite": 1000, "codec": 300, "server": 10,
+             "server-process": 5}
 
 SEED = 1
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 def _inputs(target: str) -> list[Path]:
     files = []
     for kind in ("regressions", "corpus"):
-        d = HERE / kind / target
+        d = HERE / kind / run_fuzz.inputs_dir(target)
         if d.is_dir():
             files += sorted(f for f in d.iterdir()
                             if f.is_file() and f.suffix not in (".log", ".md"))
