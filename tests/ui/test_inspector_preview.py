@@ -148,6 +148,15 @@ def test_any_2d_texture_is_previewed_from_a_gpu_copy(qtbot: Any, virgl_viewer: A
         qtbot.waitUntil(lambda: w.preview.painted_seq > 0, timeout=5000)
 
 
+def assert_not_previewable(qtbot: Any, viewer: Any, handle: int) -> None:
+    """The preview of ``handle`` says it cannot be shown, shows nothing, and nothing
+    (slots, previews) is left for it."""
+    w = preview_of(qtbot, viewer, handle)
+    qtbot.waitUntil(lambda: w.preview_label.text() == NOT_PREVIEWABLE, timeout=5000)
+    assert w.preview.painted_seq == 0
+    qtbot.waitUntil(lambda: slots_left(viewer) == 0, timeout=5000)
+
+
 @MODES
 def test_a_3d_texture_is_not_previewable(qtbot: Any, virgl_viewer: Any) -> None:
     with VtestClient.connect(virgl_viewer.path, "volume-guest", 2) as g:
@@ -155,10 +164,7 @@ def test_a_3d_texture_is_not_previewable(qtbot: Any, virgl_viewer: Any) -> None:
                                 bind=P.BIND_SAMPLER_VIEW, width=8, height=8, depth=4,
                                 data_size=8 * 8 * 4 * 4)
         g.busy_wait(res, wait=True)
-        w = preview_of(qtbot, virgl_viewer, res.handle)
-        qtbot.waitUntil(lambda: w.preview_label.text() == NOT_PREVIEWABLE, timeout=5000)
-        assert w.preview.painted_seq == 0
-        qtbot.waitUntil(lambda: slots_left(virgl_viewer) == 0, timeout=5000)
+        assert_not_previewable(qtbot, virgl_viewer, res.handle)
 
 
 @PROCESS
@@ -168,10 +174,7 @@ def test_a_texel_too_wide_for_a_slot_is_not_previewable(qtbot: Any, virgl_viewer
     slot request and the preview says so (nothing is made for it)."""
     with VtestClient.connect(virgl_viewer.path, "half-float-guest", 2) as g:
         res = upload(g, 16, 16, bytes(16 * 16 * 8), fmt=R16G16B16A16_FLOAT, bpp=8)
-        w = preview_of(qtbot, virgl_viewer, res.handle)
-        qtbot.waitUntil(lambda: w.preview_label.text() == NOT_PREVIEWABLE, timeout=5000)
-        assert w.preview.painted_seq == 0
-        qtbot.waitUntil(lambda: slots_left(virgl_viewer) == 0, timeout=5000)
+        assert_not_previewable(qtbot, virgl_viewer, res.handle)
 
 
 @MODES
