@@ -42,11 +42,6 @@ SURFACE = 1  # the SURFACE object handle render_clear uses (objects are per cont
 
 
 # ---------------------------------------------------------------- process probes
-def open_fds() -> int:
-    """How many fds this process has open (server and in-process clients)."""
-    return len(os.listdir("/proc/self/fd"))
-
-
 def rss_bytes() -> int:
     """This process's resident set size."""
     return _status_kib("VmRSS") * 1024
@@ -274,7 +269,7 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
     try:
         assert wait_for(lambda: watcher.rounds >= 2 or watcher.error is not None)
         assert server.settle(clients=2 + other_sessions)
-        baseline = open_fds()
+        baseline = server.open_fds()
         caplog.clear()
         culprit = Culprit(name, os.getpid())
         yield culprit
@@ -284,8 +279,8 @@ def hostile_client_checks(server: RunningServer, caplog: pytest.LogCaptureFixtur
         assert_one_drop(caplog, culprit.name, culprit.pid, command, reason)
         bystander.renders()
         assert server.settle(clients=2 + other_sessions)
-        assert wait_for(lambda: open_fds() == baseline), (
-            f"{open_fds()} fds open, {baseline} before the hostile client")
+        assert wait_for(lambda: server.open_fds() == baseline), (
+            f"{server.open_fds()} fds open, {baseline} before the hostile client")
         watcher.check()
         assert wait_for(lambda: server.session_count() == 1 + other_sessions)
         bystander.renders()

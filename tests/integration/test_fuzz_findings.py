@@ -25,7 +25,6 @@ from server_helpers import (
     create_target,
     dwords,
     header,
-    open_fds,
     render_clear,
 )
 from support.procs import wait_for
@@ -65,7 +64,7 @@ def test_a_client_gone_before_its_create_reply_leaves_nothing(
         target = create_target(bystander)
         assert_filled(render_clear(bystander, target, RED), RED)
         assert virgl_server.settle(clients=1)  # process isolation: the pool at rest
-        fds, maps = open_fds(), _shm_mappings()
+        fds, maps = virgl_server.open_fds(), _shm_mappings()
         for _ in range(5):
             client = VtestClient.connect(virgl_server.path, "gone", 3)
             client.send_raw(header(p.Cmd.RESOURCE_CREATE2, p.RES_CREATE2_SIZE) + dwords(
@@ -73,8 +72,9 @@ def test_a_client_gone_before_its_create_reply_leaves_nothing(
             client.sock.shutdown(socket.SHUT_RDWR)
             client.close()
         assert virgl_server.settle(clients=1)
-        assert wait_for(lambda: (open_fds(), _shm_mappings()) == (fds, maps), 5.0), (
-            f"{open_fds()} fds and {_shm_mappings()} shm mappings, {fds} and {maps} before")
+        assert wait_for(lambda: (virgl_server.open_fds(), _shm_mappings()) == (fds, maps),
+                        5.0), (f"{virgl_server.open_fds()} fds and {_shm_mappings()} shm "
+                               f"mappings, {fds} and {maps} before")
         assert_filled(render_clear(bystander, target, GREEN), GREEN)
     late = [r.getMessage() for r in caplog.records if "gone" in r.getMessage()
             and "dropped" in r.getMessage()]

@@ -23,7 +23,6 @@ from server_helpers import (
     TEAL,
     assert_filled,
     create_target,
-    open_fds,
     read_back,
     render_clear,
     rss_bytes,
@@ -131,12 +130,13 @@ def test_200_clients_leave_no_process_fd_or_memory(procs_server: RunningServer,
     for i in range(20):
         visit(i)
     assert procs_server.settle()
-    fds, rss = open_fds(), rss_bytes()
+    fds, rss = procs_server.open_fds(), rss_bytes()
     procs = descendants(os.getpid())
     for i in range(20, 220):
         visit(i)
     assert procs_server.settle()
-    assert wait_for(lambda: open_fds() == fds), f"{open_fds()} fds open, {fds} before"
+    assert wait_for(lambda: procs_server.open_fds() == fds), (
+        f"{procs_server.open_fds()} fds open, {fds} before")
     # the zygote and WARM workers (new ones: every served worker has exited)
     assert len(descendants(os.getpid())) == len(procs)
     assert not _zombies_below(os.getpid())

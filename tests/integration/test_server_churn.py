@@ -29,7 +29,6 @@ from server_helpers import (
     dwords,
     header,
     hostile_client_checks,
-    open_fds,
     peak_rss_growth,
     render_clear,
     reset_peak_rss,
@@ -103,11 +102,12 @@ def test_many_short_lived_clients_leak_nothing(virgl_server: RunningServer,
     for i in range(20):
         _visit(virgl_server.path, i)
     assert virgl_server.settle()
-    fds, rss = open_fds(), rss_bytes()
+    fds, rss = virgl_server.open_fds(), rss_bytes()
     for i in range(20, 220):
         _visit(virgl_server.path, i)
     assert virgl_server.settle()
-    assert wait_for(lambda: open_fds() == fds), f"{open_fds()} fds open, {fds} before"
+    assert wait_for(lambda: virgl_server.open_fds() == fds), (
+        f"{virgl_server.open_fds()} fds open, {fds} before")
     growth = rss_bytes() - rss
     assert growth < 30 << 20, f"RSS grew by {growth >> 20} MiB over 200 clients"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
