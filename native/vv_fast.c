@@ -803,7 +803,8 @@ int vv_conn_take_res_events(struct vv_conn *c, struct vv_res_event *out, int max
       }
       n++;
    }
-   memmove(c->ev, c->ev + i, (c->ev_n - i) * sizeof(*c->ev));
+   if (i) /* c->ev is NULL until the first event: memmove(NULL, ...) is undefined */
+      memmove(c->ev, c->ev + i, (c->ev_n - i) * sizeof(*c->ev));
    c->ev_n -= i;
    c->res_events = c->ev_n;
    return n;
