@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from support.procs import wait_for
+from support.procs import sanitized, wait_for
 
 from virgl_viewer.guest import GuestResource, VtestClient
 from virgl_viewer.guest.commands import CommandBuffer, ObjectType
@@ -205,7 +205,10 @@ class Watcher:
     attacks: every round trip (a clear read back, pixels checked) is timed; the
     hostile-client issue asks that the others are answered within 250 ms throughout."""
 
-    LIMIT_S = 0.25
+    # Under make test-asan the server is the sanitized build, 2-3x slower: the limit is
+    # the product's (make test) and scales with it there (297 ms was seen once under ASan
+    # with a Debian 12 lane running beside it; sanitizer reports are what that run is for).
+    LIMIT_S = 0.25 * (3 if sanitized() else 1)
 
     def __init__(self, server: RunningServer) -> None:
         self.client = VtestClient.connect(server.path, "watcher", 2)
