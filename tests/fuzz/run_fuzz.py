@@ -125,7 +125,7 @@ class Result:
 
     def line(self) -> str:
         verdict = "ok" if self.returncode == 0 else f"FAILED (status {self.returncode})"
-        return (f"{self.target:8} {self.execs:>10} execs {self.cov:>6} cov {self.ft:>7} ft "
+        return (f"{self.target:14} {self.execs:>10} execs {self.cov:>6} cov {self.ft:>7} ft "
                 f"{self.seconds:6.0f} s  {verdict}")
 
 
