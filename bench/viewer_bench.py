@@ -25,6 +25,16 @@ the report shows per-side medians over the rounds and their ratio. Benches:
                      cost more than the inspector on llvmpipe; overview_kpx shows it)
   inspector-glmark2  glmark2 build + texture + shading (3 s each), the same three sides;
                      loss = 1 - visible/hidden in %, target <= 3 %
+  frames-glxgears    the breakdown of what the GUI costs a guest, in both isolation modes
+                     in one run: glxgears through the GUI as the product runs it
+                     ("process", "shared"), with every frame copied for the screen but
+                     never painted ("-unpainted"), with no frame copied for the screen
+                     ("-noframes"; windows, overview and inspector still up), and upstream
+                     headless. Per mode: the GUI's presence = noframes/upstream, the
+                     frames' transport (copies; in process mode also the slots, events and
+                     the main process's copy) = unpainted/noframes, painting them =
+                     full/unpainted (viewer_gui.py --frames)
+  frames-glmark2     the same breakdown with glmark2 build + texture + shading (3 s each)
 
 The GUI runs through viewer_gui.py (the product's entry point plus bench-only hooks:
 windows kept on screen, the dock toggled, paints counted); the viewer side also reports
@@ -75,6 +85,8 @@ from viewer_load import ForeignLoad, wait_quiet  # noqa: E402
 INSPECTOR_SCENES = (":duration=3", "build:use-vbo=true", "texture:texture-filter=linear",
                     "shading:shading=phong")
 PROBE_TIMEOUT_S = 150
+WITHHELD_PAINTS = 10  # new frames a view may draw with frames withheld (its sizing)
+MIN_RING_FRAMES = 100  # frames a ring must get with frames unpainted (~60 a second)
 BUSY_CORES = 0.25  # a sample measured while others used more than this is flagged
 Sample = dict[str, float]
 
@@ -83,16 +95,17 @@ class ViewerGui(Server):
     """The viewer GUI (viewer_gui.py) as a Server: started, waited for, SIGTERM-ed alike."""
 
     def __init__(self, socket_path: Path, log_path: Path, display: str, inspector: str,
-                 stats_path: Path, isolation: str = "shared") -> None:
+                 stats_path: Path, isolation: str = "shared", frames: str = "shown") -> None:
         super().__init__("ours", socket_path, log_path, env={"DISPLAY": display},
                          args=("--isolation", isolation))
         self.inspector = inspector
         self.stats_path = stats_path
+        self.frames = frames
 
     @property
     def argv(self) -> list[str]:
         return [self.python, str(BENCH_DIR / "viewer_gui.py"), "--inspector", self.inspector,
-                "--stats-out", str(self.stats_path), "--", "--socket",
+                "--frames", self.frames, "--stats-out", str(self.stats_path), "--", "--socket",
                 str(self.socket_path), "--log-level", self.log_level, *self.extra_args]
 
 
@@ -112,13 +125,19 @@ class Env:
         return self.work / f"{stem}-{next(self.serial)}"
 
 
-def paint_metrics(stats_path: Path, failures: list[str], what: str) -> Sample:
-    """Check the GUI's paint counts (viewer_gui.py --stats-out) and summarise them."""
+def paint_metrics(stats_path: Path, failures: list[str], what: str,
+                  frames: str = "shown") -> Sample:
+    """Check the GUI's paint counts (viewer_gui.py --stats-out) and summarise them; with
+    frames withheld (``frames`` not "shown") no view may have drawn a stream of them."""
     try:
         stats = json.loads(stats_path.read_text())
     except (OSError, ValueError) as exc:
         raise BenchError(f"{what}: no paint stats from the GUI ({exc})") from exc
     scanouts = list(stats["scanouts"].values())
+    if frames == "none" and not scanouts:  # its views had no frame to draw
+        if not stats.get("windows"):
+            raise BenchError(f"{what}: the viewer opened no scanout window")
+        return {"inspector_visible": float(bool(stats["inspector_visible"]))}
     if not scanouts:
         raise BenchError(f"{what}: the viewer drew no frame")
     for sc in scanouts:
@@ -126,6 +145,16 @@ def paint_metrics(stats_path: Path, failures: list[str], what: str) -> Sample:
             failures.append(f"{what}: {sc['name']} was off screen for "
                             f"{sc['off_screen_paints']} of {sc['paints']} paints")
     top = max(scanouts, key=lambda sc: sc["new_frames"])
+    if frames != "shown":
+        # a window paints the frame that sized it (and its exposures): a few, not a stream
+        if top["new_frames"] > WITHHELD_PAINTS:
+            failures.append(f"{what}: frames were to be withheld ({frames}) but "
+                            f"{top['name']} drew {top['new_frames']} new ones")
+        if frames == "unpainted" and stats.get("ring_frames", 0) < MIN_RING_FRAMES:
+            failures.append(f"{what}: only {stats.get('ring_frames', 0)} frames reached a "
+                            f"ring (unpainted: they must still flow)")
+        return {"inspector_visible": float(bool(stats["inspector_visible"])),
+                "ring_frames": float(stats.get("ring_frames", 0))}
     span = top["last_new"] - top["first_new"]
     ov = stats.get("overview_size") or [0, 0]
     return {"viewer_shown_fps": (top["new_frames"] - 1) / span if span > 0 else 0.0,
@@ -158,16 +187,26 @@ def settle(env: Env) -> None:
             print(f"    (waited {waited:.0f} s for other processes to go idle)", flush=True)
 
 
+def gui_side(env: Env, side: str) -> tuple[str, str, str]:
+    """The GUI of ``side``: (isolation, frames, inspector state)."""
+    if side in FRAME_SIDES:
+        isolation, _, withheld = side.partition("-")
+        return isolation, {"": "shown", "unpainted": "unpainted", "noframes": "none"}[
+            withheld], "default"
+    return env.isolation, "shown", side if side in INSPECTOR else "default"
+
+
 def with_server(env: Env, side: str, run: Callable[[Ctx], Sample]) -> Sample:
     """Start the server of ``side``, run one client bench against it, stop it."""
     stem = env.name(side)
     sock, log = stem.with_suffix(".sock"), env.log_dir / f"{stem.name}-server.log"
+    frames = "shown"
     if side == "upstream":
         server: Server = Server("upstream", sock, log)
     else:
-        inspector = side if side in INSPECTOR else "default"
+        isolation, frames, inspector = gui_side(env, side)
         server = ViewerGui(sock, log, env.display, inspector, stem.with_suffix(".stats"),
-                           env.isolation)
+                           isolation, frames)
     settle(env)
     server.start()
     load = ForeignLoad(env.display, track_pgid=server.pid if side == "upstream" else None,
@@ -184,7 +223,7 @@ def with_server(env: Env, side: str, run: Callable[[Ctx], Sample]) -> Sample:
         problems = server.log_problems()
         if problems:
             env.failures.append(f"{side}: GUI log problems ({log}): {problems[:3]}")
-        sample.update(paint_metrics(server.stats_path, env.failures, side))
+        sample.update(paint_metrics(server.stats_path, env.failures, side, frames))
         if side in INSPECTOR and sample["inspector_visible"] != (side == "visible"):
             raise BenchError(f"the inspector dock was not {side}")
     return sample
@@ -240,6 +279,9 @@ class Bench:
 
 AB = ("viewer", "upstream")
 INSPECTOR = ("visible", "hidden", "hidden-fixed")
+MODES = ("process", "shared")
+WITHHELD = ("", "-unpainted", "-noframes")  # see frames-glxgears in the docstring
+FRAME_SIDES = tuple(m + w for m in MODES for w in WITHHELD)
 BENCHES: dict[str, Bench] = {
     "glmark2": Bench("score", "", AB, glmark2_scenes),
     "glxgears": Bench("fps", "FPS", AB, glxgears),
@@ -247,6 +289,8 @@ BENCHES: dict[str, Bench] = {
     "present": Bench("shared_us", "µs", ("viewer",), probe("present")),
     "inspector-glxgears": Bench("fps", "FPS", INSPECTOR, glxgears),
     "inspector-glmark2": Bench("score", "", INSPECTOR, glmark2_short),
+    "frames-glxgears": Bench("fps", "FPS", (*FRAME_SIDES, "upstream"), glxgears),
+    "frames-glmark2": Bench("score", "", (*FRAME_SIDES, "upstream"), glmark2_short),
 }
 Results = dict[str, dict[str, list[Sample]]]
 
@@ -265,6 +309,9 @@ def report(results: Results, rounds: int) -> list[str]:
           f"{'A/B':>8}{'A/C':>8}  n  sides")
     for name, per_side in results.items():
         bench = BENCHES[name]
+        if len(bench.sides) > 3:
+            _report_sides(name, bench, per_side)
+            continue
         seen = {k for samples in per_side.values() for s in samples for k in s}
         keys = [bench.key, *sorted(seen - {bench.key})]
         for key in keys:
@@ -281,6 +328,40 @@ def report(results: Results, rounds: int) -> list[str]:
     lines = headlines(results)
     print("\n" + "\n".join(lines))
     return lines
+
+
+def _report_sides(name: str, bench: Bench, per_side: dict[str, list[Sample]]) -> None:
+    """A bench of many sides: a row per side, its headline metric against the last side."""
+    last = median_of(per_side[bench.sides[-1]], bench.key)
+    for side in bench.sides:
+        v = median_of(per_side[side], bench.key)
+        ratio = f"{v / last:8.3f}" if v is not None and last else f"{'':>8}"
+        samples = " ".join(f"{s[bench.key]:.0f}" for s in per_side[side])
+        print(f"{name if side == bench.sides[0] else '':<19}{side:<26}{_cell(v)}{ratio}  "
+              f"{len(per_side[side]):<2} /{bench.sides[-1]}: {samples}")
+
+
+def breakdown(results: Results) -> list[str]:
+    """What showing frames costs a guest, per mode (the frames-* benches)."""
+    out = []
+    for name in ("frames-glxgears", "frames-glmark2"):
+        key = BENCHES[name].key
+
+        def med(side: str, name: str = name, key: str = key) -> float | None:
+            return median_of(results.get(name, {}).get(side, []), key)
+
+        up = med("upstream")
+        for mode in MODES:
+            full, unpainted, none = (med(mode + w) for w in WITHHELD)
+            if not (up and full and unpainted and none):
+                continue
+            out.append(
+                f"{name} {mode}: GUI / upstream headless {full / up:.3f}; without frames "
+                f"{none / up:.3f} (the GUI's presence {100 * (none / up - 1):+.1f} %), frames "
+                f"copied but unpainted {unpainted / up:.3f} (their transport "
+                f"{100 * (unpainted / none - 1):+.1f} %), painted (painting them "
+                f"{100 * (full / unpainted - 1):+.1f} %)")
+    return out
 
 
 def headlines(results: Results) -> list[str]:
@@ -317,6 +398,7 @@ def headlines(results: Results) -> list[str]:
                 loss = 100 * (1 - vis / hid)
                 out.append(f"{name}: inspector visible vs {hidden} ({what}): loss "
                            f"{loss:.1f} % ({'meets' if loss <= 3 else 'MISSES'} <= 3 %)")
+    out += breakdown(results)
     busy = [f"{name} {side} #{i + 1} ({s['foreign_cores']:.2f})"
             for name, per in results.items() for side, samples in per.items()
             for i, s in enumerate(samples) if s.get("foreign_cores", 0) > BUSY_CORES]
@@ -336,11 +418,11 @@ def run_round(rnd: int, env: Env, names: list[str], results: Results) -> None:
                 sample = bench.run(env, side)
             except (BenchError, ServerError, OSError, ValueError, KeyError) as exc:
                 env.failures.append(f"round {rnd + 1} {name} {side}: {exc}")
-                print(f"[{rnd + 1}] {name:<19}{side:<9} FAILED", flush=True)
+                print(f"[{rnd + 1}] {name:<19}{side:<17} FAILED", flush=True)
                 continue
             results[name][side].append(sample)
             shown = ", ".join(f"{k}={v:.1f}" for k, v in sample.items())
-            print(f"[{rnd + 1}] {name:<19}{side:<9} {shown}  ({time.monotonic() - t0:.0f} s)",
+            print(f"[{rnd + 1}] {name:<19}{side:<17} {shown}  ({time.monotonic() - t0:.0f} s)",
                   flush=True)
 
 

@@ -1,7 +1,7 @@
 """The viewer GUI as the benchmarks run it: the product's entry point plus bench-only hooks.
 
     python bench/viewer_gui.py [--inspector default|visible|hidden|hidden-fixed] \
-        [--stats-out F] \
+        [--frames shown|unpainted|none] [--stats-out F] \
         -- --socket PATH [--log-level info]
 
 Why: viewer_bench.py must measure the GUI a user runs (``python -m virgl_viewer --socket
@@ -17,7 +17,15 @@ module wraps a few methods:
   hidden through its ``toggleViewAction`` (what View > Inspector does), optionally with
   the overview's size kept (INSPECTOR_STATES);
 - ``ScanoutView.paintGL``: counts per scanout the paints and those that drew a new frame,
-  and whether the window was on screen each time.
+  and whether the window was on screen each time;
+- with ``--frames unpainted`` or ``none`` (FRAME_MODES; viewer_bench's breakdown, what
+  showing frames costs the guests): ``unpainted``: every frame still reaches its
+  scanout's ring (the render thread's or the worker's copy, and in process isolation the
+  main process's copy out of the slot) but no view repaints for it
+  (``ViewerController._on_frames`` only drains its eventfd); ``none``: no frame is copied
+  for the screen at all (shared: ``ScanoutManager._copy`` copies nothing, so the C path
+  is never attached; process: ``RemoteScanouts.remote_want`` makes no slots, so the
+  worker never copies). The windows and the overview stay open and on screen.
 
 ``main`` then calls ``virgl_viewer.__main__.main`` (so run_gui, qasync and SIGTERM handling
 are the product's) and, once it returns, writes the paint counts as JSON to
@@ -40,9 +48,11 @@ from typing import Any
 # (hiding the dock otherwise grows the overview, whose 60 Hz repaints cost more than the
 # inspector itself on llvmpipe: "hidden" alone measures both changes at once)
 INSPECTOR_STATES = ("default", "visible", "hidden", "hidden-fixed")
+FRAME_MODES = ("shown", "unpainted", "none")
 
 # what the hooks saw; written by main() at exit, read by the probes directly
-STATS: dict[str, Any] = {"inspector_visible": None, "overview_size": None, "scanouts": {}}
+STATS: dict[str, Any] = {"inspector_visible": None, "overview_size": None, "scanouts": {},
+                         "windows": 0, "ring_frames": 0}
 _installed: list[str] = []
 
 
@@ -100,10 +110,34 @@ def _set_inspector(controller: Any, state: str) -> None:
     QTimer.singleShot(500, note_size)
 
 
-def install(inspector: str = "default") -> None:
+def _withhold_frames(frames: str) -> None:
+    """``--frames unpainted`` or ``none``: see the module's docstring."""
+    import contextlib
+
+    from virgl_viewer.remote_scanout import RemoteScanouts
+    from virgl_viewer.scanout import ScanoutManager
+    from virgl_viewer.ui.controller import ViewerController
+
+    if frames == "unpainted":
+        def drained(self: Any) -> None:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(self._frames_fd)
+            # what reached the rings (the bench checks the frames still flowed)
+            STATS["ring_frames"] = max((sc.frames for sc in self.scanouts.values()),
+                                       default=0)
+
+        ViewerController._on_frames = drained  # type: ignore[method-assign]
+    elif frames == "none":
+        ScanoutManager._copy = lambda self, sc, info: False  # type: ignore[method-assign]
+        RemoteScanouts.remote_want = lambda self, *a: None  # type: ignore[method-assign]
+
+
+def install(inspector: str = "default", frames: str = "shown") -> None:
     """Wrap the GUI methods (once per process); call before the GUI is built."""
     if inspector not in INSPECTOR_STATES:
         raise ValueError(f"inspector must be one of {INSPECTOR_STATES}")
+    if frames not in FRAME_MODES:
+        raise ValueError(f"frames must be one of {FRAME_MODES}")
     if _installed:
         return
     _installed.append(inspector)
@@ -125,6 +159,7 @@ def install(inspector: str = "default") -> None:
     def placed(self: Any, w: Any) -> None:
         place(self, w)
         keep_on_screen(w)
+        STATS["windows"] += 1
 
     def fitted(self: Any) -> None:
         fit(self)
@@ -144,6 +179,8 @@ def install(inspector: str = "default") -> None:
     ScanoutWindow.fit_window_to_guest = fitted  # type: ignore[method-assign]
     ViewerController.start = started  # type: ignore[method-assign]
     ScanoutView.paintGL = painted  # type: ignore[method-assign]
+    if frames != "shown":
+        _withhold_frames(frames)
 
 
 def start_viewer(path: str, inspector: str = "default") -> tuple[Any, Any]:
@@ -195,6 +232,8 @@ def pump(seconds: float, until: Any = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inspector", choices=INSPECTOR_STATES, default="default")
+    ap.add_argument("--frames", choices=FRAME_MODES, default="shown",
+                    help="shown (the product), or withheld for the breakdown (see above)")
     ap.add_argument("--stats-out", type=Path, help="write paint counts here at exit")
     ap.add_argument("viewer_args", nargs=argparse.REMAINDER,
                     help="arguments of python -m virgl_viewer (after --)")
@@ -202,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = args.viewer_args[1:] if args.viewer_args[:1] == ["--"] else args.viewer_args
     if "--headless" in rest:
         ap.error("this launcher runs the GUI")
-    install(args.inspector)
+    install(args.inspector, args.frames)
     from virgl_viewer.__main__ import main as viewer_main
 
     try:
