@@ -80,7 +80,7 @@ from support import REPO_ROOT  # noqa: E402
 from support.mesa import run_client  # noqa: E402
 from support.servers import Server, ServerError, server_env  # noqa: E402
 from support.xvfb import session_display  # noqa: E402
-from viewer_load import ForeignLoad, wait_quiet  # noqa: E402
+from viewer_load import CPU_GROUPS, CpuSplit, ForeignLoad, wait_quiet  # noqa: E402
 
 INSPECTOR_SCENES = (":duration=3", "build:use-vbo=true", "texture:texture-filter=linear",
                     "shading:shading=phong")
@@ -211,12 +211,19 @@ def with_server(env: Env, side: str, run: Callable[[Ctx], Sample]) -> Sample:
     server.start()
     load = ForeignLoad(env.display, track_pgid=server.pid if side == "upstream" else None,
                        started=(server.pid,) if server.pid else ())
+    split = CpuSplit(server.pid, env.display) if isinstance(server, ViewerGui) else None
     with load:
         try:
-            sample = run(Ctx(server, env.display, env.work))
+            if split is None:
+                sample = run(Ctx(server, env.display, env.work))
+            else:
+                with split:
+                    sample = run(Ctx(server, env.display, env.work))
         finally:
             rc = server.stop(check=False)
     sample["foreign_cores"] = load.cores
+    if split is not None:
+        sample.update({f"cores_{g}": c for g, c in split.cores.items()})
     if isinstance(server, ViewerGui):
         if rc != 0:
             env.failures.append(f"{side}: the GUI exited with status {rc} ({log})")
@@ -361,6 +368,13 @@ def breakdown(results: Results) -> list[str]:
                 f"copied but unpainted {unpainted / up:.3f} (their transport "
                 f"{100 * (unpainted / none - 1):+.1f} %), painted (painting them "
                 f"{100 * (full / unpainted - 1):+.1f} %)")
+            cores = [[med(mode + w, key=f"cores_{g}") for g in CPU_GROUPS] for w in WITHHELD]
+            if all(c is not None for row in cores for c in row):
+                cols = ", ".join(
+                    f"{g} {cores[2][i]:.3f} -> {cores[1][i]:.3f} -> {cores[0][i]:.3f}"
+                    for i, g in enumerate(CPU_GROUPS))
+                out.append(f"  {name} {mode}: cores used, without frames -> unpainted -> "
+                           f"shown: {cols}")
     return out
 
 
@@ -421,7 +435,8 @@ def run_round(rnd: int, env: Env, names: list[str], results: Results) -> None:
                 print(f"[{rnd + 1}] {name:<19}{side:<17} FAILED", flush=True)
                 continue
             results[name][side].append(sample)
-            shown = ", ".join(f"{k}={v:.1f}" for k, v in sample.items())
+            shown = ", ".join(f"{k}={v:.1f}" if abs(v) >= 10 else f"{k}={v:.3f}"
+                              for k, v in sample.items())
             print(f"[{rnd + 1}] {name:<19}{side:<17} {shown}  ({time.monotonic() - t0:.0f} s)",
                   flush=True)
 

@@ -130,3 +130,104 @@ def wait_quiet(display: str | None, threshold: float = 0.2, max_wait: float = 60
         waited = time.monotonic() - start
         if load.cores < threshold or waited >= max_wait:
             return waited
+
+
+def _thread_cpu_s(pid: int) -> dict[tuple[int, int, str], float]:
+    """CPU seconds of each thread of ``pid``: {(pid, tid, name): seconds}."""
+    found = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        found[(pid, int(tid), name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += [int(child), *_descendants(int(child))]
+    return out
+
+
+# the viewer's threads by what they do (thread names: Qt's, llvmpipe's, ours)
+CPU_GROUPS = ("gui_thread", "gui_raster", "gui_render", "gui_other", "renderers", "x_server")
+
+
+class CpuSplit:
+    """``with CpuSplit(viewer_pid, display) as split: ...``; then ``split.cores``: the cores
+    (CPU seconds per wall second) the viewer used, split by CPU_GROUPS: its GUI thread,
+    its llvmpipe rasterizer threads (in process isolation they draw only the GUI; in
+    shared mode the guests' frames too), its render thread (shared mode: virgl-render
+    and virglrenderer's fence thread), its other threads, its renderer processes (process
+    isolation: the workers and the zygote) and the X server it draws on. Why: FPS ratios
+    move by 10 % between rounds on a shared machine, CPU per component much less, and it
+    says where the GUI's cost goes. Threads and processes are polled every 0.2 s (a
+    renderer exits with its client: its last 0.2 s can be missed)."""
+
+    def __init__(self, viewer_pid: int, display: str | None) -> None:
+        self.viewer_pid = viewer_pid
+        self.x_pids = _x_server_pids(display) if display else []
+        self.cores: dict[str, float] = {}
+        self._seen: dict[tuple[int, int, str], tuple[float, float]] = {}
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def _snapshot(self) -> None:
+        found: dict[tuple[int, int, str], float] = {}
+        for pid in (self.viewer_pid, *_descendants(self.viewer_pid), *self.x_pids):
+            found.update(_thread_cpu_s(pid))
+        for key, cpu in found.items():
+            first = self._seen.get(key, (cpu, cpu))[0]
+            self._seen[key] = (first, cpu)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            self._snapshot()
+
+    def _group(self, pid: int, tid: int, name: str) -> str:
+        if pid in self.x_pids:
+            return "x_server"
+        if pid != self.viewer_pid:
+            return "renderers"
+        if tid == pid:
+            return "gui_thread"
+        if name.startswith("llvmpipe"):
+            return "gui_raster"
+        if name in ("virgl-render", "vrend-sync"):
+            return "gui_render"
+        return "gui_other"
+
+    def __enter__(self) -> CpuSplit:
+        self._t0 = time.monotonic()
+        self._snapshot()
+        # a thread first seen later started after us: all its CPU is news
+        self._known = set(self._seen)
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._poller.join()
+        self._snapshot()
+        wall = time.monotonic() - self._t0
+        used = dict.fromkeys(CPU_GROUPS, 0.0)
+        for key, (first, last) in self._seen.items():
+            used[self._group(*key)] += last - (first if key in self._known else 0.0)
+        self.cores = {g: s / wall for g, s in used.items()} if wall > 0 else {}
