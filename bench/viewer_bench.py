@@ -50,6 +50,7 @@ used meanwhile (viewer_load.py); samples above BUSY_CORES are listed in a warnin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -190,9 +191,8 @@ def settle(env: Env) -> None:
 def gui_side(env: Env, side: str) -> tuple[str, str, str]:
     """The GUI of ``side``: (isolation, frames, inspector state)."""
     if side in FRAME_SIDES:
-        isolation, _, withheld = side.partition("-")
-        return isolation, {"": "shown", "unpainted": "unpainted", "noframes": "none"}[
-            withheld], "default"
+        isolation, dash, withheld = side.partition("-")
+        return isolation, WITHHELD[dash + withheld], "default"
     return env.isolation, "shown", side if side in INSPECTOR else "default"
 
 
@@ -214,11 +214,8 @@ def with_server(env: Env, side: str, run: Callable[[Ctx], Sample]) -> Sample:
     split = CpuSplit(server.pid, env.display) if isinstance(server, ViewerGui) else None
     with load:
         try:
-            if split is None:
+            with split if split is not None else contextlib.nullcontext():
                 sample = run(Ctx(server, env.display, env.work))
-            else:
-                with split:
-                    sample = run(Ctx(server, env.display, env.work))
         finally:
             rc = server.stop(check=False)
     sample["foreign_cores"] = load.cores
@@ -287,7 +284,8 @@ class Bench:
 AB = ("viewer", "upstream")
 INSPECTOR = ("visible", "hidden", "hidden-fixed")
 MODES = ("process", "shared")
-WITHHELD = ("", "-unpainted", "-noframes")  # see frames-glxgears in the docstring
+# a frames-* side's suffix -> viewer_gui.py --frames (see frames-glxgears in the docstring)
+WITHHELD = {"": "shown", "-unpainted": "unpainted", "-noframes": "none"}
 FRAME_SIDES = tuple(m + w for m in MODES for w in WITHHELD)
 BENCHES: dict[str, Bench] = {
     "glmark2": Bench("score", "", AB, glmark2_scenes),

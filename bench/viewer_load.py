@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from support.procs import descendants  # tests/ is on sys.path (run_bench puts it there)
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -46,16 +48,23 @@ def _x_server_pids(display: str) -> list[int]:
     return pids
 
 
+def _stat(path: str | Path) -> tuple[str, list[str]] | None:
+    """A /proc stat file: (the name in parentheses, the fields after it), None if gone."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    name, rest = text.split("(", 1)[1].rsplit(")", 1)
+    return name, rest.split()
+
+
+def _cpu_s(fields: list[str]) -> float:
+    """utime + stime of a stat's fields (after the name), in seconds."""
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def _pid_cpu_s(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat.rsplit(")", 1)[1].split()
-        total += (int(rest[11]) + int(rest[12])) / TICKS  # utime, stime
-    return total
+    return sum(_cpu_s(st[1]) for pid in pids if (st := _stat(f"/proc/{pid}/stat")))
 
 
 def _pgid_cpu_s(pgid: int, skip: int) -> dict[int, float]:
@@ -64,12 +73,9 @@ def _pgid_cpu_s(pgid: int, skip: int) -> dict[int, float]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == skip:
             continue
-        try:
-            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(rest[2]) == pgid:
-            found[int(entry.name)] = (int(rest[11]) + int(rest[12])) / TICKS
+        st = _stat(entry / "stat")
+        if st is not None and int(st[1][2]) == pgid:
+            found[int(entry.name)] = _cpu_s(st[1])
     return found
 
 
@@ -134,36 +140,12 @@ def wait_quiet(display: str | None, threshold: float = 0.2, max_wait: float = 60
 
 def _thread_cpu_s(pid: int) -> dict[tuple[int, int, str], float]:
     """CPU seconds of each thread of ``pid``: {(pid, tid, name): seconds}."""
-    found = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return found
-    for tid in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
-        fields = rest.split()
-        found[(pid, int(tid), name)] = (int(fields[11]) + int(fields[12])) / TICKS
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            out += [int(child), *_descendants(int(child))]
-    return out
+        return {}
+    return {(pid, int(tid), st[0]): _cpu_s(st[1]) for tid in tids
+            if (st := _stat(f"/proc/{pid}/task/{tid}/stat"))}
 
 
 # the viewer's threads by what they do (thread names: Qt's, llvmpipe's, ours)
@@ -191,7 +173,7 @@ class CpuSplit:
 
     def _snapshot(self) -> None:
         found: dict[tuple[int, int, str], float] = {}
-        for pid in (self.viewer_pid, *_descendants(self.viewer_pid), *self.x_pids):
+        for pid in (self.viewer_pid, *descendants(self.viewer_pid), *self.x_pids):
             found.update(_thread_cpu_s(pid))
         for key, cpu in found.items():
             first = self._seen.get(key, (cpu, cpu))[0]
